@@ -1,0 +1,73 @@
+"""`TrainSetup`: how a model is trained (batch, precision, recompute, parallelism).
+
+Efficiency factors are named fields with printed defaults, never constants
+buried in formulas: a prediction is only as honest as its assumptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from estimator.errors import ConfigError
+from estimator.flops import RECOMPUTE_KINDS
+from estimator.precision import get_precision
+
+OPTIMIZERS = ("adamw", "sgd")
+MODES = ("train", "infer")
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Fractions of the hardware peaks a real step reaches (roofline derating)."""
+
+    flops: float = 0.5  # achieved / dense peak for large matmuls in a full step
+    memory: float = 0.8  # achieved / peak HBM bandwidth
+    interconnect: float = 0.7  # achieved / spec link bandwidth (NCCL bus bandwidth)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    batch_size: int = 1  # micro-batch per GPU (sequences)
+    seq_len: int | None = None  # None: the model's context length
+    precision: str = "bf16-mixed"
+    optimizer: str = "adamw"
+    recompute: str = "none"  # none | selective | full
+    flash_attention: bool = True
+    compile: bool = False
+    grad_accum: int = 1
+    dp: int = 1
+    tp: int = 1
+    pp: int = 1
+    sp: bool = False  # sequence parallel (with TP)
+    ep: int = 1  # expert parallel
+    zero: int = 0  # ZeRO stage 0-3 over dp
+    efficiency: Efficiency = Efficiency()
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "grad_accum", "dp", "tp", "pp", "ep"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.seq_len is not None and (not isinstance(self.seq_len, int) or self.seq_len < 1):
+            raise ConfigError(f"seq-len must be a positive integer, got {self.seq_len!r}")
+        get_precision(self.precision)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.recompute not in RECOMPUTE_KINDS:
+            raise ConfigError(f"recompute must be one of {', '.join(RECOMPUTE_KINDS)}, got {self.recompute!r}")
+        if self.zero not in (0, 1, 2, 3):
+            raise ConfigError(f"zero stage must be 0, 1, 2 or 3, got {self.zero!r}")
+        for name in ("flops", "memory", "interconnect"):
+            value = getattr(self.efficiency, name)
+            if not 0 < value <= 1:
+                raise ConfigError(f"{name} efficiency must be in (0, 1], got {value!r}")
+
+    @property
+    def world_size(self) -> int:
+        return self.dp * self.tp * self.pp
+
+    def to_dict(self) -> dict:
+        return asdict(self)
