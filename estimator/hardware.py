@@ -1,0 +1,390 @@
+"""Hardware peaks: the denominators of MFU and the roofline's ceilings.
+
+Conventions (those of ``reference/gpu-specs.md``, whose rows live in
+``estimator.hardware_data``):
+
+* Peaks are **dense** FLOP/s.  Datasheets print 2:4-sparse figures with an
+  asterisk; those were halved.  Dividing by a sparse peak halves MFU.
+* bf16/fp16 peaks are the **fp32-accumulate** tensor-core rate, the one
+  PyTorch matmuls get.  GeForce cards print an fp16-accumulate rate twice as
+  high; it is never used.  ``fp32`` is the non-tensor (CUDA-core) rate and
+  ``tf32`` the TF32 tensor rate: dividing tensor-core math by a non-tensor
+  peak inflates MFU several-fold (the 77.97 TFLOP/s "A100" pitfall).
+* A dtype a chip has no tensor path for is absent (T4/V100: no bf16), so
+  ``peak()`` returns ``None`` and callers print "MFU n/a", never a bogus ratio.
+* Bandwidths are decimal bytes/s (1 GB/s = 1e9); link figures are
+  bidirectional aggregates (H100 NVLink 900 GB/s = 450 each way).
+* Memory is bytes, from an observed ``nvidia-smi memory.total`` where the
+  reference has one.  Network bandwidth per GPU is always an assumption.
+* Unknown GPUs get a peak derived from SM count x clock x FLOPs/clk/SM,
+  flagged ``derived`` and called an upper bound; unknown names never fall
+  back silently to some other GPU's row (torchtitan returns A100's 312e12).
+
+Stdlib only: the estimator must import without torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from estimator import hardware_data as _data
+from estimator.errors import ConfigError
+
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
+
+_DTYPE_ALIASES = {
+    "fp32": "fp32", "float32": "fp32", "float": "fp32", "f32": "fp32",
+    "tf32": "tf32", "tfloat32": "tf32",
+    "bf16": "bf16", "bfloat16": "bf16", "bf16-mixed": "bf16",
+    "fp16": "fp16", "float16": "fp16", "half": "fp16", "f16": "fp16", "fp16-mixed": "fp16",
+    "fp8": "fp8", "float8": "fp8", "float8_e4m3fn": "fp8", "float8_e5m2": "fp8",
+    "e4m3": "fp8", "e5m2": "fp8",
+    "int8": "int8",
+}
+
+
+class _FrozenDict(dict):
+    """A read-only dict: unlike MappingProxyType it pickles, deep-copies and
+    serialises to JSON, so specs can ride in events and run files."""
+
+    def _readonly(self, *args, **kwargs):
+        raise TypeError("HardwareSpec.peak_flops is read-only; use with_peak_override()")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+    __ior__ = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (type(self), (dict(self),))
+
+
+def normalize_dtype(dtype: str) -> str:
+    """'bfloat16', 'torch.float16', 'BF16' -> a ``DTYPES`` key; else ConfigError."""
+    key = str(dtype).strip().lower().removeprefix("torch.")
+    if key in _DTYPE_ALIASES:
+        return _DTYPE_ALIASES[key]
+    raise ConfigError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """One device's ceilings.  ``boost_clock_hz`` is the clock the dense tensor
+    peak is computed at (so peak = SMs x FLOPs/clk/SM x clock), not NVML's max.
+    ``peak_flops`` is read-only; build a changed copy with ``with_peak_override``."""
+
+    key: str
+    name: str
+    vendor: str
+    memory_bytes: int
+    memory_bandwidth: float
+    peak_flops: Mapping[str, float] = field(hash=False)
+    intra_node_bandwidth: float
+    inter_node_bandwidth: float
+    sm_count: int | None
+    compute_capability: str | None
+    boost_clock_hz: float | None
+    tdp_watts: float | None
+    source: str
+    derived: bool = False
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        peaks = {}
+        for dtype, flops in dict(self.peak_flops).items():
+            if dtype not in DTYPES:
+                raise ConfigError(f"{self.key}: unknown dtype {dtype!r} in peak_flops")
+            if not (isinstance(flops, (int, float)) and math.isfinite(flops) and flops > 0):
+                raise ConfigError(f"{self.key}: {dtype} peak must be a positive number, got {flops!r}")
+            peaks[dtype] = float(flops)
+        ordered = {d: peaks[d] for d in DTYPES if d in peaks}
+        object.__setattr__(self, "peak_flops", _FrozenDict(ordered))
+
+    def peak(self, dtype: str) -> float | None:
+        """Dense FLOP/s for ``dtype`` (torch names accepted), or None if the chip has no such path."""
+        return self.peak_flops.get(normalize_dtype(dtype))
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["peak_flops"] = dict(self.peak_flops)
+        return out
+
+
+# ------------------------------------------------------------------ the table
+
+def _build_row(row: dict) -> HardwareSpec:
+    # float(f"{t}e12") equals the literal 66.9e12; 66.9 * 1e12 would be off by one ulp.
+    peaks = {d: float(f"{t}e12") for d, t in zip(DTYPES, row["tflops"]) if t is not None}
+    net_gbs = row["net"]
+    link = "400 Gb/s IB NDR" if net_gbs == _data.NET_DC else "200 Gb/s"
+    assumption = f"inter_node_bandwidth {net_gbs} GB/s per GPU is an assumption ({link}), not a spec"
+    return HardwareSpec(
+        key=row["key"], name=row["name"], vendor=row["vendor"],
+        memory_bytes=int(row["mem"]), memory_bandwidth=row["bw"] * 1e9, peak_flops=peaks,
+        intra_node_bandwidth=row["link"] * 1e9, inter_node_bandwidth=net_gbs * 1e9,
+        sm_count=row["sm"], compute_capability=row["cc"],
+        boost_clock_hz=row["mhz"] * 1e6 if row["mhz"] else None,
+        tdp_watts=float(row["tdp"]) if row["tdp"] else None,
+        source=row["source"] + "; via reference/gpu-specs.md",
+        notes=f"{row['notes']}; {assumption}",
+    )
+
+
+_ROWS: tuple[HardwareSpec, ...] = tuple(_build_row(r) for r in _data.GPU_ROWS)
+_BY_KEY: dict[str, HardwareSpec] = {s.key: s for s in _ROWS}
+_SIZE_GB: dict[str, int] = {r["key"]: r["size_gb"] for r in _data.GPU_ROWS}
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def _build_alias_index() -> dict[str, str]:
+    index: dict[str, str] = {}
+    for row in _data.GPU_ROWS:
+        for alias in (row["key"], row["name"], *row["aliases"]):
+            c = _compact(alias)
+            if index.setdefault(c, row["key"]) != row["key"]:
+                raise RuntimeError(f"alias {alias!r} names both {index[c]} and {row['key']}")
+    return index
+
+
+_ALIASES = _build_alias_index()
+
+# NVML/torch device names: tokens that say nothing about the part.
+_NOISE = frozenset({"nvidia", "geforce", "tesla", "amd", "instinct", "generation", "vf"})
+_SIZE_TOKEN = re.compile(r"(\d+)gb")
+
+
+def _build_name_index() -> dict[frozenset[str], tuple[str, ...]]:
+    index: dict[frozenset[str], tuple[str, ...]] = {}
+    for row in _data.GPU_ROWS:
+        for pattern in row["names"]:
+            tokens = frozenset(pattern.split())
+            index[tokens] = index.get(tokens, ()) + (row["key"],)
+    return index
+
+
+_NAMES = _build_name_index()
+
+
+def list_gpus() -> list[HardwareSpec]:
+    """Every row, in the data file's order (by vendor and generation)."""
+    return list(_ROWS)
+
+
+def get_gpu(name: str) -> HardwareSpec:
+    """A row by key, alias or device name, case- and punctuation-insensitive."""
+    text = str(name).strip()
+    key = _ALIASES.get(_compact(text))
+    if key:
+        return _BY_KEY[key]
+    spec = match_device_name(text) if text else None
+    if spec is not None:
+        return spec
+    if _compact(text) == "cpu":
+        raise ConfigError("'cpu' is not a GPU row; the CPU spec is built from the detected CPU")
+    hints = _suggest(text)
+    if hints:
+        raise ConfigError(f"unknown GPU {text!r}; did you mean: {', '.join(hints)}?")
+    raise ConfigError(f"unknown GPU {text!r}; list the known ones with `mfutop gpus`, "
+                      "or give the peak with --peak-tflops")
+
+
+def _suggest(text: str, n: int = 3) -> list[str]:
+    """Keys ranked by the best fuzzy ratio of any alias, nudged by a shared
+    prefix (so 'h1000' offers the H100 family before the H200); far-behind
+    candidates are dropped so the hint stays relevant."""
+    query = _compact(text)
+    if not query:
+        return []
+    scores: dict[str, float] = {}
+    for alias, key in _ALIASES.items():
+        ratio = difflib.SequenceMatcher(None, query, alias).ratio()
+        if ratio < 0.5:
+            continue
+        prefix = len(_common_prefix(query, alias))
+        scores[key] = max(scores.get(key, 0.0), ratio + 0.05 * min(prefix, 6))
+    best = max(scores.values(), default=0.0)
+    return [k for k in sorted(scores, key=lambda k: -scores[k]) if scores[k] >= 0.7 * best][:n]
+
+
+def _common_prefix(a: str, b: str) -> str:
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    return a[:i]
+
+
+def match_device_name(device_name: str, memory_bytes: int | None = None) -> HardwareSpec | None:
+    """Map an NVML / torch device name to a row, or None.
+
+    The name's tokens (minus vendor words and ``NNgb``) must equal a row's
+    token set exactly: "L40S" is not "L4", "A10G" is not "A10", "RTX 4090 D"
+    and "V100S" are not matched.  A size token ("80GB"), else ``memory_bytes``,
+    picks between memory variants with identical peaks (A100 40/80 GB).  MIG
+    slices return None: use ``derived_gpu_spec`` with the slice's SM count,
+    because a slice has a fraction of the SMs that the name does not state.
+    """
+    lowered = str(device_name).lower()
+    if re.search(r"\bmig\b", lowered):
+        return None
+    tokens = [t for t in re.split(r"[^a-z0-9]+", lowered) if t and t not in _NOISE]
+    sizes = [int(m.group(1)) for t in tokens if (m := _SIZE_TOKEN.fullmatch(t))]
+    core = frozenset(t for t in tokens if not _SIZE_TOKEN.fullmatch(t))
+    keys = _NAMES.get(core)
+    if not keys:
+        return None
+    if len(keys) == 1:
+        return _BY_KEY[keys[0]]
+    if sizes:
+        return _BY_KEY[min(keys, key=lambda k: abs(_SIZE_GB[k] - sizes[0]))]
+    if memory_bytes:
+        return _BY_KEY[min(keys, key=lambda k: abs(_BY_KEY[k].memory_bytes - memory_bytes))]
+    return _BY_KEY[max(keys, key=lambda k: _BY_KEY[k].memory_bytes)]
+
+
+# ------------------------------------------------------------------ fallbacks
+
+def normalize_compute_capability(cc: str | tuple[int, int]) -> str:
+    """'9.0', '90', 'sm_90', (9, 0) -> '9.0'; 'gfx90a:sramecc+:xnack-' -> 'gfx90a'."""
+    if isinstance(cc, tuple):
+        return f"{int(cc[0])}.{int(cc[1])}"
+    text = str(cc).strip().lower()
+    if text.startswith("gfx"):
+        return text.split(":")[0]
+    text = re.sub(r"^(sm_?|compute_?)", "", text)
+    if m := re.fullmatch(r"(\d+)\.(\d+)", text):
+        return f"{int(m.group(1))}.{int(m.group(2))}"
+    if re.fullmatch(r"\d{2,3}", text):
+        return f"{int(text[:-1])}.{text[-1]}"
+    if re.fullmatch(r"\d+", text):
+        return f"{int(text)}.0"
+    return text
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown-gpu"
+
+
+def derived_gpu_spec(device_name: str, compute_capability: str, sm_count: int, clock_hz: float,
+                     memory_bytes: int, memory_bandwidth: float | None = None) -> HardwareSpec:
+    """The unknown-GPU fallback: SM count x dense FLOPs/clk/SM (by CC) x clock.
+
+    An upper bound: a sustained clock under power limits is lower, and NVML's
+    max clock exceeds the tensor clock NVIDIA's figures use (H100 SXM: 1,980
+    vs 1,830 MHz, +8 %).  ``memory_bandwidth`` None is recorded as 0.0 =
+    unknown.  An unknown architecture gets no peak at all.
+    """
+    if int(sm_count) <= 0 or not clock_hz or clock_hz <= 0:
+        raise ConfigError(f"cannot derive a peak for {device_name!r}: SM count {sm_count!r} "
+                          f"and clock {clock_hz!r} Hz must be positive")
+    cc = normalize_compute_capability(compute_capability)
+    arch = _data.ARCH_RATES.get(cc)
+    geforce = "geforce" in device_name.lower()
+    notes = ["peak derived from SM count x clock x FLOPs/clk/SM; an upper bound"]
+    if arch is None:
+        peaks: dict[str, float] = {}
+        notes.append(f"unknown architecture {cc!r}: MFU n/a (unknown peak; --peak-tflops)")
+        source = "derived: no per-SM rate for this architecture in gpu-specs.md section 5"
+    else:
+        rates = arch.get("geforce", arch["rates"]) if geforce else arch["rates"]
+        peaks = {d: int(sm_count) * r * float(clock_hz) for d, r in rates.items()}
+        variant = " (GeForce: half-rate fp32-accumulate)" if geforce and "geforce" in arch else ""
+        source = f"derived: gpu-specs.md section 5, {arch['arch']}{variant} ({arch['src']})"
+        notes.append(f"{sm_count} SMs x {float(clock_hz) / 1e6:.0f} MHz; fp32 non-tensor uses the same clock")
+        if cc == "7.5" and geforce:
+            notes.append("GeForce Turing may run fp32-accumulate at half rate [unverified]")
+    if memory_bandwidth is None:
+        notes.append("memory bandwidth unknown (0.0)")
+    notes.append("intra-node 64 GB/s (PCIe4 x16) and inter-node 25 GB/s are assumptions")
+    return HardwareSpec(
+        key=_slug(device_name), name=device_name,
+        vendor="amd" if cc.startswith("gfx") or "amd" in device_name.lower() else "nvidia",
+        memory_bytes=int(memory_bytes), memory_bandwidth=float(memory_bandwidth or 0.0),
+        peak_flops=peaks, intra_node_bandwidth=64e9, inter_node_bandwidth=25e9,
+        sm_count=int(sm_count), compute_capability=cc, boost_clock_hz=float(clock_hz),
+        tdp_watts=None, source=source, derived=True, notes="; ".join(notes),
+    )
+
+
+# fp32 FLOPs per cycle per core, most capable ISA first, with the assumption made.
+_CPU_FP32 = (
+    (("avx512f",), 64, "avx512f, assuming 2 FMA units (2 x 16 lanes x 2)"),
+    (("avx2", "fma"), 32, "avx2+fma (2 FMA units x 8 lanes x 2)"),
+    (("avx",), 16, "avx (8-lane add + mul)"),
+    (("sve",), 32, "sve, assuming 2 x 256-bit (or 4 x 128-bit) FMA pipes: vector length is not in the flags"),
+    (("sve2",), 32, "sve2, assuming 2 x 256-bit (or 4 x 128-bit) FMA pipes"),
+    (("asimd",), 16, "aarch64 asimd, assuming 2 x 128-bit FMA pipes"),
+    (("neon",), 16, "neon, assuming 2 x 128-bit FMA pipes"),
+    (("sse2",), 8, "sse (4-lane add + mul)"),
+    (("sse",), 8, "sse (4-lane add + mul)"),
+)
+CPU_DEFAULT_BANDWIDTH = 20e9
+
+
+def cpu_spec(model_name: str, cores: int, clock_hz: float, isa_flags: Iterable[str],
+             memory_bytes: int, memory_bandwidth: float | None = None) -> HardwareSpec:
+    """A theoretical CPU peak: cores x clock x FLOPs/cycle/core from ISA flags.
+
+    Only an estimate (turbo, AVX-512 down-clocking and FMA-unit counts vary by
+    part); the profiler replaces it with a measured matmul peak via
+    ``with_peak_override``.
+    """
+    if int(cores) <= 0 or not clock_hz or clock_hz <= 0:
+        raise ConfigError(f"CPU cores ({cores!r}) and clock ({clock_hz!r} Hz) must be positive")
+    flags = {str(f).strip().lower() for f in isa_flags}
+    per_cycle, isa = 2, "no SIMD flag recognised, assuming one scalar FMA per cycle"
+    for needed, flops, why in _CPU_FP32:
+        if all(f in flags for f in needed):
+            per_cycle, isa = flops, why
+            break
+    scale = int(cores) * float(clock_hz)
+    peaks = {"fp32": scale * per_cycle}
+    notes = ["theoretical estimate (cores x clock x FLOPs/cycle/core); the profiler measures "
+             "the real peak with a matmul benchmark", f"fp32 {per_cycle} FLOPs/cycle/core: {isa}"]
+    if "amx_bf16" in flags:
+        peaks["bf16"] = scale * 1024
+        notes.append("bf16 1,024 FLOPs/cycle/core: amx_bf16, assuming one AMX unit "
+                     "(16x16x32 tile FMA per 16 cycles)")
+    elif "avx512_bf16" in flags:
+        peaks["bf16"] = scale * per_cycle * 2
+        notes.append("bf16 = 2 x fp32: avx512_bf16 dot-products, assuming 2 FMA units")
+    if memory_bandwidth is None:
+        memory_bandwidth = CPU_DEFAULT_BANDWIDTH
+        notes.append(f"memory bandwidth {CPU_DEFAULT_BANDWIDTH / 1e9:.0f} GB/s is an assumed default")
+    notes.append("intra-node = memory bandwidth (shared memory) and inter-node 1.25 GB/s "
+                 "(10 GbE) are assumptions")
+    return HardwareSpec(
+        key="cpu", name=str(model_name).strip() or "CPU", vendor="cpu",
+        memory_bytes=int(memory_bytes), memory_bandwidth=float(memory_bandwidth),
+        peak_flops=peaks, intra_node_bandwidth=float(memory_bandwidth), inter_node_bandwidth=1.25e9,
+        sm_count=None, compute_capability=None, boost_clock_hz=float(clock_hz), tdp_watts=None,
+        source=f"theoretical: {int(cores)} cores x {float(clock_hz) / 1e9:.2f} GHz x FLOPs/cycle/core "
+               "from ISA flags",
+        derived=True, notes="; ".join(notes),
+    )
+
+
+def with_peak_override(spec: HardwareSpec, dtype: str, flops: float, *,
+                       label: str = "override") -> HardwareSpec:
+    """A copy with one dense peak replaced (``--peak-tflops``, a measured CPU peak).
+
+    ``flops`` is FLOP/s, not TFLOP/s; ``label`` says where it came from and
+    lands in ``source`` so a printed MFU can be traced to its denominator.
+    """
+    key = normalize_dtype(dtype)
+    if not (isinstance(flops, (int, float)) and math.isfinite(flops) and flops > 0):
+        raise ConfigError(f"peak for {key} must be a positive FLOP/s figure, got {flops!r}")
+    peaks = dict(spec.peak_flops)
+    old = peaks.get(key)
+    peaks[key] = float(flops)
+    was = f" (was {old / 1e12:.4g})" if old else ""
+    note = f"{key} peak {flops / 1e12:.4g} TFLOP/s from {label}{was}"
+    return dataclasses.replace(
+        spec, peak_flops=peaks, source=f"{spec.source}; {note}",
+        notes=f"{spec.notes}; {note}" if spec.notes else note,
+    )
