@@ -55,8 +55,8 @@ class _FrozenDict(dict):
     def _readonly(self, *args, **kwargs):
         raise TypeError("HardwareSpec.peak_flops is read-only; use with_peak_override()")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
-    __ior__ = _readonly  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __ior__ = _readonly  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
 
     def __reduce__(self):
         return (type(self), (dict(self),))
