@@ -6,9 +6,13 @@ Command modules import torch lazily inside their functions; this file and
 
 from __future__ import annotations
 
-import typer
+import sys
 
-from tui import cmd_app, cmd_estimate, cmd_ladder, cmd_profile, cmd_remote
+import typer
+from typer.exceptions import TyperException
+
+from tui.cli_support import USER_ERROR_EXIT
+from tui import cmd_app, cmd_estimate, cmd_gpus, cmd_ladder, cmd_profile, cmd_remote
 
 app = typer.Typer(
     name="mfutop",
@@ -16,9 +20,10 @@ app = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help text: rich markup parsing costs ~60 ms per --help
 )
 
-for module in (cmd_estimate, cmd_profile, cmd_ladder, cmd_app, cmd_remote):
+for module in (cmd_app, cmd_estimate, cmd_gpus, cmd_profile, cmd_ladder, cmd_remote):
     module.register(app)
 
 
@@ -30,7 +35,16 @@ def main(ctx: typer.Context) -> None:
 
 
 def run() -> None:
-    app()
+    """Entry point: usage errors (a bad option value, an unknown flag) also get one line and exit 2."""
+    try:
+        code = app(standalone_mode=False)
+    except TyperException as exc:
+        typer.echo(f"mfutop: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code else USER_ERROR_EXIT)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("mfutop: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,166 @@
-"""Placeholder: its owner replaces this module."""
+"""`mfutop estimate`: the analytic prediction, as rich tables or ``--json``.
+
+Option names are ours, kebab-cased; where llm-analysis' ``train()``/``infer()``
+have an argument with the same meaning its kebab-cased name is accepted too
+(``--tp-size`` for ``--tp``, ``--batch-size-per-gpu`` for ``--batch-size``,
+``--total-num-tokens`` for ``--tokens``, ``--cost-per-gpu-hour`` for
+``--gpu-hour-cost``, ``--num-tokens-to-generate`` for ``--gen-len``,
+``--ds-zero`` for ``--zero``, ``--activation-recomputation`` (0/1/2 or a name)
+for ``--recompute``, ``--flash-attn`` for ``--flash-attention``,
+``--hbm-memory-efficiency`` for ``--hbm-efficiency``,
+``--intra-node-memory-efficiency`` for ``--interconnect-efficiency``).
+llm-analysis' ``sp_size`` is a size that must equal ``tp_size``; here
+``--sp`` is a switch. Imports no torch: the estimator is pure Python and is
+imported inside the command so ``mfutop --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from estimator.errors import ConfigError
+from tui.cli_support import emit_json, parse_batch, parse_memory, user_errors
+
+DEFAULT_GPU = "h100-sxm"
+DEFAULT_MODEL = "gpt2"
+_RECOMPUTE_CODES = {"0": "none", "1": "selective", "2": "full"}
+_COUNT_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+
+
+def parse_count(text: str | None, what: str) -> int | None:
+    """'300e9', '300B', '1.5T', '2000000' -> an integer; ConfigError otherwise."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbgtKMBGT]?)\s*", str(text))
+    if not match:
+        raise ConfigError(f"cannot read {text!r} as a {what}; write e.g. 300e9, 300B or 1.5T")
+    value = float(match.group(1)) * _COUNT_SUFFIX[match.group(2).lower()]
+    if value <= 0:
+        raise ConfigError(f"{what} must be positive, got {text!r}")
+    return int(round(value))
+
+
+def _recompute(text: str) -> str:
+    key = text.strip().lower()
+    return _RECOMPUTE_CODES.get(key, key)
+
+
+def _model(name: str | None, hf_config: Path | None, shape: dict):
+    from estimator.model_config import from_hf_config
+    from estimator.presets import customise, get_model
+
+    if hf_config is not None and name is not None:
+        raise ConfigError("give either --model or --hf-config, not both")
+    base = from_hf_config(hf_config) if hf_config is not None else get_model(name or DEFAULT_MODEL)
+    return customise(base, **shape)
+
+
+def estimate(
+    model: Optional[str] = typer.Option(None, "--model", "-m", "--model-name",
+                                        help=f"Preset name (default {DEFAULT_MODEL})."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", "--gpu-name", help=f"GPU name (default {DEFAULT_GPU})."),
+    batch_size: str = typer.Option("1", "--batch-size", "-b", "--batch-size-per-gpu",
+                                   help="Micro-batch per GPU, or 'auto' for the largest that fits."),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len", "-T", help="Tokens per sequence (default: context)."),
+    precision: str = typer.Option("bf16-mixed", "--precision",
+                                  help="fp32, tf32, bf16-mixed, fp16-mixed, bf16, bf16-master."),
+    mode: str = typer.Option("train", "--mode", help="train or infer."),
+    tokens: Optional[str] = typer.Option(None, "--tokens", "--total-num-tokens",
+                                         help="Training tokens for time and cost (e.g. 300B)."),
+    gpu_hour_cost: Optional[float] = typer.Option(None, "--gpu-hour-cost", "--cost-per-gpu-hour",
+                                                  help="USD per GPU-hour."),
+    memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="Usable memory per GPU, e.g. 40GiB."),
+    dp: int = typer.Option(1, "--dp", "--dp-size", help="Data-parallel size."),
+    tp: int = typer.Option(1, "--tp", "--tp-size", help="Tensor-parallel size."),
+    pp: int = typer.Option(1, "--pp", "--pp-size", help="Pipeline-parallel size."),
+    sp: bool = typer.Option(False, "--sp/--no-sp", help="Sequence parallel (with --tp)."),
+    ep: int = typer.Option(1, "--ep", "--ep-size", help="Expert-parallel size (MoE)."),
+    zero: int = typer.Option(0, "--zero", "--ds-zero", help="ZeRO stage 0-3 over dp."),
+    grad_accum: int = typer.Option(1, "--grad-accum", "--gradient-accumulation-steps",
+                                   help="Micro-batches per step."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd."),
+    recompute: str = typer.Option("none", "--recompute", "--activation-recomputation",
+                                  help="none|selective|full (or 0|1|2)."),
+    overlap_dp: bool = typer.Option(True, "--overlap-dp/--no-overlap-dp",
+                                    help="Hide the DP gradient all-reduce behind backward."),
+    flash_attention: bool = typer.Option(True, "--flash-attention/--no-flash-attention",
+                                         "--flash-attn/--no-flash-attn", help="Flash attention (SDPA)."),
+    flops_efficiency: float = typer.Option(0.5, "--flops-efficiency", help="Achieved / peak FLOP/s."),
+    hbm_efficiency: float = typer.Option(0.8, "--hbm-efficiency", "--hbm-memory-efficiency",
+                                         help="Achieved / peak HBM bandwidth."),
+    interconnect_efficiency: float = typer.Option(0.7, "--interconnect-efficiency",
+                                                  "--intra-node-memory-efficiency",
+                                                  help="Achieved / spec link bandwidth."),
+    layers: Optional[int] = typer.Option(None, "--layers", help="Override: transformer layers."),
+    d_model: Optional[int] = typer.Option(None, "--d-model", help="Override: width."),
+    heads: Optional[int] = typer.Option(None, "--heads", help="Override: attention heads."),
+    kv_heads: Optional[int] = typer.Option(None, "--kv-heads", help="Override: KV heads (GQA)."),
+    d_ff: Optional[int] = typer.Option(None, "--d-ff", help="Override: FFN width."),
+    head_dim: Optional[int] = typer.Option(None, "--head-dim", help="Override: head dimension."),
+    vocab: Optional[int] = typer.Option(None, "--vocab", help="Override: vocabulary size."),
+    context: Optional[int] = typer.Option(None, "--context", help="Override: context length."),
+    hf_config: Optional[Path] = typer.Option(None, "--hf-config", help="A local Hugging Face config.json."),
+    weight_bits: int = typer.Option(16, "--weight-bits", help="Inference weights: 16, 8 or 4 bits."),
+    prompt_len: Optional[int] = typer.Option(None, "--prompt-len", help="Inference prompt tokens (default 512)."),
+    gen_len: Optional[int] = typer.Option(None, "--gen-len", "--num-tokens-to-generate",
+                                          help="Inference tokens generated (default 128)."),
+    peak_tflops: Optional[float] = typer.Option(None, "--peak-tflops",
+                                                help="Dense peak TFLOP/s for the precision's matmul dtype."),
+    as_json: bool = typer.Option(False, "--json", help="Print the prediction as JSON."),
+) -> None:
+    """Predict params, FLOPs, memory, step time, MFU and max batch (no GPU needed)."""
+    with user_errors():
+        from estimator.hardware import get_gpu, with_peak_override
+        from estimator.max_batch import does_not_fit
+        from estimator.precision import get_precision
+        from estimator.predict import predict
+        from estimator.setup import Efficiency, TrainSetup
+
+        cfg = _model(model, hf_config, dict(n_layers=layers, d_model=d_model, n_heads=heads, n_kv_heads=kv_heads,
+                                            d_ff=d_ff, head_dim=head_dim, vocab_size=vocab, context_length=context))
+        spec = get_gpu(gpu or DEFAULT_GPU)
+        p = get_precision(precision)
+        if peak_tflops is not None:
+            if not peak_tflops > 0:
+                raise ConfigError(f"peak-tflops must be a positive TFLOP/s figure, got {peak_tflops!r}")
+            spec = with_peak_override(spec, p.matmul_dtype, peak_tflops * 1e12, label="--peak-tflops")
+        batch = parse_batch(batch_size)
+        setup = TrainSetup(
+            batch_size=batch or 1, seq_len=seq_len, precision=p.name, optimizer=optimizer.lower(),
+            recompute=_recompute(recompute), flash_attention=flash_attention, grad_accum=grad_accum,
+            dp=dp, tp=tp, pp=pp, sp=sp, ep=ep, zero=zero,
+            efficiency=Efficiency(flops=flops_efficiency, memory=hbm_efficiency,
+                                  interconnect=interconnect_efficiency),
+        )
+        kwargs = dict(mode=mode.lower(), tokens=parse_count(tokens, "token count"), gpu_hour_cost=gpu_hour_cost,
+                      memory_limit_bytes=parse_memory(memory_limit), weight_bits=weight_bits,
+                      prompt_len=prompt_len, gen_len=gen_len, overlap_dp=overlap_dp)
+        result = predict(cfg, spec, setup, **kwargs)
+        if batch is None:  # 'auto': predict again at the largest batch that fits
+            from dataclasses import replace
+
+            best = result["max_batch_size"]
+            if not best:
+                raise does_not_fit(cfg.name, result["memory"]["total"], result["memory"]["limit"])
+            result = predict(cfg, spec, replace(setup, batch_size=best), **kwargs)
+        if gpu is None:
+            result["warnings"].insert(0, f"no --gpu given: assuming {DEFAULT_GPU} ({spec.name})")
+        result["assumptions"]["gpu"] = spec.key + ("" if gpu else " (default: no --gpu given)")
+        if model is None and hf_config is None:
+            result["assumptions"]["model"] = f"{DEFAULT_MODEL} (default: no --model given)"
+
+    if as_json:
+        emit_json(result)
+        return
+    from tui.estimate_view import print_estimate
+
+    print_estimate(result)
+
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to the app."""
+    """Adds `mfutop estimate` to the app."""
+    app.command("estimate")(estimate)

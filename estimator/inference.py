@@ -1,0 +1,195 @@
+"""Inference: weights at 16/8/4 bits, the KV cache, prefill and decode latency.
+
+Prefill (the whole prompt in one forward) is compute-bound; decode (one token
+per sequence per step) is memory-bound until the batch is large: each step
+reads every weight once and the whole KV cache once. Both use the same
+per-layer roofline as training (``estimator.timing.roofline``).
+
+Weight-only quantisation: matmul weights of the blocks are stored at
+``weight_bits`` (group scales ignored); embeddings, head, norms, biases and
+the router stay 16-bit; matmuls still run at the precision's 16-bit peak
+(dequantise-then-multiply), as in llm-analysis' w4a16/w8a16 regimes.
+"""
+
+from __future__ import annotations
+
+from estimator.errors import ConfigError
+from estimator.flops import forward_breakdown
+from estimator.hardware import HardwareSpec
+from estimator.max_batch import largest_fitting
+from estimator.memory import activation_bytes_per_layer, is_autocast, residual_bytes, stage_params
+from estimator.model_config import ModelConfig
+from estimator.params import count_params
+from estimator.precision import Precision, get_precision
+from estimator.setup import TrainSetup
+from estimator.timing import COLLECTIVE_LATENCY_S, transfer_s, link_bandwidth, ring_all_reduce_s, roofline
+
+WEIGHT_BITS = (32, 16, 8, 4)
+UNQUANTIZED_BYTES = 2  # embeddings, head, norms, biases, router
+LOGITS_BYTES = 4  # fp32 logits of the last position only (logits_to_keep=1 / vLLM)
+DEFAULT_PROMPT_LEN = 512
+DEFAULT_GEN_LEN = 128
+ACTIVATION_TRAFFIC = 2
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def kv_cache_bytes(cfg: ModelConfig, batch_size: int, context_len: int, kv_bytes: int = 2,
+                   tp: int = 1, pp: int = 1) -> int:
+    """2 (K and V) · layers · b · s · g · d_h · bytes on one GPU; KV heads split by TP
+    (at least one per GPU), layers by PP."""
+    layers = _cdiv(cfg.n_layers, pp)
+    return 2 * layers * batch_size * context_len * _cdiv(cfg.kv_heads, tp) * cfg.dh * kv_bytes
+
+
+def kv_cache_bytes_per_token(cfg: ModelConfig, kv_bytes: int = 2) -> int:
+    return kv_cache_bytes(cfg, 1, 1, kv_bytes)
+
+
+def inference_weight_bytes(cfg: ModelConfig, weight_bits: int = 16, tp: int = 1, pp: int = 1) -> dict[str, int]:
+    """Weight bytes on the busiest GPU: block matmuls at ``weight_bits``, the rest 16-bit."""
+    if weight_bits not in WEIGHT_BITS:
+        raise ConfigError(f"weight-bits must be one of {', '.join(map(str, WEIGHT_BITS))}, got {weight_bits!r}")
+    bd = count_params(cfg).breakdown
+    unq_per_layer = bd["attention/ln"] + bd["mlp/ln"] + bd["mlp/router"]
+    best = None
+    for params in stage_params(cfg, tp, pp).values():
+        matmul = params.layers * (params.largest_layer - unq_per_layer)
+        rest = params.total - matmul
+        other_bytes = 4 if weight_bits == 32 else UNQUANTIZED_BYTES
+        out = {"quantized_params": matmul, "other_params": rest,
+               "quantized": _cdiv(matmul * weight_bits, 8), "other": rest * other_bytes}
+        out["total"] = out["quantized"] + out["other"]
+        if best is None or out["total"] > best["total"]:
+            best = out
+    return best
+
+
+def inference_activation_bytes(cfg: ModelConfig, batch_size: int, tokens: int, context_len: int,
+                               p: Precision, tp: int = 1, flash_attention: bool = True) -> int:
+    """Transient working set of one block (buffers reused layer to layer):
+    residual, norm output, and the wider of attention and MLP."""
+    a = p.activation_bytes
+    bt = batch_size * tokens
+    heads = _cdiv(cfg.n_heads, tp)
+    kv = _cdiv(cfg.kv_heads, tp)
+    attn = a * bt * cfg.dh * (2 * heads + 2 * kv)  # q, k, v, output
+    if not flash_attention:
+        attn += (a + (4 if is_autocast(p) else 0)) * batch_size * heads * tokens * context_len
+    hidden = 3 if cfg.mlp == "swiglu" else 2
+    mlp = a * bt * _cdiv(cfg.ffn, tp) * hidden * cfg.top_k
+    stream = (residual_bytes(p) + a) * bt * cfg.d_model
+    return stream + max(attn, mlp)
+
+
+def inference_logits_bytes(cfg: ModelConfig, batch_size: int, tp: int = 1) -> int:
+    """fp32 logits of the last position of each sequence (vocab-parallel under TP)."""
+    return LOGITS_BYTES * batch_size * _cdiv(cfg.vocab_size, tp)
+
+
+def _decode_block_flops(cfg: ModelConfig, context_len: int) -> int:
+    """Forward FLOPs of one block for one new token attending to ``context_len`` keys."""
+    one = forward_breakdown(cfg, 1)
+    return one["block"] - one["attention/scores"] - one["attention/reduce"] + 4 * context_len * cfg.q_width
+
+
+def infer_estimate(cfg: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, peak_flops: float | None,
+                   weight_bits: int = 16, prompt_len: int = DEFAULT_PROMPT_LEN, gen_len: int = DEFAULT_GEN_LEN,
+                   memory_limit: int | None = None, gpu_hour_cost: float | None = None) -> dict:
+    """Memory, prefill and decode for ``setup.batch_size`` sequences per model replica."""
+    p = get_precision(setup.precision)
+    b, tp, pp = setup.batch_size, setup.tp, setup.pp
+    kv_bytes = p.activation_bytes
+    ctx = prompt_len + gen_len
+    weights = inference_weight_bytes(cfg, weight_bits, tp, pp)
+
+    def total_at(batch: int) -> int:
+        return (weights["total"] + kv_cache_bytes(cfg, batch, ctx, kv_bytes, tp, pp)
+                + inference_activation_bytes(cfg, batch, prompt_len, ctx, p, tp, setup.flash_attention)
+                + inference_logits_bytes(cfg, batch, tp))
+
+    kv = kv_cache_bytes(cfg, b, ctx, kv_bytes, tp, pp)
+    acts = inference_activation_bytes(cfg, b, prompt_len, ctx, p, tp, setup.flash_attention)
+    logits = inference_logits_bytes(cfg, b, tp)
+    out: dict = {
+        "memory": {"weights": weights["total"], "gradients": 0, "optimizer": 0, "activations": acts,
+                   "logits": logits, "kv_cache": kv, "total": weights["total"] + kv + acts + logits,
+                   "kv_cache_per_token": kv_cache_bytes_per_token(cfg, kv_bytes),  # whole model
+                   "weights_breakdown": weights},
+        "max_batch_size": largest_fitting(total_at, memory_limit) if memory_limit is not None else None,
+        "prompt_len": prompt_len, "gen_len": gen_len,
+        "flops": {  # whole model, per replica; LM head on the last position only
+            "prefill": b * (cfg.n_layers * forward_breakdown(cfg, prompt_len)["block"]
+                            + 2 * cfg.d_model * cfg.vocab_size),
+            "decode_per_step": b * (cfg.n_layers * _decode_block_flops(cfg, round(prompt_len + gen_len / 2))
+                                    + 2 * cfg.d_model * cfg.vocab_size),
+        },
+    }
+    if peak_flops is None:
+        out["prefill"] = {"time_s": None, "tokens_per_s": None, "bound": None}
+        out["decode"] = {"time_s": None, "tokens_per_s": None, "bound": None}
+        return out
+
+    eff = setup.efficiency
+    peak = peak_flops * eff.flops
+    bw = hardware.memory_bandwidth * eff.memory
+    tp_bw = link_bandwidth(hardware, tp, eff.interconnect)
+    pp_bw = link_bandwidth(hardware, tp * pp, eff.interconnect)
+    layer_weight_bytes = weights["quantized"] / _cdiv(cfg.n_layers, pp)
+    head_bytes = _cdiv(cfg.vocab_size * cfg.d_model, tp) * (4 if weight_bits == 32 else UNQUANTIZED_BYTES)
+    head_flops = 2 * b * cfg.d_model * cfg.vocab_size / tp
+    a = p.activation_bytes
+
+    def hops(tokens: int) -> float:  # activations handed from stage to stage
+        return (pp - 1) * (COLLECTIVE_LATENCY_S + transfer_s(b * tokens * cfg.d_model * a, pp_bw))
+
+    # Prefill: every layer of every stage in turn (latency, not pipelined throughput).
+    fwd = forward_breakdown(cfg, prompt_len)
+    acts_layer = activation_bytes_per_layer(cfg, b, prompt_len, p, tp=tp, flash_attention=setup.flash_attention)
+    kv_write = 2 * b * prompt_len * _cdiv(cfg.kv_heads, tp) * cfg.dh * kv_bytes  # one layer's K and V
+    layer_t, prefill_bound = roofline(b * fwd["block"] / tp,
+                                      layer_weight_bytes + ACTIVATION_TRAFFIC * acts_layer["total"] + kv_write,
+                                      peak, bw)
+    head_t, _ = roofline(head_flops, head_bytes, peak, bw)  # last position only, prefill and decode alike
+    tp_comm = 2 * ring_all_reduce_s(b * prompt_len * cfg.d_model * a, tp, tp_bw)
+    prefill = cfg.n_layers * (layer_t + tp_comm) + head_t + hops(prompt_len)
+
+    # Decode at the mean context over the generation.
+    mean_ctx = prompt_len + gen_len / 2
+    kv_read = 2 * b * mean_ctx * _cdiv(cfg.kv_heads, tp) * cfg.dh * kv_bytes
+    layer_d, decode_bound = roofline(b * _decode_block_flops(cfg, round(mean_ctx)) / tp,
+                                     layer_weight_bytes + kv_read, peak, bw)
+    tp_comm_d = 2 * ring_all_reduce_s(b * cfg.d_model * a, tp, tp_bw)
+    decode = cfg.n_layers * (layer_d + tp_comm_d) + head_t + hops(1)
+
+    gpus = tp * pp
+    out["prefill"] = {"time_s": prefill, "tokens_per_s": b * prompt_len / prefill, "bound": prefill_bound}
+    out["decode"] = {"time_s": decode, "tokens_per_s": b / decode, "total_time_s": gen_len * decode,
+                     "mean_context": mean_ctx, "bound": decode_bound}
+    out["latency_s"] = prefill + gen_len * decode
+    if gpu_hour_cost is not None:
+        def per_1k(tokens_per_s: float) -> float:
+            return 1000 * gpu_hour_cost * gpus / 3600 / tokens_per_s
+        out["cost"] = {"gpu_hour_cost": gpu_hour_cost, "gpus": gpus,
+                       "prefill_per_1k_tokens": per_1k(out["prefill"]["tokens_per_s"]),
+                       "decode_per_1k_tokens": per_1k(out["decode"]["tokens_per_s"])}
+    return out
+
+
+def inference_assumptions(weight_bits: int, prompt_len: int, gen_len: int, p: Precision) -> dict[str, object]:
+    return {
+        "infer.weight_bits": weight_bits,
+        "infer.quantization": "block matmul weights at weight_bits, group scales ignored; embeddings, head, "
+                              "norms, biases and router 16-bit; matmuls at the 16-bit peak",
+        "infer.kv_cache_bytes_per_element": p.activation_bytes,
+        "infer.prompt_len": prompt_len,
+        "infer.gen_len": gen_len,
+        "infer.kv_cache": "2 · layers · b · (prompt_len + gen_len) · kv_heads · head_dim · bytes, preallocated",
+        "infer.logits": f"last position only, fp32 ({LOGITS_BYTES} B per vocab entry)",
+        "infer.decode": "latency at the mean context prompt_len + gen_len/2: reads all weights and the KV "
+                        "cache once per step, roofline against compute",
+        "infer.prefill": "one forward over the prompt, per-layer roofline, LM head on the last position",
+        "infer.activations": "one block's transient working set (buffers reused across layers)",
+    }

@@ -1,0 +1,203 @@
+"""`predict()`: model + hardware + setup -> the `mfutop estimate --json` object.
+
+One JSON-able dict, the same key names as the profiler's measurements so that
+every row can show predicted, measured and their error. Counts come from
+``estimator.params`` and ``estimator.flops`` (never recounted here); memory,
+time and inference from their modules. Every assumption is in the output.
+
+Scope of the figures: ``flops.*`` are the whole model's FLOPs for one
+micro-batch (batch_size x seq_len), with per-token, per-GPU-per-step and
+global-per-step figures beside; ``memory.*`` are bytes on the busiest GPU;
+``step.tokens_per_s`` is global (all data-parallel replicas).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from estimator.errors import ConfigError
+from estimator.flops import step_flops
+from estimator.hardware import HardwareSpec
+from estimator.inference import DEFAULT_GEN_LEN, DEFAULT_PROMPT_LEN, infer_estimate, inference_assumptions
+from estimator.max_batch import INFER_HINT, default_memory_limit, does_not_fit, limit_assumptions, max_batch_size
+from estimator.memory import check_parallel, memory_assumptions, training_memory
+from estimator.model_config import ModelConfig
+from estimator.params import count_params
+from estimator.precision import get_precision
+from estimator.setup import MODES, TrainSetup
+from estimator.timing import timing_assumptions, train_step_time
+from estimator.units import fmt_bytes
+
+MFU_NA = "MFU n/a (unknown peak; --peak-tflops)"
+
+
+def _validate(model: ModelConfig, setup: TrainSetup, mode: str, seq_len: int, tokens: int | None,
+              gpu_hour_cost: float | None, memory_limit_bytes: int | None) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if seq_len > model.context_length:
+        raise ConfigError(f"seq-len {seq_len} exceeds {model.name}'s context length {model.context_length}")
+    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0):
+        raise ConfigError(f"tokens must be a positive integer, got {tokens!r}")
+    if gpu_hour_cost is not None and not (math.isfinite(gpu_hour_cost) and gpu_hour_cost >= 0):
+        raise ConfigError(f"gpu-hour-cost must be a non-negative number, got {gpu_hour_cost!r}")
+    if memory_limit_bytes is not None and memory_limit_bytes <= 0:
+        raise ConfigError(f"memory limit must be positive, got {memory_limit_bytes!r} bytes")
+    check_parallel(model, setup)
+
+
+def _peaks(hardware: HardwareSpec, matmul_dtype: str, warnings: list[str]) -> tuple[float | None, float | None, str | None]:
+    """(MFU denominator, peak the time model uses, dtype of the latter)."""
+    mfu_peak = hardware.peak(matmul_dtype)
+    if mfu_peak is not None:
+        return mfu_peak, mfu_peak, matmul_dtype
+    warnings.append(f"{MFU_NA}: {hardware.name} has no {matmul_dtype} peak")
+    for fallback in ("fp32", "tf32", "bf16", "fp16"):
+        peak = hardware.peak(fallback)
+        if peak is not None:
+            warnings.append(f"time uses the {fallback} peak ({peak / 1e12:.4g} TFLOP/s): "
+                            f"no {matmul_dtype} path on {hardware.name}")
+            return None, peak, fallback
+    warnings.append("no peak FLOP/s for any dtype: step time n/a")
+    return None, None, None
+
+
+def _hardware_block(hardware: HardwareSpec, mfu_peak: float | None, matmul_dtype: str,
+                    time_peak: float | None, time_dtype: str | None) -> dict:
+    return {
+        "key": hardware.key, "name": hardware.name,
+        "peak_flops": mfu_peak, "peak_dtype": matmul_dtype,
+        "time_peak_flops": time_peak, "time_peak_dtype": time_dtype,
+        "memory_bytes": hardware.memory_bytes, "memory_bandwidth": hardware.memory_bandwidth,
+        "intra_node_bandwidth": hardware.intra_node_bandwidth,
+        "inter_node_bandwidth": hardware.inter_node_bandwidth,
+        "source": hardware.source, "derived": hardware.derived,
+    }
+
+
+def _flops_block(model: ModelConfig, setup: TrainSetup, b: int, s: int) -> dict:
+    f = step_flops(model, b, s, setup.recompute)
+    out = f.to_dict()
+    per_gpu = f.total * setup.grad_accum / (setup.tp * setup.pp)
+    out.update(
+        scope="forward/backward/total/palm_total: whole model, one micro-batch of batch_size x seq_len",
+        per_gpu_per_step=per_gpu,
+        hardware_per_gpu_per_step=f.hardware_total * setup.grad_accum / (setup.tp * setup.pp),
+        global_per_step=f.total * setup.grad_accum * setup.dp,
+    )
+    return out
+
+
+def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int, s: int, limit: int,
+           flops: dict, mfu_peak: float | None, time_peak: float | None, tokens: int | None,
+           gpu_hour_cost: float | None, check_fit: bool, overlap_dp: bool, warnings: list[str]) -> dict:
+    mem = training_memory(model, setup, b, s)
+    fit = max_batch_size(model, hardware, setup, limit)
+    if fit == 0 and check_fit:
+        one = training_memory(model, setup, 1, s)
+        raise does_not_fit(f"{model.name} training ({setup.precision}, seq-len {s}) on {hardware.name}",
+                           one.total, limit)
+    if mem.total > limit:
+        warnings.append(f"batch {b} does not fit: needs {fmt_bytes(mem.total)}, limit {fmt_bytes(limit)} "
+                        f"(largest that fits: {fit})")
+    if setup.ep > 1:
+        warnings.append("expert-parallel all-to-all is not modelled: step time is optimistic")
+    memory = mem.to_dict()
+    memory.update(limit=limit, fits=mem.total <= limit)
+
+    tokens_per_step = b * s * setup.grad_accum * setup.dp
+    out: dict = {"memory": memory, "max_batch_size": fit, "step": None, "train": None}
+    step = None
+    if time_peak is not None:
+        step = train_step_time(model, hardware, setup, time_peak, b, s, overlap_dp)
+        t = step["time_s"]
+        step.update(
+            tokens_per_step=tokens_per_step,
+            tokens_per_s=tokens_per_step / t,
+            tokens_per_s_per_gpu=tokens_per_step / t / setup.world_size,
+            achieved_flops_per_gpu=flops["per_gpu_per_step"] / t,
+            mfu=flops["per_gpu_per_step"] / t / mfu_peak if mfu_peak else None,
+            hfu=flops["hardware_per_gpu_per_step"] / t / mfu_peak if mfu_peak else None,
+            mfu_causal=(flops["causal_total"] * setup.grad_accum / (setup.tp * setup.pp) / t / mfu_peak
+                        if mfu_peak else None),
+        )
+        out["step"] = step
+    if tokens is not None:
+        n = count_params(model).active
+        steps = -(-tokens // tokens_per_step)
+        time_s = steps * step["time_s"] if step else None
+        gpu_hours = time_s * setup.world_size / 3600 if time_s is not None else None
+        six_nd = 6 * n * tokens
+        out["train"] = {
+            "tokens": tokens, "steps": steps, "time_s": time_s, "gpu_hours": gpu_hours,
+            "gpu_hour_cost": gpu_hour_cost,
+            "cost": gpu_hours * gpu_hour_cost if gpu_hours is not None and gpu_hour_cost is not None else None,
+            "six_nd_flops": six_nd,
+            "six_nd_time_s": (six_nd / (setup.world_size * time_peak * setup.efficiency.flops)
+                              if time_peak else None),
+        }
+    return out
+
+
+def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode: str = "train",
+            tokens: int | None = None, gpu_hour_cost: float | None = None, memory_limit_bytes: int | None = None,
+            weight_bits: int = 16, prompt_len: int | None = None, gen_len: int | None = None,
+            check_fit: bool = True, overlap_dp: bool = True) -> dict:
+    """The prediction for ``setup`` on ``hardware``. ConfigError for impossible input,
+    and (``check_fit``) for a setup that does not fit at batch 1. ``overlap_dp``: the
+    gradient all-reduce hides behind the last backward (DDP) rather than following it."""
+    s = setup.seq_len or model.context_length
+    _validate(model, setup, mode, s, tokens, gpu_hour_cost, memory_limit_bytes)
+    p = get_precision(setup.precision)
+    warnings: list[str] = []
+    if hardware.derived:
+        warnings.append(f"{hardware.name}: peak derived from SMs x clock ({hardware.source}); an upper bound")
+    if hardware.memory_bandwidth <= 0:
+        warnings.append("memory bandwidth unknown: the roofline's memory term is left out")
+    mfu_peak, time_peak, time_dtype = _peaks(hardware, p.matmul_dtype, warnings)
+    limit = default_memory_limit(hardware) if memory_limit_bytes is None else memory_limit_bytes
+    b = setup.batch_size
+    flops = _flops_block(model, setup, b, s)
+
+    result: dict = {
+        "mode": mode,
+        "model": model.to_dict(),
+        "hardware": _hardware_block(hardware, mfu_peak, p.matmul_dtype, time_peak, time_dtype),
+        "setup": {**setup.to_dict(), "seq_len": s, "world_size": setup.world_size},
+        "params": count_params(model).to_dict(),
+        "flops": flops,
+    }
+    assumptions: dict = {"precision": p.to_dict(), **limit_assumptions(hardware, memory_limit_bytes),
+                         **timing_assumptions(setup, hardware, overlap_dp)}
+
+    if mode == "train":
+        result.update(_train(model, hardware, setup, b, s, limit, flops, mfu_peak, time_peak, tokens,
+                             gpu_hour_cost, check_fit, overlap_dp, warnings))
+        assumptions.update(memory_assumptions(setup))
+        assumptions["train.six_nd"] = "6 x active params x tokens / (GPUs x peak x efficiency.flops)"
+    else:
+        gen = DEFAULT_GEN_LEN if gen_len is None else gen_len
+        prompt = prompt_len if prompt_len is not None else min(setup.seq_len or DEFAULT_PROMPT_LEN,
+                                                               max(model.context_length - gen, 1))
+        if prompt < 1 or gen < 1:
+            raise ConfigError(f"prompt-len and gen-len must be positive, got {prompt} and {gen}")
+        if prompt + gen > model.context_length:
+            raise ConfigError(f"prompt-len {prompt} + gen-len {gen} exceeds {model.name}'s context length "
+                              f"{model.context_length}")
+        inf = infer_estimate(model, hardware, setup, time_peak, weight_bits, prompt, gen, limit, gpu_hour_cost)
+        if inf["max_batch_size"] == 0 and check_fit:
+            one = infer_estimate(model, hardware, replace(setup, batch_size=1), None, weight_bits, prompt, gen)
+            raise does_not_fit(f"{model.name} inference ({weight_bits}-bit weights, {prompt}+{gen} tokens) "
+                               f"on {hardware.name}", one["memory"]["total"], limit, INFER_HINT)
+        inf["memory"].update(limit=limit, fits=inf["memory"]["total"] <= limit)
+        if not inf["memory"]["fits"]:
+            warnings.append(f"batch {b} does not fit: needs {fmt_bytes(inf['memory']['total'])}, "
+                            f"limit {fmt_bytes(limit)} (largest that fits: {inf['max_batch_size']})")
+        result["flops"].update({f"infer_{k}": v for k, v in inf.pop("flops").items()})
+        result.update(inf)
+        assumptions.update(inference_assumptions(weight_bits, prompt, gen, p))
+
+    result["assumptions"] = assumptions
+    result["warnings"] = warnings
+    return result

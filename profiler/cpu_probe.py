@@ -1,0 +1,324 @@
+"""The CPU as a training device: what it is, and what a matmul really gets out of it.
+
+A CPU's theoretical peak (cores x clock x FLOPs/cycle from ISA flags) is a
+guess: FMA-unit counts, AVX-512 down-clocking and turbo vary by part, and
+the machine is often shared.  So MFU on CPU divides by a *measured* peak: the
+best rate of large square matmuls in the run's dtype, measured once and
+cached per (CPU model, threads, torch version, dtype, size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+# ISA flags that decide matmul throughput (x86 /proc/cpuinfo "flags", aarch64 "Features").
+RELEVANT_FLAGS = (
+    "sse", "sse2", "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c",
+    "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+    "amx_tile", "amx_bf16", "amx_int8", "amx_fp16",
+    "neon", "asimd", "asimdhp", "asimddp", "bf16", "i8mm", "sve", "sve2", "sme",
+)
+
+DEFAULT_MAX_SIZE = 2048  # n for n x n matmuls: 17 GFLOP, ~0.13 s at fp32 on 2 Zen 4 cores
+MAX_MATMUL_SECONDS = 0.5  # n doubles only while the next matmul is predicted (8x) to stay under this
+BUDGET_SECONDS = 2.0  # per dtype: the timed repetitions are cut to fit (at least one)
+STABLE_FRACTION = 0.75  # median within 25 % of best, else the machine was busy: not cached
+BUSY_LOAD_PER_CPU = 0.5  # 1-minute load average above this per CPU: others compete, not cached
+REPEATS = 5
+WARMUP_SECONDS = 0.2  # sustained matmuls before timing
+USABLE_FRACTION = 0.25  # a low-precision matmul slower than 1/4 of fp32 has no fast path
+CACHE_VERSION = "v2"  # bump when the method changes: older figures are then ignored
+_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+# ---------------------------------------------------------------- cpu_info
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _cpuinfo_fields() -> dict[str, str]:
+    """First value of each ``key : value`` line of /proc/cpuinfo (processor 0)."""
+    fields: dict[str, str] = {}
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def _model_name(fields: dict[str, str]) -> str:
+    for key in ("model name", "cpu model", "hardware", "processor"):
+        value = fields.get(key, "")
+        if value and not value.isdigit():
+            return value
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _clocks(fields: dict[str, str]) -> tuple[float | None, float | None]:
+    """(max Hz, current Hz): cpufreq sysfs (kHz), then psutil (MHz), then /proc/cpuinfo."""
+    base = "/sys/devices/system/cpu/cpu0/cpufreq/"
+    max_khz, cur_khz = _read(base + "cpuinfo_max_freq"), _read(base + "scaling_cur_freq")
+    max_hz = float(max_khz) * 1e3 if max_khz and max_khz.isdigit() else None
+    cur_hz = float(cur_khz) * 1e3 if cur_khz and cur_khz.isdigit() else None
+    try:
+        import psutil
+
+        freq = psutil.cpu_freq()
+    except Exception:  # psutil raises various errors on exotic platforms
+        freq = None
+    if freq is not None:
+        max_hz = max_hz or (freq.max * 1e6 if freq.max else None)
+        cur_hz = cur_hz or (freq.current * 1e6 if freq.current else None)
+    if cur_hz is None and fields.get("cpu mhz"):
+        try:
+            cur_hz = float(fields["cpu mhz"]) * 1e6
+        except ValueError:
+            pass
+    return max_hz, cur_hz
+
+
+def _cgroup_memory() -> tuple[int | None, int | None]:
+    """(limit, usage) bytes of this container's memory cgroup (v2, then v1); None = unlimited."""
+    for limit_path, usage_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit = _read(limit_path)
+        if limit is None:
+            continue
+        if not limit.isdigit() or int(limit) >= 2**60:  # "max" or v1's "unlimited" sentinel
+            return None, None
+        usage = _read(usage_path)
+        return int(limit), int(usage) if usage and usage.isdigit() else None
+    return None, None
+
+
+def cpu_info() -> dict[str, Any]:
+    """Model, cores (physical, logical, usable, torch's), clocks, ISA flags and RAM.
+
+    Memory honours a container's cgroup limit: the batch search must gate
+    probes on the RAM this process may really use, not the host's.
+    """
+    import psutil
+    import torch
+
+    fields = _cpuinfo_fields()
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+    physical = psutil.cpu_count(logical=False) or logical
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        usable = logical
+    max_hz, cur_hz = _clocks(fields)
+    vm = psutil.virtual_memory()
+    limit, usage = _cgroup_memory()
+    total, available = int(vm.total), int(vm.available)
+    if limit is not None and limit < total:
+        total = limit
+        available = min(available, limit - usage) if usage is not None else min(available, limit)
+    return {
+        "model_name": _model_name(fields),
+        "vendor": fields.get("vendor_id") or fields.get("cpu implementer") or platform.machine(),
+        "architecture": platform.machine(),
+        "physical_cores": int(physical),
+        "logical_cores": int(logical),
+        "usable_cores": int(usable),
+        "torch_threads": int(torch.get_num_threads()),
+        "clock_max_hz": max_hz,
+        "clock_current_hz": cur_hz,
+        "isa_flags": sorted(f for f in RELEVANT_FLAGS if f in flags),
+        "memory_total_bytes": total,
+        "memory_available_bytes": max(0, available),
+        "memory_cgroup_limit_bytes": limit,
+    }
+
+
+def compute_cores(info: dict[str, Any]) -> int:
+    """Cores that do the math: torch's threads, at most the physical cores (SMT adds no FMA units)."""
+    return max(1, min(info["torch_threads"], info["physical_cores"], info["usable_cores"]))
+
+
+# ---------------------------------------------------------------- measured peak
+
+def default_cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mfutop" / "cpu_peak.json"
+
+
+def _cache_key(dtype: str, max_size: int) -> str:
+    import torch
+
+    model = _model_name(_cpuinfo_fields())
+    return (f"{CACHE_VERSION}|{model}|threads={torch.get_num_threads()}|torch={torch.__version__}|{dtype}"
+            f"|max_n={max_size}")
+
+
+def _load_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _store_cache(path: Path, key: str, result: dict[str, Any] | None) -> None:
+    """Best effort, atomic: a read-only home or a race with another process must not fail a run.
+    ``result`` None drops the key."""
+    data = _load_cache(path)
+    if result is None:
+        if key not in data:
+            return
+        del data[key]
+    else:
+        data[key] = result
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _time_matmul(n: int, torch_dtype: Any, repeats: int, warmup_seconds: float = 0.0) -> list[float]:
+    """Seconds per n x n @ n x n matmul, after one warm-up call (more while ``warmup_seconds`` last).
+
+    A sustained warm-up matters on VMs: the first fraction of a second of
+    matmuls runs up to 2x slower (clock ramp, page faults), then settles.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(torch_dtype)
+    b = torch.randn(n, n, generator=gen).to(torch_dtype)
+    out = torch.empty(n, n, dtype=torch_dtype)
+    torch.matmul(a, b, out=out)
+    deadline = time.perf_counter() + warmup_seconds
+    while time.perf_counter() < deadline:
+        torch.matmul(a, b, out=out)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _rate(n: int, seconds: float) -> float:
+    return 2.0 * n**3 / seconds
+
+
+def _usability(dtype: str, torch_dtype: Any, n: int) -> tuple[bool, str]:
+    """Is a low-precision matmul worth benchmarking at size? Compare with fp32 at a small n.
+
+    fp16 matmul on CPUs without AVX512-FP16/AMX-FP16 runs ~50x slower than
+    fp32; timing it at full size would take minutes.  fp32 gets more
+    repetitions (they are cheap) so one preempted timing cannot make it look slow.
+    """
+    import torch
+
+    fp32 = _rate(n, min(_time_matmul(n, torch.float32, 10)))
+    low = _rate(n, min(_time_matmul(n, torch_dtype, 3)))
+    ratio = low / fp32
+    if ratio < USABLE_FRACTION:
+        return False, (f"{dtype} matmul runs at {low / 1e9:.3g} GFLOP/s at n={n}, {ratio:.2g}x fp32: "
+                       f"no fast {dtype} path on this CPU; not benchmarked further")
+    return True, f"{dtype} matmul at n={n} runs {ratio:.2g}x fp32"
+
+
+def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = None, *,
+                  max_size: int = DEFAULT_MAX_SIZE, max_matmul_seconds: float = MAX_MATMUL_SECONDS,
+                  repeats: int = REPEATS, warmup_seconds: float = WARMUP_SECONDS,
+                  budget_seconds: float = BUDGET_SECONDS, use_cache: bool = True,
+                  refresh: bool = False) -> dict[str, Any]:
+    """Best matmul FLOP/s in ``dtype`` ("fp32", "bf16", "fp16") on this CPU, cached.
+
+    n doubles from 256 (or ``max_size`` if smaller) towards ``max_size``
+    while the next size's matmul is predicted (8x the time) to take under
+    ``max_matmul_seconds``; then, after ``warmup_seconds`` of untimed
+    matmuls, the best of ``repeats`` timings (fewer if ``budget_seconds``
+    would be exceeded) is the peak.  Best-of: noise on a shared machine only
+    slows a run down.  About 1 s per dtype at the defaults on 2 cores.
+
+    Not cached (returned all the same) when the timings are unsteady (median
+    below ``STABLE_FRACTION`` of the best) or the machine was busy (load
+    average above ``BUSY_LOAD_PER_CPU`` per CPU): a contended moment must not
+    become the MFU denominator of every later run.
+
+    Returns ``flops`` (None when the dtype has no usable fast path), ``dtype``,
+    ``size``, ``seconds`` (best time of one matmul), ``repeats``,
+    ``median_flops``, ``stable``, ``busy``, ``usable``, ``note``, ``threads``,
+    ``load_average``, ``measured_at`` and ``cached``.  ``refresh``
+    re-measures and replaces (or, if not cacheable, drops) the cached figure;
+    ``use_cache=False`` neither reads nor writes it.
+    """
+    import torch
+
+    from estimator.errors import ConfigError
+
+    if dtype not in _TORCH_DTYPES:
+        raise ConfigError(f"CPU peak can be measured for {', '.join(_TORCH_DTYPES)}, not {dtype!r}")
+    if max_size < 1 or repeats < 1:
+        raise ConfigError(f"max_size and repeats must be positive, got {max_size}, {repeats}")
+    path = Path(cache_path) if cache_path is not None else default_cache_path()
+    key = _cache_key(dtype, max_size)
+    if use_cache and not refresh:
+        hit = _load_cache(path).get(key)
+        if isinstance(hit, dict) and "flops" in hit:
+            return {**hit, "cached": True}
+
+    load = _load_average()
+    busy = load is not None and load > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
+    result: dict[str, Any] = {"dtype": dtype, "threads": torch.get_num_threads(), "load_average": load,
+                              "busy": busy}
+    torch_dtype = getattr(torch, _TORCH_DTYPES[dtype])
+    start = time.perf_counter()
+    n = min(256, max_size)
+    usable, note = _usability(dtype, torch_dtype, n) if dtype != "fp32" else (True, "")
+    if not usable:
+        result.update(flops=None, median_flops=None, size=n, seconds=None, repeats=0, stable=True,
+                      usable=False, note=note)
+    else:
+        one = min(_time_matmul(n, torch_dtype, 1))
+        while n < max_size and 8 * one < max_matmul_seconds:
+            n = min(n * 2, max_size)
+            one = min(_time_matmul(n, torch_dtype, 1))
+        left = budget_seconds - (time.perf_counter() - start)
+        reps = max(1, min(repeats, int(left / one) if one > 0 else repeats))
+        warm = max(0.0, min(warmup_seconds, left - (reps + 1) * one))
+        times = _time_matmul(n, torch_dtype, reps, warm)
+        best, median = min(times), statistics.median(times)
+        stable = best / median >= STABLE_FRACTION
+        notes = [f"best of {reps} n={n} matmuls", note]
+        if not stable:
+            notes.append(f"unsteady timings (best {median / best:.2g}x faster than median)")
+        result.update(flops=_rate(n, best), median_flops=_rate(n, median), size=n, seconds=best, repeats=reps,
+                      stable=stable, usable=True, note="; ".join(filter(None, notes)))
+    if busy:
+        result["note"] += f"; machine busy (load average {load} on {os.cpu_count()} CPUs)"
+    cacheable = result["stable"] and not busy
+    if not cacheable:
+        result["note"] += "; not cached (mfutop gpus --remeasure when the machine is quiet)"
+    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    if use_cache and (cacheable or refresh):  # a refresh always discards the old figure
+        _store_cache(path, key, result if cacheable else None)
+    return {**result, "cached": False}
+
+
+def _load_average() -> float | None:
+    """1-minute load average at the start of a measurement, recorded beside the figure."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

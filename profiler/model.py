@@ -1,0 +1,211 @@
+"""The GPT that is profiled: built from an estimator ``ModelConfig``, every ladder rung a switch.
+
+GPT-2 style (LayerNorm, GELU MLP, learned positions, fused qkv) and the dense
+LLaMA style (RMSNorm, SwiGLU, grouped-query attention, RoPE) come from the same
+flags the estimator counts, so ``sum(p.numel())`` equals
+``estimator.params.count_params(cfg).total`` exactly. Mixture-of-experts models
+are estimate-only. No dropout: the profiler measures speed, not generalisation.
+
+Attention runs through ``F.scaled_dot_product_attention(is_causal=True)``
+(flash / memory-efficient kernels where the device has them) or, with
+``attention="explicit"``, through ``q @ kᵀ``, a causal mask, softmax and
+``att @ v`` — the matmuls FLOP counters can see. Layers are plain
+``nn.Linear`` / ``nn.LayerNorm`` so that thop's per-type hooks recognise them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from estimator.errors import ConfigError
+from estimator.model_config import ModelConfig
+
+ATTENTION_KINDS = ("sdpa", "explicit")
+INIT_STD = 0.02  # GPT-2 / nanoGPT
+
+
+def check_buildable(cfg: ModelConfig) -> None:
+    """ConfigError for shapes the profiler cannot build (they stay estimate-only)."""
+    if cfg.is_moe:
+        raise ConfigError(f"the profiler builds dense GPT models; {cfg.name} ({cfg.n_experts} experts) is estimate-only")
+
+
+class RMSNormWithBias(nn.Module):
+    """RMSNorm plus a bias: only for the rare config that asks for norm_bias with rmsnorm."""
+
+    def __init__(self, width: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps) + self.bias
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.norm == "layernorm":
+        return nn.LayerNorm(cfg.d_model, bias=cfg.norm_bias)
+    if cfg.norm_bias:
+        return RMSNormWithBias(cfg.d_model)
+    return nn.RMSNorm(cfg.d_model, eps=1e-5)
+
+
+def rope_tables(head_dim: int, length: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (length x head_dim/2) for rotary position embedding."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x[..., :d/2], x[..., d/2:]) — the LLaMA/HF 'rotate_half' layout."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, attention: str):
+        super().__init__()
+        self.n_heads, self.kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.dh
+        self.q_width, self.kv_width = cfg.q_width, cfg.kv_width
+        self.c_attn = nn.Linear(cfg.d_model, cfg.q_width + 2 * cfg.kv_width, bias=cfg.qkv_bias)
+        self.c_proj = nn.Linear(cfg.q_width, cfg.d_model, bias=cfg.proj_bias)
+        self.attention = attention
+        self.rope = cfg.position == "rope"
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.c_attn(x).split((self.q_width, self.kv_width, self.kv_width), dim=-1)
+        q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        if rope is not None:
+            cos, sin = rope[0][:t], rope[1][:t]
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.kv_heads != self.n_heads:  # GQA: each kv head serves n_heads/kv_heads query heads
+            repeat = self.n_heads // self.kv_heads
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        if self.attention == "sdpa":
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = explicit_attention(q, k, v)
+        y = y.transpose(1, 2).contiguous().view(b, t, self.q_width)
+        return self.c_proj(y)
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / sqrt(d) + causal mask) v with visible matmuls (full T x T, as FLOPs count it)."""
+    t = q.shape[-2]
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+    mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    scores = scores.masked_fill(mask, float("-inf"))
+    return F.softmax(scores, dim=-1).to(v.dtype) @ v
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.swiglu = cfg.mlp == "swiglu"
+        self.c_fc = nn.Linear(cfg.d_model, cfg.ffn, bias=cfg.mlp_bias)
+        self.c_gate = nn.Linear(cfg.d_model, cfg.ffn, bias=cfg.mlp_bias) if self.swiglu else None
+        self.act = nn.GELU(approximate="tanh")
+        self.c_proj = nn.Linear(cfg.ffn, cfg.d_model, bias=cfg.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.c_gate is not None:
+            return self.c_proj(F.silu(self.c_gate(x)) * self.c_fc(x))
+        return self.c_proj(self.act(self.c_fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, attention: str):
+        super().__init__()
+        self.ln_1 = make_norm(cfg)
+        self.attn = CausalSelfAttention(cfg, attention)
+        self.ln_2 = make_norm(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, rope) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer; ``forward(idx)`` gives logits, ``forward(idx, targets)`` the mean loss."""
+
+    def __init__(self, cfg: ModelConfig, attention: str = "sdpa"):
+        super().__init__()
+        check_buildable(cfg)
+        if attention not in ATTENTION_KINDS:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.context_length, cfg.d_model) if cfg.position == "learned" else None
+        self.blocks = nn.ModuleList(Block(cfg, attention) for _ in range(cfg.n_layers))
+        self.ln_f = make_norm(cfg)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tied_embeddings:
+            self.lm_head.weight = self.wte.weight
+        if cfg.position == "rope":
+            cos, sin = rope_tables(cfg.dh, cfg.context_length)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=INIT_STD / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    @property
+    def attention(self) -> str:
+        return self.blocks[0].attn.attention if len(self.blocks) else "sdpa"
+
+    def set_attention(self, attention: str) -> None:
+        """Switch SDPA <-> explicit matmuls in place (same weights)."""
+        if attention not in ATTENTION_KINDS:
+            raise ConfigError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
+        for block in self.blocks:
+            block.attn.attention = attention
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        t = idx.shape[1]
+        if t > self.cfg.context_length:
+            raise ConfigError(f"sequence of {t} tokens is longer than the context ({self.cfg.context_length})")
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(t, device=idx.device))
+        rope = (self.rope_cos, self.rope_sin) if self.wpe is None else None
+        for block in self.blocks:
+            x = block(x, rope)
+        logits = self.lm_head(self.ln_f(x))
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def param_count(model: nn.Module) -> int:
+    """Unique parameters (a tied head is counted once), as ``count_params`` reports."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model(cfg: ModelConfig, device: str | torch.device = "cpu", attention: str = "sdpa",
+                dtype: torch.dtype | None = None) -> GPT:
+    """A GPT on ``device`` (``"meta"`` builds the shapes without memory)."""
+    with torch.device(device):
+        model = GPT(cfg, attention=attention)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model

@@ -1,0 +1,371 @@
+"""``run_profile(config, cancel)``: detect -> predict -> count -> search -> measure, as an event stream.
+
+Yields ``DeviceDetected``, ``LogMessage``s, ``PredictionReady``,
+``FlopsCounted``, ``ProbeResult``* (batch "auto"), ``StepSample``* (warm-up
+ones flagged), then ``RunFinished`` (the ``mfutop profile --json`` summary) or
+``RunFailed``. When the search picks a batch other than the one first
+predicted, a second ``PredictionReady`` / ``FlopsCounted`` for that batch
+follows the probes: the latest of each applies. User errors (the model does
+not fit at batch 1, seq-len over the context, ``--device cuda`` without CUDA)
+end in ``RunFailed(error_type="ConfigError")``.
+
+``cancel`` (a ``threading.Event``) is checked between probes and steps: a
+cancelled run ends with ``RunFinished(cancelled=True)`` holding what was
+measured. The generator can be consumed from any thread; closing it early
+releases the model and the CUDA memory cap.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+
+from estimator.errors import ConfigError
+from estimator.memory import training_memory
+from estimator.predict import predict
+from estimator.presets import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, get_model
+from estimator.precision import get_precision
+from estimator.setup import TrainSetup
+from estimator.units import fmt_bytes
+from profiler.events import (
+    Event, FlopsCounted, LogMessage, PredictionReady, ProbeResult, RunFailed, RunFinished, StepSample,
+)
+from profiler.flop_count import count_flops
+from profiler.memory_meter import (
+    LiveStorageTracker, MemoryMeter, available_ram, training_state_tensors, unique_storage_bytes,
+)
+from profiler.model import check_buildable
+from profiler.run_config import RunConfig
+from profiler.run_summary import build_summary
+from profiler.search import GATE_MARGIN, MAX_BATCH, StepProbe, cap_cuda_memory, iter_search
+from profiler.step import StepOptions, TrainingStep, effective_precision
+from profiler.timing import StepTimer, steady_state
+
+CPU_RAM_SHARE = 0.5  # default CPU cap: this share of the RAM available at start
+CPU_SEARCH_TOKENS = 4096  # CPU without --memory-limit: the search stops at this many tokens per step
+SPREAD_TOLERANCE = 0.10  # IQR / median under which the timed steps count as steady
+
+
+@dataclass
+class RunState:
+    """What a run has measured so far: the summary is built from it, cancelled or not."""
+
+    config: RunConfig
+    device: Any = None  # DetectedDevice
+    model_name: str | None = None
+    seq_len: int | None = None
+    precision: str | None = None
+    padded_cfg: Any = None
+    memory_limit: int | None = None
+    limit_source: str = ""
+    prediction: dict | None = None
+    first_prediction: dict | None = None
+    flops: Any = None  # FlopCounts
+    params: int | None = None
+    batch_size: int | None = None
+    search: Any = None  # SearchResult
+    search_limited_by: str = "memory"
+    peak_flops: float | None = None
+    peak_dtype: str | None = None
+    samples: list[StepSample] = field(default_factory=list)
+    cpu_memory_step: dict | None = None
+    priming: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, measure: bool = True,
+                detect: Callable[..., Any] | None = None, inject_oom_above: int | None = None,
+                max_extra_steps: int | None = None) -> Iterator[Event]:
+    """The event stream of one run. ``measure=False`` stops after the search (``mfutop search``).
+
+    ``detect`` replaces ``profiler.detect.detect_device`` (tests); ``inject_oom_above``
+    makes probes above that batch raise an injected OOM (fault-injection seam);
+    ``max_extra_steps`` (default: ``config.steps``) bounds the timed steps added
+    while the spread stays above ``SPREAD_TOLERANCE``.
+    """
+    state = RunState(config=config)
+    cancel = cancel or threading.Event()
+    trainer: TrainingStep | None = None
+    undo_cap: Callable[[], None] = lambda: None
+    try:
+        if detect is None:
+            from profiler.detect import detect_device as detect
+        det = detect(config.device, config.precision, config.peak_tflops)
+        state.device = det
+        yield det.event
+        for text in det.warnings:
+            yield _warn(state, text)
+        yield from _resolve(state, det)
+        yield from _predict(state, config.batch_size or 1, first=True)
+        batch = config.batch_size or _seed_batch(state)
+        yield _count(state, batch)
+
+        trainer = TrainingStep(_model_cfg(state), det.torch_device,
+                               StepOptions.from_run_config(config, state.precision))
+        state.params = trainer.param_count()
+        undo_cap = cap_cuda_memory(trainer.device, state.memory_limit if det.kind == "cuda" else None)
+        if config.batch_size is None and (config.search or not measure):
+            batch = yield from _search(state, trainer, cancel, inject_oom_above)
+        elif det.kind == "cpu":
+            _gate_fixed_batch(state, batch)
+        state.batch_size = batch
+        if cancel.is_set():
+            yield RunFinished(summary=build_summary(state), cancelled=True)
+            return
+        if batch != (state.first_prediction or {}).get("setup", {}).get("batch_size"):
+            yield from _predict(state, batch, first=False)
+            yield _count(state, batch)
+        if measure:
+            extra = config.steps if max_extra_steps is None else max_extra_steps
+            yield from _measure(state, trainer, batch, cancel, extra)
+        yield RunFinished(summary=build_summary(state), cancelled=cancel.is_set())
+    except ConfigError as exc:
+        yield RunFailed(message=str(exc), error_type="ConfigError")
+    except Exception as exc:  # noqa: BLE001 - a run reports its failure as an event, never a traceback
+        yield RunFailed(message=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+    finally:
+        undo_cap()
+        if trainer is not None:
+            trainer.close()
+        trainer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------- setup
+
+def _warn(state: RunState, text: str) -> LogMessage:
+    state.warnings.append(text)
+    return LogMessage(level="warning", text=text)
+
+
+def _model_cfg(state: RunState):
+    cfg = state.config.model or get_model(DEFAULT_GPU_MODEL if state.device.kind == "cuda" else DEFAULT_CPU_MODEL)
+    return cfg
+
+
+def _resolve(state: RunState, det) -> Iterator[Event]:
+    """Model, sequence length, the precision that really runs, the memory cap, the MFU peak."""
+    config = state.config
+    cfg = _model_cfg(state)
+    check_buildable(cfg)
+    state.model_name = cfg.name
+    state.seq_len = config.seq_len or cfg.context_length
+    if state.seq_len > cfg.context_length:
+        raise ConfigError(f"seq-len {state.seq_len} is longer than {cfg.name}'s context ({cfg.context_length})")
+    state.padded_cfg = cfg.with_vocab_padded(config.vocab_pad_multiple)
+    state.precision, why = effective_precision(config.precision, det.kind)
+    if why:
+        yield _warn(state, why)
+    state.peak_dtype = get_precision(state.precision).matmul_dtype
+    state.peak_flops = config.peak_tflops * 1e12 if config.peak_tflops else det.spec.peak(state.peak_dtype)
+    if det.kind == "cpu":
+        safe = int(CPU_RAM_SHARE * available_ram())
+        if config.memory_limit_bytes is None:
+            state.memory_limit, state.limit_source = safe, f"{CPU_RAM_SHARE:.0%} of available RAM"
+        elif config.memory_limit_bytes > safe:
+            state.memory_limit, state.limit_source = safe, f"{CPU_RAM_SHARE:.0%} of available RAM"
+            yield _warn(state, f"--memory-limit {fmt_bytes(config.memory_limit_bytes)} is over "
+                               f"{CPU_RAM_SHARE:.0%} of the available RAM; capped at {fmt_bytes(safe)}")
+        else:
+            state.memory_limit, state.limit_source = config.memory_limit_bytes, "--memory-limit"
+    else:
+        state.memory_limit = config.memory_limit_bytes
+        state.limit_source = "--memory-limit" if config.memory_limit_bytes else "device memory"
+
+
+def _setup(state: RunState, batch: int) -> TrainSetup:
+    c = state.config
+    return TrainSetup(batch_size=batch, seq_len=state.seq_len, precision=state.precision,
+                      flash_attention=c.flash_attention, compile=c.compile)
+
+
+def _predict(state: RunState, batch: int, first: bool) -> Iterator[Event]:
+    prediction = predict(state.padded_cfg, state.device.spec, _setup(state, batch),
+                         memory_limit_bytes=state.memory_limit)
+    state.prediction = prediction
+    if first:
+        state.first_prediction = prediction
+    yield PredictionReady(prediction=prediction)
+
+
+def _seed_batch(state: RunState) -> int:
+    return max(1, int(state.first_prediction.get("max_batch_size") or 1))
+
+
+def _count(state: RunState, batch: int) -> FlopsCounted:
+    counts = count_flops(state.padded_cfg, batch, state.seq_len)
+    state.flops = counts
+    return FlopsCounted(batch_size=batch, seq_len=state.seq_len, analytic=counts.analytic, thop=counts.thop,
+                        counter=counts.counter, note=counts.note)
+
+
+def _predicted_bytes(state: RunState) -> Callable[[int], int]:
+    cfg, setup = state.padded_cfg, _setup(state, 1)
+    return lambda b: training_memory(cfg, setup, batch_size=b).total
+
+
+def _gate_fixed_batch(state: RunState, batch: int) -> None:
+    """CPU: a fixed batch predicted far over the cap is refused before it can exhaust RAM."""
+    predicted = _predicted_bytes(state)(batch)
+    if predicted > GATE_MARGIN * state.memory_limit:
+        raise ConfigError(f"batch {batch} is predicted to need {fmt_bytes(predicted)}, over the CPU memory cap "
+                          f"{fmt_bytes(state.memory_limit)} ({state.limit_source}); use a smaller --batch-size")
+
+
+# ----------------------------------------------------------------- search
+
+def _search(state: RunState, trainer: TrainingStep, cancel: threading.Event,
+            inject_oom_above: int | None) -> Iterator[Event]:
+    """Priming step at batch 1 (allocates AdamW state), then the seeded bracket search."""
+    cpu = trainer.device.type == "cpu"
+    probe = StepProbe(trainer, state.seq_len, state.memory_limit,
+                      _predicted_bytes(state) if cpu else None, inject_oom_above)
+    priming = probe(1)
+    if not priming.fits:
+        raise ConfigError(f"{state.model_name} does not fit at batch 1 (seq-len {state.seq_len}, "
+                          f"{state.precision}) under the memory limit {fmt_bytes(state.memory_limit)}: "
+                          f"{priming.detail or priming.outcome}")
+    state.priming = {"batch_size": 1, "seconds": priming.seconds, "peak_memory_bytes": priming.peak_memory_bytes}
+    seed, max_batch = _seed_batch(state), MAX_BATCH
+    if cpu and state.config.memory_limit_bytes is None:
+        max_batch = max(1, CPU_SEARCH_TOKENS // state.seq_len)
+        yield LogMessage(level="info", text=(
+            f"CPU search without --memory-limit: up to {CPU_SEARCH_TOKENS:,} tokens per step (batch {max_batch}) "
+            f"so the run takes seconds, and under {fmt_bytes(state.memory_limit)} ({state.limit_source}); "
+            "give --memory-limit to search the memory bound"))
+    steps = iter_search(probe, min(seed, max_batch), max_batch=max_batch, should_stop=cancel.is_set)
+    while True:
+        try:
+            out, low, high = next(steps)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if out.after_bytes is not None and out.baseline_bytes is not None and out.after_bytes > out.baseline_bytes:
+            yield _warn(state, f"probe at batch {out.batch_size} left "
+                               f"{fmt_bytes(out.after_bytes - out.baseline_bytes)} allocated after recovery")
+        yield ProbeResult(batch_size=out.batch_size, fits=out.fits, peak_memory_bytes=out.peak_memory_bytes,
+                          seconds=out.seconds, outcome=out.outcome, low=low, high=high)
+    state.search = result
+    if max_batch < MAX_BATCH and result.max_batch_size >= max_batch:
+        state.search_limited_by = "token_cap"
+    if result.cancelled:
+        return max(result.max_batch_size, 1)
+    if result.max_batch_size == 0:
+        raise ConfigError(f"{state.model_name} does not fit at batch 1 under the memory limit")
+    return result.max_batch_size
+
+
+# ----------------------------------------------------------------- measurement
+
+def _measure(state: RunState, trainer: TrainingStep, batch: int, cancel: threading.Event,
+             max_extra: int) -> Iterator[Event]:
+    """Warm-up steps, (CPU) one tracked memory step, then timed steps until steady."""
+    config = state.config
+    device = trainer.device
+    timer, meter = StepTimer(device), MemoryMeter(device)
+    flops = state.flops.analytic
+    tokens = batch * state.seq_len
+    batches = trainer.batches(batch, state.seq_len)
+    nvml = _nvml_reader(state.device.torch_device) if device.type == "cuda" else (lambda: None)
+    cpu = device.type == "cpu"
+    steps_run = 0 if state.search is None else 1  # a search has already run full steps
+
+    def one_step(step_no: int, warmup: bool, tracker: LiveStorageTracker | None = None) -> StepSample:
+        x, y = next(batches)
+        meter.reset_peak()
+        timer.start()
+        if tracker is not None:
+            with tracker:
+                loss = trainer.step(x, y)
+        else:
+            loss = trainer.step(x, y)
+        seconds = timer.stop()
+        mem = meter.sample()
+        return StepSample(
+            step=step_no, batch_size=batch, step_time_s=seconds, tokens_per_s=tokens / seconds,
+            loss=float(loss.item()), memory_allocated_bytes=mem.allocated, memory_reserved_bytes=mem.reserved,
+            memory_peak_bytes=mem.peak, nvml_used_bytes=nvml(),
+            mfu=flops / seconds / state.peak_flops if state.peak_flops else None, warmup=warmup,
+        )
+
+    if cpu:  # until the tracked memory step: the state bytes, and the probe's peak at this batch
+        probe_peaks = [p.peak_memory_bytes for p in (state.search.probes if state.search else [])
+                       if p.batch_size == batch and p.fits and p.peak_memory_bytes]
+        meter.set_cpu_figures(unique_storage_bytes(training_state_tensors(trainer.raw_model, trainer.optimizer)),
+                              max(probe_peaks, default=0))
+    step_no = 0
+    warmups = config.warmup_steps
+    if cpu and warmups == 0 and steps_run == 0:
+        warmups = 1  # the memory step needs AdamW state allocated by an earlier step
+    for _ in range(warmups):
+        if cancel.is_set():
+            return
+        step_no += 1
+        yield _record(state, one_step(step_no, True))
+    if cpu:
+        if cancel.is_set():
+            return
+        tracker = LiveStorageTracker("cpu", limit_bytes=state.memory_limit)
+        tracker.track(training_state_tensors(trainer.raw_model, trainer.optimizer))
+        start_bytes = tracker.live_bytes
+        step_no += 1
+        try:
+            sample = one_step(step_no, True, tracker)
+        except MemoryError:
+            failed = True
+        else:
+            failed = False
+        if failed:  # outside the except block: the traceback no longer pins the activations
+            trainer.optimizer.zero_grad(set_to_none=True)
+            gc.collect()
+            raise ConfigError(f"batch {batch} does not fit under the CPU memory cap {fmt_bytes(state.memory_limit)} "
+                              f"({state.limit_source}): live tensors passed it during the step")
+        meter.set_cpu_figures(allocated=tracker.live_bytes, peak=tracker.peak_bytes)
+        state.cpu_memory_step = {"peak_bytes": tracker.peak_bytes, "state_bytes": start_bytes,
+                                 "allocations": tracker.allocations}
+        yield _record(state, _with_memory(sample, meter))
+    timed = 0
+    limit = config.steps
+    while timed < limit:
+        if cancel.is_set():
+            return
+        step_no += 1
+        timed += 1
+        yield _record(state, one_step(step_no, False))
+        if timed == limit and limit < config.steps + max_extra:
+            times = [s.step_time_s for s in state.samples if not s.warmup]
+            if not steady_state(times).is_steady(SPREAD_TOLERANCE):
+                limit += 1
+
+
+def _with_memory(sample: StepSample, meter: MemoryMeter) -> StepSample:
+    from dataclasses import replace
+
+    mem = meter.sample()
+    return replace(sample, memory_allocated_bytes=mem.allocated, memory_peak_bytes=mem.peak)
+
+
+def _record(state: RunState, sample: StepSample) -> StepSample:
+    state.samples.append(sample)
+    return sample
+
+
+def _nvml_reader(torch_device: str) -> Callable[[], int | None]:
+    try:
+        from profiler.detect import nvml_process_memory
+    except ImportError:
+        return lambda: None
+
+    def read() -> int | None:
+        try:
+            return nvml_process_memory(torch_device)
+        except Exception:  # noqa: BLE001 - NVML may not support per-process queries: "N/A", never a crash
+            return None
+
+    return read

@@ -1,0 +1,1 @@
+"""Test doubles (fake NVML / torch CUDA views)."""

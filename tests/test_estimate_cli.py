@@ -1,0 +1,121 @@
+"""`mfutop estimate`: JSON figures, human tables, one-line errors with exit 2, no torch import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from tui.cli import app
+
+runner = CliRunner()
+
+
+def _json(*args: str) -> dict:
+    result = runner.invoke(app, ["estimate", *args, "--json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_nanogpt_json_reference_figures():
+    r = _json("--model", "nanogpt-124m", "--seq-len", "1024", "--batch-size", "1")
+    assert r["params"]["total"] == 124_337_664
+    assert r["flops"]["forward"] == 291_648_307_200
+    assert r["flops"]["palm_total"] == 875_062_886_400
+    assert r["hardware"]["key"] == "h100-sxm"
+    assert r["warnings"][0] == "no --gpu given: assuming h100-sxm (NVIDIA H100 SXM5 80GB)"
+
+
+def test_llm_analysis_style_aliases_and_auto_batch():
+    ours = _json("--model", "gpt2", "--gpu", "a100-80gb", "--tp", "2", "--dp", "4", "--zero", "1",
+                 "--tokens", "1B", "--gpu-hour-cost", "2")
+    theirs = _json("--model-name", "gpt2", "--gpu-name", "a100-80gb", "--tp-size", "2", "--dp-size", "4",
+                   "--ds-zero", "1", "--total-num-tokens", "1e9", "--cost-per-gpu-hour", "2")
+    assert ours == theirs
+    assert ours["train"]["tokens"] == 10**9 and ours["train"]["cost"] > 0
+    auto = _json("--model", "gpt2", "--gpu", "a100-80gb", "--batch-size", "auto", "--recompute", "2")
+    assert auto["setup"]["batch_size"] == auto["max_batch_size"] > 1
+    assert auto["setup"]["recompute"] == "full"
+
+
+def test_custom_shape_and_infer_mode():
+    r = _json("--model", "gpt2", "--layers", "4", "--d-model", "256", "--heads", "8", "--vocab", "1000",
+              "--mode", "infer", "--prompt-len", "100", "--gen-len", "20", "--weight-bits", "8")
+    assert r["model"]["n_layers"] == 4 and r["model"]["name"] == "gpt2-custom"
+    assert r["memory"]["kv_cache"] == 2 * 4 * 1 * 120 * 256 * 2
+    assert r["decode"]["tokens_per_s"] > 0
+
+
+def test_hf_config(tmp_path):
+    cfg = {"model_type": "llama", "hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8,
+           "num_key_value_heads": 2, "intermediate_size": 1024, "vocab_size": 1000, "max_position_embeddings": 256}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    r = _json("--hf-config", str(path), "--seq-len", "128")
+    assert r["model"]["mlp"] == "swiglu" and r["model"]["n_kv_heads"] == 2
+
+
+def test_human_output_has_the_tables():
+    result = runner.invoke(app, ["estimate", "--model", "gpt2", "--gpu", "a100-80gb", "--batch-size", "8",
+                                 "--tokens", "1B", "--gpu-hour-cost", "1.5"])
+    assert result.exit_code == 0, result.stderr
+    for title in ("Parameters", "FLOPs", "Memory per GPU", "Time", "Assumptions", "MFU", "124,439,808",
+                  "largest batch that fits", "efficiency.flops"):
+        assert title in result.stdout
+
+
+def test_human_output_infer_and_unknown_peak():
+    result = runner.invoke(app, ["estimate", "--model", "gpt2", "--gpu", "t4", "--mode", "infer"])
+    assert result.exit_code == 0, result.stderr
+    assert "decode tokens/s" in result.stdout and "KV cache" in result.stdout
+    train = runner.invoke(app, ["estimate", "--model", "gpt2", "--gpu", "t4", "--seq-len", "256"])
+    assert "MFU n/a (unknown peak; --peak-tflops)" in train.stdout
+    fixed = _json("--model", "gpt2", "--gpu", "t4", "--seq-len", "256", "--peak-tflops", "65")
+    assert fixed["step"]["mfu"] is not None and fixed["hardware"]["peak_flops"] == 65e12
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "gpt3"], "unknown model 'gpt3'; did you mean: gpt2"),
+    (["--gpu", "h1000"], "unknown GPU 'h1000'; did you mean: h100"),
+    (["--d-model", "770"], "heads (12) must divide the width d_model (770)"),
+    (["--batch-size", "0"], "batch-size must be a positive integer"),
+    (["--tokens", "-5"], "must be positive"),
+    (["--model", "llama-2-70b", "--gpu", "t4"], "does not fit at batch 1: needs"),
+    (["--model", "llama-2-70b", "--gpu", "t4", "--mode", "infer"], "does not fit at batch 1: needs"),
+    (["--seq-len", "2048"], "seq-len 2048 exceeds gpt2's context length 1024"),
+    (["--memory-limit", "40XB"], "cannot read '40XB' as a size"),
+    (["--tp", "5"], "tp (5) must divide the attention heads (12)"),
+    (["--precision", "fp64"], "unknown precision 'fp64'"),
+    (["--mode", "infer", "--weight-bits", "3"], "weight-bits must be one of"),
+    (["--peak-tflops", "0"], "peak-tflops must be a positive"),
+    (["--hf-config", "/nonexistent/config.json"], "no config.json at"),
+])
+def test_bad_input_one_line_exit_2(args, needle):
+    result = runner.invoke(app, ["estimate", *args])
+    assert result.exit_code == 2
+    err = result.stderr
+    assert err.startswith("mfutop: error: ") and err.count("\n") == 1
+    assert needle in err
+    assert "Traceback" not in err + result.stdout
+    assert result.stdout == ""
+
+
+def test_cli_estimate_imports_no_torch():
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from tui.cli import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(app, ['estimate', '--model', 'gpt2', '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(app, ['estimate', '--model', 'llama-3-8b', '--tp', '8', '--mode', 'infer'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'thop', 'pynvml') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

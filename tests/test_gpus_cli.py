@@ -1,0 +1,124 @@
+"""`mfutop gpus [--list] [--json]`: output keys, human tables, and no torch for --list."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from estimator.hardware import DTYPES
+from profiler import cpu_probe, nvml_probe
+from tui import cmd_gpus
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:  # a group, so `gpus` stays a subcommand as in tui/cli.py
+        pass
+
+    cmd_gpus.register(app)
+    return app
+
+
+@pytest.fixture
+def small_benchmark(monkeypatch, tmp_path):
+    """The command's CPU benchmark at a tiny size, cached under tmp_path."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    real = cpu_probe.measured_peak
+    calls = []
+
+    def tiny(dtype="fp32", cache_path=None, **kwargs):
+        calls.append((dtype, kwargs.get("refresh", False)))
+        return real(dtype, cache_path, **{**kwargs, "max_size": 64, "repeats": 1, "warmup_seconds": 0.0})
+
+    monkeypatch.setattr(cpu_probe, "measured_peak", tiny)
+    nvml_probe.close_shared_session()
+    return calls
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_gpus_json_on_this_machine(small_benchmark):
+    result = CliRunner().invoke(_app(), ["gpus", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"device", "reason", "nvml", "gpus", "cpu"}
+    if _has_cuda():  # pragma: no cover - a GPU machine
+        assert data["device"].startswith("cuda") and data["gpus"]
+        return
+    assert data["device"] == "cpu" and data["reason"]
+    cpu = data["cpu"]
+    assert set(cpu) == {"info", "spec", "peak_flops", "peak_source", "theoretical_peak_flops", "measured", "warnings"}
+    assert cpu["measured"]["fp32"]["size"] == 64
+    assert cpu["peak_flops"]["fp32"] == cpu["measured"]["fp32"]["flops"] > 0
+    assert cpu["spec"]["key"] == "cpu"
+    assert {"model_name", "physical_cores", "torch_threads", "isa_flags", "memory_total_bytes"} <= set(cpu["info"])
+    assert [d for d, _ in small_benchmark] == ["fp32", "bf16", "fp16"]
+
+
+def test_remeasure_refreshes_the_cache(small_benchmark):
+    assert CliRunner().invoke(_app(), ["gpus", "--json", "--remeasure"]).exit_code == 0
+    assert small_benchmark and all(refresh for _, refresh in small_benchmark)
+
+
+def test_gpus_human_output(small_benchmark):
+    result = CliRunner().invoke(_app(), ["gpus"], terminal_width=120)
+    assert result.exit_code == 0, result.output
+    if _has_cuda():  # pragma: no cover
+        assert "Dense peak per dtype" in result.output
+        return
+    assert "No GPU in use:" in result.output
+    assert "CPU: " in result.output and "measured TFLOP/s" in result.output
+
+
+def test_gpus_list_json_has_every_row_and_dtype():
+    result = CliRunner().invoke(_app(), ["gpus", "--list", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"dtypes", "convention", "gpus"}
+    assert data["dtypes"] == list(DTYPES)
+    rows = {row["key"]: row for row in data["gpus"]}
+    assert len(rows) == len(data["gpus"]) >= 20
+    for row in rows.values():
+        assert {"key", "name", "vendor", "memory_bytes", "memory_bandwidth", "peak_flops", "intra_node_bandwidth",
+                "inter_node_bandwidth", "source", "derived"} <= set(row)
+        assert list(row["peak_flops"]) == list(DTYPES)
+    assert rows["h100-sxm"]["peak_flops"]["bf16"] == 989.4e12
+    assert rows["h100-sxm"]["intra_node_bandwidth"] == 900e9
+    assert rows["t4"]["peak_flops"]["bf16"] is None  # no bf16 tensor path: None, not 0
+
+
+def test_gpus_list_human_table():
+    result = CliRunner().invoke(_app(), ["gpus", "--list"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    assert "h100-sxm" in result.output and "989.4" in result.output
+    assert "Names and sources" in result.output
+
+
+def test_gpus_list_imports_no_torch():
+    code = textwrap.dedent("""
+        import sys, typer
+        from typer.testing import CliRunner
+        from tui import cmd_gpus
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        cmd_gpus.register(app)
+        for args in (["gpus", "--list", "--json"], ["gpus", "--list"], ["gpus", "--help"]):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 0, result.output
+        print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

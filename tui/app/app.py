@@ -1,0 +1,339 @@
+"""`MfutopApp`: hardware, prediction and measurement side by side, live.
+
+The run happens in a thread worker that pulls events from a source (a live
+run, a recorded file, an ssh stream) and posts each to the app as a message;
+the app folds them into a `RunState` and redraws the panels a few times a
+second. The app adds no measurement logic of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from profiler.events import DeviceDetected, Event, JsonlWriter, PredictionReady, RunFailed, RunFinished
+from profiler.run_config import RunConfig
+from tui.app.body import Body
+from tui.app.messages import RunEnded, RunEvent
+from tui.app.run_state import RunState
+from tui.app.run_status import RunStatus
+from tui.app.setup_draft import check_draft, draft_from_config
+from tui.app.setup_form import SetupForm
+from tui.app.view import StateView
+from tui.event_sources import EventSource, live_source
+
+REDRAW_S = 0.25  # panels redraw at most this often while events stream
+GPU_POLL_S = 1.0  # NVML refresh of the hardware panel during a live GPU run
+QUIT_WAIT_S = 30.0  # how long quitting waits for the run to stop between steps
+
+
+class MfutopApp(App):
+    """``MfutopApp(run_config, source, out_path, autostart, title)``.
+
+    ``source(cancel)`` returns the events of one run; without one the app runs
+    ``profiler.run.run_profile(config, cancel)`` on the setup form's config.
+    ``out_path`` records every run's events as JSONL while they arrive.
+    """
+
+    CSS_PATH = "mfutop.tcss"
+    TITLE = "mfutop"
+    BINDINGS = [
+        Binding("r", "start", "Run / re-run"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("s", "save", "Save"),
+        Binding("q", "quit", "Quit"),
+        Binding("escape", "leave_field", "Leave field", show=False),
+    ]
+
+    def __init__(
+        self,
+        run_config: RunConfig | None = None,
+        source: EventSource | None = None,
+        out_path: Path | None = None,
+        autostart: bool = True,
+        title: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.run_config = run_config or RunConfig()
+        self._steps_known = source is None or run_config is not None  # a replay's step count is the file's
+        self._source = source
+        self.out_path = Path(out_path) if out_path else None
+        self.autostart = autostart
+        self.state = RunState(expected_steps=self.run_config.steps if self._steps_known else None)
+        self.setup_draft = draft_from_config(self.run_config)
+        self.setup_errors: dict[str, str] = {}
+        self.setup_editable = source is None
+        self.setup_note = "" if source is None else "the run's own setup (read-only); r runs it again"
+        if title:
+            self.title = title
+        self.sub_title = "" if title else self._describe_source()
+        self._run_id = 0
+        self._cancel = threading.Event()
+        self._run_done = threading.Event()
+        self._run_done.set()
+        self._dirty = False
+        self._gpu_timer = None
+
+    # ---- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield RunStatus(id="status")
+        yield Body(id="body")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(REDRAW_S, self._redraw_if_dirty)
+        self._check_setup()
+        self.after_layout_change()
+        if self.autostart:
+            self.action_start()
+
+    def after_layout_change(self) -> None:
+        """Called once the body is (re)built: re-flag setup errors, put focus where keys work."""
+        for form in self.query(SetupForm):
+            form.show_errors(self.setup_errors)
+        for table in self.query("#comparison"):
+            table.focus()
+
+    def _describe_source(self) -> str:
+        if self._source is not None:
+            return getattr(self._source, "label", "")
+        model = self.run_config.model.name if self.run_config.model else (self.state.model_name or "default model")
+        device = self.state.device.device if self.state.device else self.run_config.device
+        return f"live · {model} · {device}"
+
+    # ---- run lifecycle ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return not self._run_done.is_set()
+
+    def action_start(self) -> None:
+        """Start a run (or run again once one has ended)."""
+        if self.running:
+            self.notify("A run is in progress; c cancels it.", severity="warning")
+            return
+        if self._source is not None:
+            source = self._source
+            steps = self.run_config.steps if self._steps_known else None
+        else:
+            config, errors = check_draft(self.setup_draft, self.run_config)
+            if config is None:
+                self.setup_errors = errors
+                self.after_layout_change()
+                self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error")
+                return
+            self.run_config = config
+            source = live_source(config)
+            steps = config.steps
+            self.sub_title = self._describe_source()
+        self._run_id += 1
+        self._cancel = threading.Event()
+        self._run_done = threading.Event()
+        self.state = RunState(status="running", expected_steps=steps)
+        if self.out_path:
+            self.state.note("info", f"recording to {self.out_path}")
+        self._stop_gpu_poll()
+        self._run_worker(source, self._run_id, self._cancel, self._run_done)
+        self.redraw()
+
+    def action_cancel(self) -> None:
+        if not self.running:
+            self.notify("No run in progress.")
+            return
+        self._cancel.set()
+        if self.state.status == "running":
+            self.state.status = "cancelling"
+            self.state.note("info", "cancel asked: the run stops after the current step and keeps what it measured")
+        self.redraw()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="run")
+    def _run_worker(self, source: EventSource, run_id: int, cancel: threading.Event, done: threading.Event) -> None:
+        """Pull events from the source (in this thread) and post them to the app."""
+        stream = None
+        try:
+            writer = None
+            if self.out_path:
+                stream = open(self.out_path, "w", encoding="utf-8")
+                writer = JsonlWriter(stream)
+            for event in source(cancel):
+                if writer:
+                    writer.write(event)
+                self.post_message(RunEvent(event, run_id))
+        except Exception as exc:  # the run's failure is data to show, not a crash of the app
+            failed = RunFailed(message=str(exc) or type(exc).__name__, error_type=type(exc).__name__)
+            if stream is not None and not stream.closed:
+                JsonlWriter(stream).write(failed)
+            self.post_message(RunEvent(failed, run_id))
+        finally:
+            if stream is not None:
+                stream.close()
+            self.post_message(RunEnded(run_id, cancel.is_set()))
+            done.set()
+
+    def on_run_event(self, message: RunEvent) -> None:
+        if message.run_id != self._run_id:
+            return  # a replaced run
+        event = message.event
+        self.state.apply(event)
+        if isinstance(event, DeviceDetected) and event.device == "cuda" and self._source is None:
+            self._start_gpu_poll()
+        if isinstance(event, PredictionReady) and self._source is None:
+            self.sub_title = self._describe_source()
+        self._dirty = True
+        if isinstance(event, (RunFinished, RunFailed)):
+            self.redraw()
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        if message.run_id != self._run_id:
+            return
+        if self.state.status in ("running", "cancelling"):
+            if message.cancelled:
+                self.state.status = "cancelled"
+            else:
+                self.state.status = "ended"
+                self.state.note("warning", "the source ended without RunFinished (file cut short?)")
+        self._stop_gpu_poll()
+        self.redraw()
+
+    async def wait_for_run(self, timeout: float = QUIT_WAIT_S) -> bool:
+        """Wait (without blocking the UI) until the run's thread is done; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return not self.running
+
+    async def action_quit(self) -> None:
+        """Quit; a run in progress is cancelled first and its thread waited for."""
+        if self.running:
+            self.action_cancel()
+            if not await self.wait_for_run():
+                self.notify("The run did not stop in time; quitting anyway.", severity="error")
+        self.exit()
+
+    def on_unmount(self) -> None:
+        # Last resort (e.g. ctrl+c paths that skip action_quit): stop the source; the worker
+        # thread ends after its current step and the executor joins it at interpreter exit.
+        self._cancel.set()
+        self._run_done.wait(timeout=QUIT_WAIT_S)
+
+    # ---- saving -------------------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        """Write the events so far to a JSONL file (`mfutop replay FILE` opens it)."""
+        if not self.state.events:
+            self.notify("Nothing to save yet.")
+            return
+        if self.out_path:
+            self.notify(f"This run is recorded live to {self.out_path}.")
+            return
+        path = self.save_events(default_save_path())
+        self.notify(f"Saved {len(self.state.events)} events to {path}")
+
+    def save_events(self, path: Path) -> Path:
+        save_events(self.state.events, path)
+        self.state.note("info", f"saved {len(self.state.events)} events to {path}")
+        self.redraw()
+        return path
+
+    # ---- drawing ------------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        """Redraw every panel from the state now."""
+        self._dirty = False
+        for widget in self.screen.walk_children():
+            if isinstance(widget, StateView):
+                widget.show(self.state)
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty:
+            self.redraw()
+
+    # ---- setup form ---------------------------------------------------------------------------
+
+    def on_setup_form_changed(self, message: SetupForm.Changed) -> None:
+        self.setup_draft = message.draft
+        self._check_setup()
+        for form in self.query(SetupForm):
+            form.show_errors(self.setup_errors)
+
+    def _check_setup(self) -> None:
+        if self.setup_editable:
+            _, self.setup_errors = check_draft(self.setup_draft, self.run_config)
+
+    def action_leave_field(self) -> None:
+        """Escape: leave a text field so the single-key bindings work again."""
+        for table in self.query("#comparison"):
+            table.focus()
+
+    # ---- GPU figures --------------------------------------------------------------------------
+
+    def _start_gpu_poll(self) -> None:
+        if self._gpu_timer is None and _sample_gpus_fn() is not None:
+            self._gpu_timer = self.set_interval(GPU_POLL_S, self._poll_gpus)
+
+    def _stop_gpu_poll(self) -> None:
+        if self._gpu_timer is not None:
+            self._gpu_timer.stop()
+            self._gpu_timer = None
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="nvml")
+    def _poll_gpus(self) -> None:
+        sample = _sample_gpus_fn()
+        try:
+            gpus = list(sample()) if sample else []
+        except Exception:  # NVML unsupported / gone: keep the last figures
+            return
+        self.call_from_thread(self._set_gpus, [g if isinstance(g, dict) else _as_dict(g) for g in gpus])
+
+    def _set_gpus(self, gpus: list[dict]) -> None:
+        self.state.gpus = gpus
+        self._dirty = True
+
+    # ---- command palette ----------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Start run", "Start a run with the setup shown (r)", self.action_start)
+        yield SystemCommand("Re-run", "Run the same setup again once the run has ended (r)", self.action_start)
+        yield SystemCommand("Cancel run", "Stop after the current step, keeping what was measured (c)", self.action_cancel)
+        yield SystemCommand("Save run", "Write the run's events to a JSONL file for `mfutop replay` (s)", self.action_save)
+
+
+def save_events(events: list[Event], path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as stream:
+        writer = JsonlWriter(stream)
+        for event in events:
+            writer.write(event)
+
+
+def default_save_path(directory: Path | None = None) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return (directory or Path.cwd()) / f"mfutop-run-{stamp}.jsonl"
+
+
+def _sample_gpus_fn():
+    """``profiler.nvml_probe.sample_gpus`` where that module exists and imports, else None."""
+    try:
+        from profiler import nvml_probe  # noqa: PLC0415 - optional, written by another module owner
+    except Exception:
+        return None
+    return getattr(nvml_probe, "sample_gpus", None)
+
+
+def _as_dict(obj) -> dict:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "__dict__"):
+        return dict(vars(obj))
+    return {}

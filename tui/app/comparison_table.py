@@ -1,0 +1,59 @@
+"""`ComparisonTable`: every prediction beside its measurement and the error, coloured by size."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from tui.app.comparison import ROWS, ComparisonRow, comparison_rows
+from tui.app.run_state import RunState
+from tui.app.view import StateView
+
+GRADE_STYLE = {"good": "green", "fair": "yellow", "poor": "bold red", "": ""}
+GRADE_MARK = {"good": "", "fair": " !", "poor": " !!", "": ""}  # the size still reads under NO_COLOR
+
+COLUMNS = (("quantity", "Quantity"), ("predicted", "Predicted"), ("measured", "Measured"), ("error", "Error"))
+
+
+def batches_note(state: RunState) -> str:
+    """Which batch each column is at: step figures compare only at the same batch."""
+    predicted, measured = state.predicted_batch, state.measured().get("batch_size")
+    if predicted and measured and predicted != measured:
+        return f"pred. at batch {predicted}, meas. at batch {measured} · error = (pred - meas) / meas"
+    if measured or predicted:
+        return f"batch {measured or predicted} · error = (pred - meas) / meas"
+    return "error = (pred - meas) / meas"
+
+
+class ComparisonTable(DataTable, StateView):
+    """Rows: parameters, FLOPs (analytic / thop / FlopCounterMode), memory, max batch, step time, tokens/s, MFU."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.border_title = "Predicted vs measured"
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+        for spec in ROWS:
+            self.add_row(spec.label, "…", "…", "", key=spec.key)
+        self.show(self.app.state)  # type: ignore[attr-defined]
+
+    def show(self, state: RunState) -> None:
+        if not self.columns:
+            return
+        for row in comparison_rows(state):
+            self._set_row(row)
+        self.border_subtitle = batches_note(state)
+
+    def _set_row(self, row: ComparisonRow) -> None:
+        key = row.spec.key
+        style = GRADE_STYLE[row.grade]
+        self.update_cell(key, "predicted", Text(row.predicted_text, justify="right"), update_width=True)
+        self.update_cell(key, "measured", Text(row.measured_text, justify="right"), update_width=True)
+        self.update_cell(key, "error", Text(row.error_text + GRADE_MARK[row.grade], style=style, justify="right"),
+                         update_width=True)
+
+    def cell_text(self, row_key: str, column: str) -> str:
+        """The plain text of one cell (tests and the tmux check read the table through this)."""
+        return str(self.get_cell(row_key, column))

@@ -1,0 +1,144 @@
+"""`HardwarePanel`: the device the run uses — name, memory bar, dense peak and its source, live GPU figures.
+
+CPU: the ``DeviceDetected`` details (cores, clock, ISA, theoretical vs measured
+peak). GPU: the detection's NVML fields, replaced each second during a live run
+by ``profiler.nvml_probe.sample_gpus()`` readings (one block per visible GPU).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from estimator.units import fmt_bytes, fmt_rate
+from profiler.events import DeviceDetected
+from tui.app.run_state import RunState
+from tui.app.view import StateView
+
+BAR_WIDTH = 14
+MATMUL_ISA_PREFIXES = ("avx2", "avx512", "amx", "fma", "neon", "sve", "asimd", "bf16", "i8mm")  # what sets a CPU's peak
+NA = "N/A"
+
+
+def memory_bar(used: Any, total: Any, width: int = BAR_WIDTH) -> Text:
+    """'████░░░░ 1.2/16.0 GiB' — or just the total when usage is unknown."""
+    if not isinstance(total, (int, float)) or not total:
+        return Text(fmt_bytes(used) if isinstance(used, (int, float)) else NA)
+    if not isinstance(used, (int, float)):
+        return Text(f"{fmt_bytes(total, 1)} total")
+    fraction = max(0.0, min(1.0, used / total))
+    filled = round(fraction * width)
+    style = "green" if fraction < 0.7 else "yellow" if fraction < 0.9 else "red"
+    bar = Text("█" * filled, style=style) + Text("░" * (width - filled), style="dim")
+    return bar + Text(f" {used / 2**30:.1f}/{total / 2**30:.1f} GiB")
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _mhz(hz: Any) -> str:
+    return f"{hz / 1e6:.0f} MHz" if _num(hz) else NA
+
+
+def _unit(value: Any, unit: str, digits: int = 0) -> str:
+    return f"{value:.{digits}f} {unit}" if _num(value) else NA
+
+
+def _grid() -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True, min_width=8)
+    grid.add_column()
+    return grid
+
+
+def cpu_rows(grid: Table, device: DeviceDetected) -> None:
+    d = device.details if isinstance(device.details, dict) else {}
+    if _num(d.get("physical_cores")):
+        grid.add_row("cores", f"{d['physical_cores']} physical · {d.get('logical_cores', '?')} logical"
+                              f" · torch {d.get('torch_threads', '?')} threads")
+    clock = d.get("clock_max_hz") if _num(d.get("clock_max_hz")) else d.get("clock_current_hz")
+    if _num(clock):
+        grid.add_row("clock", f"{clock / 1e9:.2f} GHz")
+    theoretical = (d.get("theoretical_peak_flops") or {}).get(device.peak_dtype)
+    if _num(theoretical):
+        grid.add_row("theory", f"{fmt_rate(theoretical)} {device.peak_dtype} (cores x clock x ISA)")
+    flags = [f for f in d.get("isa_flags") or [] if str(f).startswith(MATMUL_ISA_PREFIXES)]
+    if flags:
+        grid.add_row("ISA", Text(" ".join(map(str, flags)), style="dim"))
+
+
+def gpu_static_rows(grid: Table, d: dict[str, Any]) -> None:
+    """What does not change during a run: driver, SMs, max clock, power limit, links, MIG."""
+    if d.get("driver_version") not in (None, NA):
+        grid.add_row("driver", f"{d['driver_version']} · CUDA {d.get('cuda_driver_version', NA)}")
+    if d.get("sm_count") is not None:
+        grid.add_row("SMs", f"{d['sm_count']} · CC {d.get('compute_capability', NA)} · max {_mhz(d.get('sm_clock_max_hz'))}")
+    if d.get("pcie_gen_current") not in (None, NA):
+        grid.add_row("PCIe", f"gen {d['pcie_gen_current']} x{d.get('pcie_width_current', '?')}"
+                             f" · NVLink {d.get('nvlink_active_links', NA)} · MIG {d.get('mig_mode', NA)}")
+    if d.get("nvml"):
+        grid.add_row("NVML", Text(str(d["nvml"]), style="yellow"))
+
+
+def gpu_live_rows(grid: Table, g: dict[str, Any], power_limit: Any) -> None:
+    """Figures NVML refreshes: memory used, clocks, power, temperature, utilisation."""
+    grid.add_row("memory", memory_bar(g.get("memory_used_bytes"), g.get("memory_total_bytes")))
+    grid.add_row("clocks", f"SM {_mhz(g.get('sm_clock_hz'))} · mem {_mhz(g.get('mem_clock_hz'))}")
+    grid.add_row("power", f"{_unit(g.get('power_draw_w'), 'W')} / {_unit(power_limit, 'W')}")
+    grid.add_row("temp", _unit(g.get("temperature_c"), "°C"))
+    grid.add_row("util", f"GPU {_unit(g.get('utilization_gpu_pct'), '%')}"
+                         f" · mem {_unit(g.get('utilization_memory_pct'), '%')}")
+
+
+class HardwarePanel(Static, StateView):
+    """What the hardware promises, from DeviceDetected; GPU figures refresh each second in a live run."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.border_title = "Hardware"
+
+    def on_mount(self) -> None:
+        self.show(self.app.state)  # type: ignore[attr-defined]
+
+    def show(self, state: RunState) -> None:
+        device = state.device
+        if device is None:
+            self.update(Text("waiting for the run to detect the device…", style="dim"))
+            return
+        details = device.details if isinstance(device.details, dict) else {}
+        grid = _grid()
+        grid.add_row(device.device.upper(), Text(device.name, style="bold"))
+        peak = f"{fmt_rate(device.peak_flops)} {device.peak_dtype}" if device.peak_flops else \
+            f"n/a ({device.peak_dtype}; --peak-tflops)"
+        grid.add_row("peak", Text(peak, style="cyan" if device.peak_flops else "yellow"))
+        grid.add_row("source", Text(str(device.peak_source or "unknown"), style="dim"))
+        if device.device == "cpu":
+            grid.add_row("run peak", memory_bar(self._run_peak(state), device.memory_total_bytes))
+            cpu_rows(grid, device)
+            self.update(grid)
+            return
+        gpu_static_rows(grid, details)
+        own = details.get("index")
+        samples = state.gpus or [details]  # replay / remote: the readings taken at detection
+        blocks: list[Any] = [grid]
+        for sample in samples:
+            mine = own is None or sample.get("index") == own or len(samples) == 1
+            block = grid if mine else _grid()
+            if not mine:
+                block.add_row(f"GPU {sample.get('index', '?')}", Text("(not used by this run)", style="dim"))
+            gpu_live_rows(block, sample, details.get("power_limit_w") if mine else NA)
+            if not mine:
+                blocks.append(block)
+        if not state.gpus:
+            grid.add_row("", Text("readings at detection", style="dim"))
+        self.update(Group(*blocks))
+
+    @staticmethod
+    def _run_peak(state: RunState) -> int | None:
+        """Without NVML (CPU): the run's own peak memory so far."""
+        return max((s.memory_peak_bytes for s in state.samples), default=None)

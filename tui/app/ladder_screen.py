@@ -1,0 +1,245 @@
+"""`LadderScreen`: the training-speed ladder as a table and a bar chart of tokens/s per rung.
+
+The screen shows rows it is given (a finished ladder's ``rungs``) and/or runs
+a source ``source(cancel) -> events`` in a thread worker, folding each
+``LadderRung`` into its table as it arrives — the same shape of source the
+app uses for runs, so a recorded ladder (JSONL) replays here too. ``c``
+cancels between steps, ``escape`` closes (and cancels). The pure helpers
+(``rung_cells``, ``bar_chart``, ``fold``) are shared with ``mfutop ladder``'s
+text output and tested without a terminal.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable, Sequence
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from estimator.units import fmt_bytes, fmt_pct
+from profiler.events import Event, LogMessage, RunFailed, RunFinished
+
+EventSource = Callable[[threading.Event], Iterable[Event]]
+COLUMNS = (
+    ("rung", "Rung"), ("status", "Status"), ("tokens", "tok/s"), ("prev", "x prev"), ("base", "x base"),
+    ("memory", "Peak mem"), ("mfu", "MFU"), ("predicted", "Predicted tok/s"), ("batch", "Batch"),
+    ("precision", "Precision"), ("note", "Note"),
+)
+STATUS_STYLE = {"measured": "green", "n/a": "dim", "skipped": "yellow", "failed": "bold red",
+                "timeout": "yellow", "cancelled": "dim", "running": "cyan"}
+BAR_WIDTH = 40
+EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+# ----------------------------------------------------------------- pure helpers
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def rung_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    """One table row as text, in ``COLUMNS`` order; "-" where a rung has no figure."""
+    measured = row.get("tokens_per_s") is not None
+    return (
+        row["name"], row.get("status", ""), _num(row.get("tokens_per_s")),
+        _times(row.get("speedup_prev")), _times(row.get("speedup_base")),
+        fmt_bytes(row["peak_memory_bytes"]) if row.get("peak_memory_bytes") else "-",
+        (fmt_pct(row["mfu"]) if row.get("mfu") is not None else ("n/a" if measured else "-")),
+        _num(row.get("predicted_tokens_per_s")),
+        "-" if row.get("batch_size") is None or not measured else str(row["batch_size"]),
+        (row.get("precision") or "-") if measured else "-",
+        row.get("reason") or row.get("title", ""),
+    )
+
+
+def _bar(value: float, top: float, width: int) -> str:
+    eighths = round(value / top * width * 8) if top > 0 else 0
+    full, part = divmod(max(eighths, 1), 8)
+    return "█" * full + (EIGHTHS[part] if part else "")
+
+
+def bar_chart(rows: Sequence[dict[str, Any]], width: int = BAR_WIDTH) -> str:
+    """Horizontal bars of tokens/s, scaled to the fastest rung; unmeasured rungs say why not."""
+    measured = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s")]
+    top = max(measured, default=0.0)
+    name_w = max((len(r["name"]) for r in rows), default=4)
+    lines = []
+    for row in rows:
+        tps = row.get("tokens_per_s")
+        if tps:
+            lines.append(f"{row['name']:<{name_w}} {_bar(tps, top, width):<{width}} {tps:,.0f} tok/s")
+        else:
+            lines.append(f"{row['name']:<{name_w}} {'':<{width}} {row.get('status') or '...'}")
+    return "\n".join(lines)
+
+
+def fold(rows: list[dict[str, Any]], event: Event) -> list[dict[str, Any]]:
+    """The rows after ``event``: a rung replaces the row of the same name (or is appended);
+    RunFinished's summary, when it has ``rungs``, replaces them all (final speed-ups)."""
+    rung = getattr(event, "rung", None)
+    if event.kind == "ladder_rung" and isinstance(rung, dict):
+        out = [r for r in rows if r["name"] != rung["name"]]
+        index = next((i for i, r in enumerate(rows) if r["name"] == rung["name"]), len(rows))
+        out.insert(min(index, len(out)), rung)
+        return out
+    if isinstance(event, RunFinished) and isinstance(event.summary.get("rungs"), list):
+        return list(event.summary["rungs"])
+    return rows
+
+
+def ladder_source(config, **options) -> EventSource:
+    """A live ladder of ``config`` (a ``RunConfig``); ``options`` go to ``run_ladder`` (rungs, skip, nproc...)."""
+
+    def start(cancel: threading.Event) -> Iterable[Event]:
+        from profiler.ladder import run_ladder  # torch: only once the ladder starts
+
+        return run_ladder(config, cancel, **options)
+
+    return start
+
+
+# ----------------------------------------------------------------- the screen
+
+class LadderEvent(Message):
+    def __init__(self, event: Event, run_id: int) -> None:
+        super().__init__()
+        self.event = event
+        self.run_id = run_id
+
+
+class LadderScreen(Screen):
+    """``LadderScreen(rows=(), source=None)``: rows to show now, and/or a source to run and fold in."""
+
+    DEFAULT_CSS = """
+    LadderScreen { layout: vertical; }
+    LadderScreen #ladder-status { height: 1; padding: 0 1; background: $boost; }
+    LadderScreen #ladder-table { height: 1fr; border: round $primary 40%; }
+    LadderScreen #ladder-bars { height: auto; max-height: 14; padding: 0 1; border: round $primary 40%; }
+    """
+    BINDINGS = [
+        Binding("escape", "close", "Back"),
+        Binding("c", "cancel", "Cancel ladder"),
+        Binding("r", "rerun", "Run again"),
+    ]
+
+    def __init__(self, rows: Iterable[dict[str, Any]] = (), source: EventSource | None = None,
+                 title: str = "Training-speed ladder", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rows: list[dict[str, Any]] = list(rows)
+        self.source = source
+        self.ladder_title = title
+        self.status_text = "" if source else f"{len(self.rows)} rungs"
+        self.done = source is None
+        self._cancel = threading.Event()
+        self._run_id = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.status_text, id="ladder-status")
+        table = DataTable(id="ladder-table", cursor_type="row", zebra_stripes=True)
+        table.border_title = self.ladder_title
+        yield table
+        bars = Static("", id="ladder-bars")
+        bars.border_title = "tokens/s per rung"
+        yield bars
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#ladder-table", DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.refresh_view()
+        if self.source is not None:
+            self.start()
+
+    # ---- running ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._run_id += 1
+        self._cancel = threading.Event()
+        self.rows, self.done = [], False
+        self.set_status("ladder running…")
+        self.refresh_view()
+        self._run(self.source, self._run_id, self._cancel)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="ladder")
+    def _run(self, source: EventSource, run_id: int, cancel: threading.Event) -> None:
+        try:
+            for event in source(cancel):
+                self.post_message(LadderEvent(event, run_id))
+        except Exception as exc:  # a failed ladder is shown, not a crash of the app
+            self.post_message(LadderEvent(RunFailed(str(exc) or type(exc).__name__, type(exc).__name__), run_id))
+
+    def on_ladder_event(self, message: LadderEvent) -> None:
+        if message.run_id == self._run_id:
+            self.apply(message.event)
+
+    def apply(self, event: Event) -> None:
+        """Fold one event into the view (also callable directly with recorded events)."""
+        self.rows = fold(self.rows, event)
+        if isinstance(event, LogMessage):
+            self.set_status(event.text)
+        elif event.kind == "ladder_rung":
+            self.set_status(f"rung {event.index}/{event.total}: {event.rung['name']} {event.rung['status']}")
+        elif isinstance(event, RunFinished):
+            self.done = True
+            self.set_status("ladder cancelled" if event.cancelled else f"ladder finished: {len(self.rows)} rungs")
+        elif isinstance(event, RunFailed):
+            self.done = True
+            self.set_status(f"ladder failed: {event.message}")
+        self.refresh_view()
+
+    def action_cancel(self) -> None:
+        if self.done:
+            self.notify("No ladder in progress.")
+            return
+        self._cancel.set()
+        self.set_status("cancelling: the ladder stops after the current step")
+
+    def action_rerun(self) -> None:
+        if self.source is None:
+            self.notify("These are recorded results; nothing to run.")
+        elif not self.done:
+            self.notify("The ladder is still running; c cancels it.", severity="warning")
+        else:
+            self.start()
+
+    def action_close(self) -> None:
+        self._cancel.set()
+        self.app.pop_screen()
+
+    def on_unmount(self) -> None:
+        self._cancel.set()
+
+    # ---- drawing ------------------------------------------------------------------------------
+
+    def set_status(self, text: str) -> None:
+        self.status_text = text
+        if self.is_mounted:
+            self.query_one("#ladder-status", Static).update(text)
+
+    def refresh_view(self) -> None:
+        if not self.is_mounted:
+            return
+        table = self.query_one("#ladder-table", DataTable)
+        table.clear()
+        for row in self.rows:
+            cells = rung_cells(row)
+            style = STATUS_STYLE.get(row.get("status", ""), "")
+            table.add_row(*(Text(c, style=style) if i == 1 else
+                            Text(c, justify="right") if 2 <= i <= 8 else c for i, c in enumerate(cells)),
+                          key=row["name"])
+        self.query_one("#ladder-bars", Static).update(Text(bar_chart(self.rows)))
+
+    def cell_text(self, rung: str, column: str) -> str:
+        """Plain text of one cell (tests read the table through this)."""
+        return str(self.query_one("#ladder-table", DataTable).get_cell(rung, column))

@@ -1,0 +1,66 @@
+"""`LiveCharts`: tokens/s, MFU and memory over steps as sparklines, with the current figures."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from estimator.units import fmt_bytes, fmt_pct, fmt_seconds, fmt_si
+from tui.app.run_state import RunState, steps_of
+from tui.app.view import StateView
+
+# (sample field, label, formatter of the latest value)
+METRICS = (
+    ("tokens_per_s", "tokens/s", lambda v: fmt_si(v, digits=1)),
+    ("mfu", "MFU", fmt_pct),
+    ("memory_allocated_bytes", "memory", fmt_bytes),
+)
+
+
+def _last(values: list[float]) -> float | None:
+    return values[-1] if values else None
+
+
+class LiveCharts(Vertical, StateView):
+    """One row per metric: name and latest value on the left, the series over steps on the right."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.border_title = "Live"
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="live-steps", classes="live-steps")
+        for field, label, _ in METRICS:
+            with Horizontal(classes="metric"):
+                yield Static(label, id=f"label-{field}", classes="metric-label")
+                yield Sparkline([], id=f"spark-{field}")
+
+    def on_mount(self) -> None:
+        self.show(self.app.state)  # type: ignore[attr-defined]
+
+    def show(self, state: RunState) -> None:
+        for field, label, fmt in METRICS:
+            series = state.series(field)
+            latest = _last(series)
+            if latest is not None:
+                value = fmt(latest)
+            elif field == "mfu" and state.samples:
+                value = "n/a"  # unknown peak: never 0 %
+            else:
+                value = "…"
+            text = f"{label:<9}{value:>11}"
+            self.query_one(f"#label-{field}", Static).update(text)
+            self.query_one(f"#spark-{field}", Sparkline).data = series
+        self.query_one("#live-steps", Static).update(self._steps_line(state))
+
+    @staticmethod
+    def _steps_line(state: RunState) -> str:
+        if not state.samples:
+            return "no steps yet"
+        last = state.samples[-1]
+        timed = len(state.timed_samples)
+        phase = "warm-up" if last.warmup else f"step {timed}{steps_of(timed, state.expected_steps)}"
+        peak = max(s.memory_peak_bytes for s in state.samples)
+        return (f"{phase} · batch {last.batch_size} · {fmt_seconds(last.step_time_s)}"
+                f" · loss {last.loss:.3f} · peak {fmt_bytes(peak)}")

@@ -1,0 +1,34 @@
+"""`RunLog`: warnings and log lines of the run (unknown-peak notices, CPU fallbacks, saves)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from tui.app.run_state import RunState
+from tui.app.view import StateView
+
+LEVEL_STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
+LEVEL_TAG = {"info": "", "warning": "warning: ", "error": "error: "}
+
+
+class RunLog(RichLog, StateView):
+    """Append-only: writes the state's log lines it has not written yet."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(wrap=True, markup=False, highlight=False, min_width=20, **kwargs)
+        self.border_title = "Log"
+        self._written = 0
+        self._state: RunState | None = None
+
+    def on_mount(self) -> None:
+        self.show(self.app.state)  # type: ignore[attr-defined]
+
+    def show(self, state: RunState) -> None:
+        if state is not self._state:  # a new run: a new state
+            self.clear()
+            self._written = 0
+            self._state = state
+        for level, text in state.logs[self._written:]:
+            self.write(Text(LEVEL_TAG.get(level, "") + text, style=LEVEL_STYLE.get(level, "")))
+        self._written = len(state.logs)
