@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from estimator.timing import COLLECTIVE_LATENCY_S, ZERO3_COMM_FACTOR, ring_all_reduce_s
-from profiler.run_summary import COMPARED, lookup, relative_error
 
 
 def allreduce_bandwidth(device: str, link_bandwidth: float | None, interconnect_efficiency: float,
@@ -114,6 +113,8 @@ def build_summary(*, config: dict[str, Any], device: dict[str, Any], prediction:
     seq_len, steps, warmup_steps, step_time_relative_spread, loss_first,
     loss_last, peak_flops, peak_dtype, memory_method.
     """
+    from profiler.run_summary import COMPARED, lookup, relative_error  # (run_summary imports torch)
+
     ranks = sorted(per_rank, key=lambda r: r["rank"])
     world = len(ranks)
     agg = aggregate_ranks(ranks)
@@ -159,3 +160,30 @@ def build_summary(*, config: dict[str, Any], device: dict[str, Any], prediction:
     }
     return {"config": config, "device": device, "prediction": prediction, "measured": measured, "search": None,
             "errors": errors, "compare": compare, "warnings": list(warnings), "distributed": distributed}
+
+
+def describe_distributed(summary: dict[str, Any]) -> list[str]:
+    """The distributed figures as text lines, for ``mfutop profile --nproc N``'s table output."""
+    from estimator.units import fmt_bytes, fmt_pct, fmt_seconds
+
+    d = summary.get("distributed")
+    if not d:
+        return []
+    lines = [f"{d['nproc']} ranks ({d['strategy'].upper()}, {d['backend']}): {summary['measured']['tokens_per_s']:,.0f} "
+             f"tok/s aggregate ({d['aggregate_rule']}); slowest rank {d['aggregate']['slowest_rank']}"]
+    for r in d["per_rank"]:
+        lines.append(f"  rank {r['rank']} ({r['host']}, {r['device']}): {r['tokens_per_s']:,.0f} tok/s, step "
+                     f"{fmt_seconds(r['step_time_s'])}, peak {fmt_bytes(r['peak_memory_bytes'])}")
+    base = d.get("baseline")
+    if base:
+        eff = d.get("scaling_efficiency")
+        lines.append(f"one process: {base['tokens_per_s']:,.0f} tok/s ({base['source']}); scaling efficiency "
+                     f"{fmt_pct(eff) if eff is not None else 'n/a'}")
+    ar = d["allreduce"]
+    lines.append(f"gradient all-reduce of {fmt_bytes(ar['grad_bytes'])}: predicted {fmt_seconds(ar['predicted_s'])}, "
+                 f"bare all-reduce measured {fmt_seconds(ar['measured_allreduce_s'])}, step-time overhead "
+                 f"{fmt_seconds(ar['step_time_overhead_s'])} ({ar['bandwidth_source']})")
+    mem = d["memory"]
+    lines.append(f"memory per rank: predicted {fmt_bytes(mem['predicted_per_rank_bytes'])} ({mem['predicted_setup']}), "
+                 f"measured {', '.join(fmt_bytes(m) for m in mem['measured_per_rank_bytes'])}")
+    return lines

@@ -173,7 +173,9 @@ def cpu_device_spec(info: dict[str, Any], dtypes: tuple[str, ...],
         else:
             then = (f"MFU for {dtype} divides by the theoretical peak" if theoretical.peak(dtype)
                     else f"no {dtype} peak: MFU n/a for {dtype}")
-            warnings.append(f"{result.get('note') or dtype + ' not measured'}; {then}")
+            why = (f"no fast {dtype} matmul path on this CPU" if result.get("usable") is False
+                   else result.get("note") or f"{dtype} not measured")
+            warnings.append(f"{why}; {then}")
     return spec, theoretical, measured, warnings
 
 

@@ -396,7 +396,6 @@ def _ddp_rung(config: RunConfig, nproc: int, torchrun_args: Sequence[str], cance
     row = rung_row(rung, config, applies=True, status="measured", summary=summary,
                    reason=f"aggregate of {nproc} ranks; scaling efficiency "
                           f"{(summary['distributed'].get('scaling_efficiency') or 0):.0%} vs one process")
-    row["precision"] = summary["measured"].get("precision")
     row["distributed"] = {k: summary["distributed"].get(k) for k in ("nproc", "backend", "scaling_efficiency",
                                                                       "per_rank", "allreduce")}
     return row

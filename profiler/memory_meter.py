@@ -177,9 +177,3 @@ class MemoryMeter:
 
     def set_cpu_figures(self, allocated: int, peak: int) -> None:
         self._cpu_allocated, self._cpu_peak = int(allocated), int(peak)
-
-    def allocator_retries(self) -> int:
-        """CUDA allocator retries (cudaMalloc failed, cache flushed, retried): > 0 means 'barely fits'."""
-        if not self.is_cuda:
-            return 0
-        return int(torch.cuda.memory_stats(self.device).get("num_alloc_retries", 0))

@@ -103,15 +103,16 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
         yield from _predict(state, config.batch_size or 1, first=True)
         batch = config.batch_size or _seed_batch(state)
         yield _count(state, batch)
+        searching = config.batch_size is None and (config.search or not measure)
+        if det.kind == "cpu" and not searching:
+            _gate_fixed_batch(state, batch)  # before any memory is allocated
 
         trainer = TrainingStep(_model_cfg(state), det.torch_device,
                                StepOptions.from_run_config(config, state.precision))
         state.params = trainer.param_count()
         undo_cap = cap_cuda_memory(trainer.device, state.memory_limit if det.kind == "cuda" else None)
-        if config.batch_size is None and (config.search or not measure):
+        if searching:
             batch = yield from _search(state, trainer, cancel, inject_oom_above)
-        elif det.kind == "cpu":
-            _gate_fixed_batch(state, batch)
         state.batch_size = batch
         if cancel.is_set():
             yield RunFinished(summary=build_summary(state), cancelled=True)
@@ -239,6 +240,9 @@ def _search(state: RunState, trainer: TrainingStep, cancel: threading.Event,
             f"CPU search without --memory-limit: up to {CPU_SEARCH_TOKENS:,} tokens per step (batch {max_batch}) "
             f"so the run takes seconds, and under {fmt_bytes(state.memory_limit)} ({state.limit_source}); "
             "give --memory-limit to search the memory bound"))
+    if state.config.compile:
+        yield _warn(state, "torch.compile: every new probe batch size recompiles, so probe times include "
+                           "compilation (the peak memory is the compiled step's)")
     steps = iter_search(probe, min(seed, max_batch), max_batch=max_batch, should_stop=cancel.is_set)
     while True:
         try:
@@ -252,6 +256,10 @@ def _search(state: RunState, trainer: TrainingStep, cancel: threading.Event,
         yield ProbeResult(batch_size=out.batch_size, fits=out.fits, peak_memory_bytes=out.peak_memory_bytes,
                           seconds=out.seconds, outcome=out.outcome, low=low, high=high)
     state.search = result
+    barely = [p for p in result.probes if p.fits and p.batch_size == result.max_batch_size and p.detail]
+    if barely:
+        yield _warn(state, f"batch {result.max_batch_size} {barely[0].detail}: it may not survive a long run; "
+                           f"batch {max(1, result.max_batch_size - 1)} leaves headroom")
     if max_batch < MAX_BATCH and result.max_batch_size >= max_batch:
         state.search_limited_by = "token_cap"
     if result.cancelled:

@@ -206,6 +206,7 @@ class StepProbe:
             torch.cuda.synchronize(trainer.device)
             torch.cuda.reset_peak_memory_stats(trainer.device)
             baseline = int(torch.cuda.memory_allocated(trainer.device))
+            retries = _alloc_retries(trainer.device)
         else:
             tracker = LiveStorageTracker("cpu", limit_bytes=self.limit_bytes)
             tracker.track(training_state_tensors(trainer.raw_model, trainer.optimizer))
@@ -231,6 +232,9 @@ class StepProbe:
         peak = self._peak(tracker)
         after = self._recover(tracker, baseline, collect=bool(failure))
         fits = not failure
+        if fits and self.is_cuda and _alloc_retries(trainer.device) > retries:
+            # the allocator had to flush its cache and retry cudaMalloc: fits, but barely
+            failure = f"barely fits: {_alloc_retries(trainer.device) - retries} allocator retries"
         return ProbeOutcome(batch, fits, "ok" if fits else "oom", peak, seconds, baseline, after, failure)
 
     def _peak(self, tracker: LiveStorageTracker | None) -> int:
@@ -257,6 +261,10 @@ class StepProbe:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.trainer.device)
         return self._live(tracker)
+
+
+def _alloc_retries(device: torch.device) -> int:
+    return int(torch.cuda.memory_stats(device).get("num_alloc_retries", 0))
 
 
 def _raise_injected() -> None:

@@ -198,9 +198,12 @@ def effective_precision(requested: str, device_type: str) -> tuple[str, str | No
     """The precision that really runs on ``device_type`` and a warning when it differs.
 
     tf32 is a tensor-core mode of NVIDIA GPUs: on the CPU the matmuls are fp32.
-    bf16-mixed on the CPU needs autocast(cpu, bfloat16); without it, fp32.
+    bf16-mixed on the CPU needs autocast(cpu, bfloat16); without it, fp32. A GPU
+    without bfloat16 (pre-Ampere) runs fp32 rather than a silently emulated bf16.
     """
     if device_type == "cuda":
+        if requested in ("bf16-mixed", "bf16") and not _cuda_native_bf16():
+            return "fp32", f"this GPU has no bfloat16 support; {requested} runs as fp32"
         return requested, None
     if requested == "tf32":
         return "fp32", "tf32 is a CUDA tensor-core mode; on the CPU the matmuls run in fp32"
@@ -209,3 +212,11 @@ def effective_precision(requested: str, device_type: str) -> tuple[str, str | No
         if not ok:
             return "fp32", f"autocast(cpu, bfloat16) does not work here ({why}); running fp32"
     return requested, None
+
+
+def _cuda_native_bf16() -> bool:
+    """bfloat16 in hardware (Ampere+), not the emulation torch also reports as 'supported'."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4 has no emulation flag
+        return torch.cuda.is_bf16_supported()

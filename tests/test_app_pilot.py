@@ -92,7 +92,7 @@ def test_resizing_switches_layout_and_keeps_the_figures():
 
 
 def test_cancel_mid_run_keeps_the_measured_steps():
-    gate = Gate(fake_run_events, delay_s=0.02)
+    gate = Gate(fake_run_events, delay_s=0.04)
 
     async def go():
         app = MfutopApp(source=gate)
@@ -111,7 +111,7 @@ def test_cancel_mid_run_keeps_the_measured_steps():
 
 def test_keys_work_during_a_run_and_save_writes_a_replayable_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    gate = Gate(fake_run_events, delay_s=0.01)
+    gate = Gate(fake_run_events, delay_s=0.04)
 
     async def go():
         app = MfutopApp(source=gate)
@@ -266,3 +266,23 @@ def test_a_source_that_ends_early_is_marked_ended():
 
     app = run(go())
     assert app.state.status == "ended"
+
+
+def test_the_command_palette_runs_save(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = MfutopApp(source=lambda cancel: fake_run_events(cancel))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.state.done)
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.2)
+            await pilot.press(*"Save run")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: any(tmp_path.glob("mfutop-run-*.jsonl")))
+            return app
+
+    app = run(go())
+    saved = next(tmp_path.glob("mfutop-run-*.jsonl"))
+    assert list(replay_source(saved)(threading.Event())) == app.state.events

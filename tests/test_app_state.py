@@ -159,3 +159,16 @@ def test_flops_notes_that_differ_only_in_figures_are_logged_once():
     state.apply(FlopsCounted(batch_size=45, seq_len=128, analytic=1, thop=1, counter=1, note="misses 1,040 FLOPs"))
     assert [text for _, text in state.logs] == ["FLOPs: misses 1,132 FLOPs"]
     assert state.flops.batch_size == 45
+
+
+def test_figures_a_finished_run_never_measured_say_so():
+    from dataclasses import replace
+
+    events = [replace(e, mfu=None) if isinstance(e, StepSample) else e  # an unknown peak: no MFU
+              for e in fake_run_events() if not isinstance(e, ProbeResult)]  # a fixed batch: no search
+    final = events[-1]
+    events[-1] = RunFinished(summary=dict(final.summary, search=None, measured=dict(final.summary["measured"], mfu=None)))
+    state = folded(events)
+    rows = {r.spec.key: r for r in comparison_rows(state)}
+    assert rows["max_batch"].measured_text == "not searched"
+    assert rows["mfu"].measured_text == "—" and rows["mfu"].error is None

@@ -26,7 +26,9 @@ from profiler.ddp import (
     RUN_MARKER_PREFIX, config_from_json, config_to_json, describe_failure, leftover_processes, run_distributed,
     torchrun_args, torchrun_command,
 )
-from profiler.ddp_summary import aggregate_ranks, allreduce_block, allreduce_bandwidth, scaling_efficiency
+from profiler.ddp_summary import (
+    aggregate_ranks, allreduce_bandwidth, allreduce_block, describe_distributed, scaling_efficiency,
+)
 from profiler.events import LogMessage, RunFailed, RunFinished, StepSample
 from profiler.run_config import RunConfig
 
@@ -179,6 +181,9 @@ def test_profile_nproc_2_on_cpu_gives_aggregate_and_per_rank_figures():
     assert dist["memory"]["predicted_setup"] == "dp=2, zero=0"
     assert out["prediction"]["setup"]["dp"] == 2
     assert out["errors"]["params.total"] == 0.0
+    lines = describe_distributed(out)
+    assert lines[0].startswith("2 ranks (DDP, gloo): ") and lines[1].startswith("  rank 0 ")
+    assert lines[2].startswith("  rank 1 ") and "scaling efficiency" in lines[3]
 
 
 def test_a_killed_rank_ends_the_run_in_one_line_and_leaves_no_process():

@@ -128,10 +128,11 @@ def test_nvml_init_failure_falls_back_to_cpu_with_the_reason():
     assert dev.event.details["measured_peaks"]["bf16"]["flops"] == 250e9
 
 
-def test_cpu_low_precision_without_a_fast_path_keeps_the_theoretical_peak_and_warns():
+def test_cpu_low_precision_without_a_fast_path_warns_and_has_no_peak():
     dev = detect_device("cpu", "fp16-mixed", nvml=FakeNvml([]), cuda=FakeCuda([]), cpu_benchmark=fake_benchmark)
     assert dev.event.reason == "--device cpu requested"
-    assert any("fp16 too slow here" in w for w in dev.warnings)
+    assert any(w.startswith("no fast fp16 matmul path on this CPU; ") for w in dev.warnings)
+    assert dev.event.peak_flops is None  # cpu_spec has no fp16 peak: MFU n/a, not a made-up figure
 
 
 def test_device_cpu_is_honoured_even_with_a_gpu():

@@ -231,3 +231,17 @@ def test_mfutop_ladder_bad_rung_is_one_line_exit_2():
                           capture_output=True, text=True, timeout=CLI_LIMIT_S)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "unknown rung(s) flsh" in done.stderr
+
+
+def test_nproc_adds_a_measured_ddp_rung_on_the_final_setup():
+    config = RunConfig(model=TINY, device="cpu", seq_len=32, steps=2, warmup=1, batch_size=2)
+    measure = FakeMeasure()
+    events = list(run_ladder(config, rungs=["baseline"], nproc=2, measure=measure, facts=CPU_FACTS))
+    final = events[-1]
+    assert isinstance(final, RunFinished), final
+    ddp = final.summary["rungs"][-1]
+    assert ddp["name"] == "ddp-x2" and ddp["status"] == "measured", ddp
+    assert ddp["tokens_per_s"] > 0 and ddp["batch_size"] == 2 and ddp["precision"] == "fp32"
+    assert ddp["distributed"]["nproc"] == 2 and len(ddp["distributed"]["per_rank"]) == 2
+    assert ddp["speedup_prev"] == pytest.approx(ddp["tokens_per_s"] / 1000.0)  # over the (fake) baseline
+    assert "scaling efficiency" in ddp["reason"]

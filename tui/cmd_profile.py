@@ -83,7 +83,7 @@ def _open_out(out: Optional[Path]):
 
 def drive(events, *, jsonl: bool, out_file, human: bool, cancel: threading.Event):
     """Consume the stream: write JSONL where asked, print human progress; return the last event."""
-    from profiler.events import JsonlWriter, LogMessage, ProbeResult, RunFailed, RunFinished
+    from profiler.events import JsonlWriter, LogMessage, RunFailed, RunFinished
 
     writers = [JsonlWriter(sys.stdout)] if jsonl else []
     if out_file is not None:
@@ -99,8 +99,6 @@ def drive(events, *, jsonl: bool, out_file, human: bool, cancel: threading.Event
                 typer.echo(f"mfutop: warning: {event.text}", err=True)
             if isinstance(event, (RunFinished, RunFailed)):
                 last = event
-            if isinstance(event, ProbeResult) and cancel.is_set():
-                pass
     return last
 
 

@@ -72,7 +72,8 @@ class MfutopApp(App):
         self.setup_draft = draft_from_config(self.run_config)
         self.setup_errors: dict[str, str] = {}
         self.setup_editable = source is None
-        self.setup_note = "" if source is None else "the run's own setup (read-only); r runs it again"
+        self.setup_note = ("Esc leaves a field; r runs this setup" if source is None
+                           else "the run's own setup (read-only); r runs it again")
         if title:
             self.title = title
         self.sub_title = "" if title else self._describe_source()
@@ -222,8 +223,8 @@ class MfutopApp(App):
         self.exit()
 
     def on_unmount(self) -> None:
-        # Last resort (e.g. ctrl+c paths that skip action_quit): stop the source; the worker
-        # thread ends after its current step and the executor joins it at interpreter exit.
+        # Last resort for exits that skip action_quit (App.exit() from elsewhere, a test harness):
+        # stop the source and wait for the worker thread, so no run outlives the app.
         self._cancel.set()
         self._run_done.wait(timeout=QUIT_WAIT_S)
 
@@ -251,9 +252,10 @@ class MfutopApp(App):
     def redraw(self) -> None:
         """Redraw every panel from the state now."""
         self._dirty = False
-        for widget in self.screen.walk_children():
-            if isinstance(widget, StateView):
-                widget.show(self.state)
+        for screen in self.screen_stack:  # the main screen too while the palette or help is over it
+            for widget in screen.walk_children():
+                if isinstance(widget, StateView):
+                    widget.show(self.state)
 
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
@@ -272,9 +274,8 @@ class MfutopApp(App):
             _, self.setup_errors = check_draft(self.setup_draft, self.run_config)
 
     def action_leave_field(self) -> None:
-        """Escape: leave a text field so the single-key bindings work again."""
-        for table in self.query("#comparison"):
-            table.focus()
+        """Escape: leave a text field so the single-key bindings (r, c, s, q) work again."""
+        self.set_focus(None)
 
     # ---- GPU figures --------------------------------------------------------------------------
 

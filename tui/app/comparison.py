@@ -120,5 +120,7 @@ def comparison_rows(state: RunState) -> list[ComparisonRow]:
         if spec.key == "max_batch" and value is None and measured.get("max_batch_floor"):
             # a lower bound is no measurement of the memory limit: no error for it (the search panel says why)
             note = f"≥ {measured['max_batch_floor']}"
+        elif value is None and state.done:  # the run is over and did not measure this
+            note = "not searched" if spec.key == "max_batch" and not state.probes else "—"
         rows.append(ComparisonRow(spec, predicted, value, relative_error(predicted, value), note))
     return rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -95,6 +94,20 @@ def gpu_live_rows(grid: Table, g: dict[str, Any], power_limit: Any) -> None:
                          f" · mem {_unit(g.get('utilization_memory_pct'), '%')}")
 
 
+def other_gpu_line(g: dict[str, Any]) -> Text:
+    """'█░░░░ 12/80 GiB · 30°C · 5%' for a GPU beside the one measured (fits the sidebar's width)."""
+    used, total = g.get("memory_used_bytes"), g.get("memory_total_bytes")
+    if _num(used) and _num(total) and total:
+        filled = round(max(0.0, min(1.0, used / total)) * 5)
+        line = Text("█" * filled) + Text("░" * (5 - filled), style="dim")
+        line.append(f" {used / 2**30:.0f}/{total / 2**30:.0f} GiB")
+    else:
+        line = Text("memory N/A")
+    temp, util = g.get("temperature_c"), g.get("utilization_gpu_pct")
+    line.append(f" · {f'{temp:.0f}°C' if _num(temp) else 'N/A'} · {f'{util:.0f}%' if _num(util) else 'N/A'}")
+    return line
+
+
 class HardwarePanel(Static, StateView):
     """What the hardware promises, from DeviceDetected; GPU figures refresh each second in a live run."""
 
@@ -125,18 +138,15 @@ class HardwarePanel(Static, StateView):
         gpu_static_rows(grid, details)
         own = details.get("index")
         samples = state.gpus or [details]  # replay / remote: the readings taken at detection
-        blocks: list[Any] = [grid]
-        for sample in samples:
-            mine = own is None or sample.get("index") == own or len(samples) == 1
-            block = grid if mine else _grid()
-            if not mine:
-                block.add_row(f"GPU {sample.get('index', '?')}", Text("(not used by this run)", style="dim"))
-            gpu_live_rows(block, sample, details.get("power_limit_w") if mine else NA)
-            if not mine:
-                blocks.append(block)
+        mine = next((g for g in samples if g.get("index") == own), samples[0] if len(samples) == 1 else None)
+        if mine is not None:
+            gpu_live_rows(grid, mine, details.get("power_limit_w"))
         if not state.gpus:
             grid.add_row("", Text("readings at detection", style="dim"))
-        self.update(Group(*blocks))
+        for other in samples:
+            if other is not mine:  # GPUs this run does not use: one line each
+                grid.add_row(f"GPU {other.get('index', '?')}", other_gpu_line(other))
+        self.update(grid)
 
     @staticmethod
     def _run_peak(state: RunState) -> int | None:

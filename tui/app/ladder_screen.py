@@ -142,6 +142,7 @@ class LadderScreen(Screen):
         self.done = source is None
         self._cancel = threading.Event()
         self._run_id = 0
+        self._ready = False  # widgets composed and columns added
 
     def compose(self) -> ComposeResult:
         yield Static(self.status_text, id="ladder-status")
@@ -157,6 +158,7 @@ class LadderScreen(Screen):
         table = self.query_one("#ladder-table", DataTable)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
+        self._ready = True
         self.refresh_view()
         if self.source is not None:
             self.start()
@@ -224,11 +226,11 @@ class LadderScreen(Screen):
 
     def set_status(self, text: str) -> None:
         self.status_text = text
-        if self.is_mounted:
+        if self._ready:
             self.query_one("#ladder-status", Static).update(text)
 
     def refresh_view(self) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return
         table = self.query_one("#ladder-table", DataTable)
         table.clear()

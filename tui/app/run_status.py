@@ -23,9 +23,9 @@ def status_line(state: RunState, source_label: str = "") -> Text:
     elif status in ("running", "cancelling"):
         words = f"● {status}  " + _progress(state)
     elif status == "finished":
-        words = f"✓ finished  {len(state.timed_samples)} timed steps" + _headline(state)
+        words = f"✓ finished  {len(state.timed_samples)} steps" + _headline(state)
     elif status == "cancelled":
-        words = f"■ cancelled  kept {len(state.timed_samples)} timed steps, {len(state.probes)} probes" + _headline(state)
+        words = f"■ cancelled  kept {len(state.timed_samples)} steps" + _headline(state)
     elif status == "failed":
         words = f"✗ failed  {state.failure.message if state.failure else ''}"
     else:
@@ -43,7 +43,7 @@ def _headline(state: RunState) -> str:
     if measured.get("batch_size"):
         parts.append(f"batch {measured['batch_size']}")
     if measured.get("tokens_per_s") is not None:
-        parts.append(fmt_si(measured["tokens_per_s"], " tok/s", 1))
+        parts.append(fmt_si(measured["tokens_per_s"], " tok/s", 1).replace("  ", " "))
     if measured.get("mfu") is not None:
         parts.append(f"MFU {fmt_pct(measured['mfu'])}")
     return "".join(f" · {p}" for p in parts)
