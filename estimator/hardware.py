@@ -190,7 +190,7 @@ def get_gpu(name: str) -> HardwareSpec:
     hints = _suggest(text)
     if hints:
         raise ConfigError(f"unknown GPU {text!r}; did you mean: {', '.join(hints)}?")
-    raise ConfigError(f"unknown GPU {text!r}; list the known ones with `mfutop gpus`, "
+    raise ConfigError(f"unknown GPU {text!r}; list the known ones with `mfutop gpus --list`, "
                       "or give the peak with --peak-tflops")
 
 

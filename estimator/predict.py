@@ -151,8 +151,10 @@ def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode:
     _validate(model, setup, mode, s, tokens, gpu_hour_cost, memory_limit_bytes)
     p = get_precision(setup.precision)
     warnings: list[str] = []
-    if hardware.derived:
-        warnings.append(f"{hardware.name}: peak derived from SMs x clock ({hardware.source}); an upper bound")
+    if hardware.derived and hardware.vendor == "cpu":
+        warnings.append(f"{hardware.name}: CPU peak from {hardware.source}")
+    elif hardware.derived:
+        warnings.append(f"{hardware.name}: peak derived from SM count x clock ({hardware.source}); an upper bound")
     if hardware.memory_bandwidth <= 0:
         warnings.append("memory bandwidth unknown: the roofline's memory term is left out")
     mfu_peak, time_peak, time_dtype = _peaks(hardware, p.matmul_dtype, warnings)

@@ -40,6 +40,7 @@ from profiler.detect import detect_device
 from profiler.events import JsonlWriter, LogMessage, PredictionReady, RunFailed, RunFinished, StepSample
 from profiler.memory_meter import LiveStorageTracker, MemoryMeter, process_rss, training_state_tensors
 from profiler.run_config import RunConfig
+from profiler.search import cap_cuda_memory
 from profiler.step import StepOptions, TrainingStep, effective_precision
 from profiler.timing import StepTimer, steady_state
 
@@ -222,6 +223,8 @@ class Worker:
             if cfg.batch_size is None:
                 self.log(f"batch-size auto under {self.strategy.upper()}: {batch} sequences per rank "
                          "(the search runs single-process: mfutop search)", "warning")
+        if r.device.type == "cuda":
+            cap_cuda_memory(r.device, cfg.memory_limit_bytes)  # --memory-limit holds per rank
         baseline = self._baseline(options, model, batch, seq_len, warmup)
 
         trainer = TrainingStep(model, r.device, options.with_(seed=cfg.seed + r.rank),

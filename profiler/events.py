@@ -103,9 +103,22 @@ class LogMessage(Event):
     text: str
 
 
+@dataclass(frozen=True)
+class LadderRung(Event):
+    """One rung of `mfutop ladder` (``rung`` is its JSON row); ``index`` counts from 1 of ``total``."""
+
+    kind = "ladder_rung"
+    index: int
+    total: int
+    rung: dict[str, Any] = field(default_factory=dict)
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (DeviceDetected, PredictionReady, FlopsCounted, ProbeResult, StepSample, RunFinished, RunFailed, LogMessage)
+    for cls in (
+        DeviceDetected, PredictionReady, FlopsCounted, ProbeResult, StepSample,
+        RunFinished, RunFailed, LogMessage, LadderRung,
+    )
 }
 
 

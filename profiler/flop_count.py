@@ -42,6 +42,7 @@ class FlopCounts:
     seq_len: int
     analytic: int  # forward + backward
     analytic_forward: int
+    analytic_causal: int  # attention halved for the causal mask (llm.c / Megatron convention)
     attention_core_forward: int  # B·L·(scores + reduce): what thop cannot see
     thop_forward: int | None  # 2 x thop MACs
     thop: int | None  # 3 x thop_forward
@@ -115,6 +116,7 @@ def count_flops(cfg: ModelConfig, batch_size: int, seq_len: int, use_thop: bool 
     )
     return FlopCounts(
         batch_size=batch_size, seq_len=seq_len, analytic=sf.total, analytic_forward=sf.forward,
+        analytic_causal=sf.causal_total,
         attention_core_forward=core, thop_forward=thop_fwd, thop=None if thop_fwd is None else 3 * thop_fwd,
         counter=counter, counter_by_op=by_op, layernorm_thop_forward=ln, note=note,
     )

@@ -24,12 +24,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from estimator.errors import ConfigError
 from estimator.model_config import ModelConfig
-from profiler.events import EVENT_TYPES, DeviceDetected, Event, LogMessage, RunFailed, RunFinished
+from profiler.events import DeviceDetected, Event, LadderRung, LogMessage, RunFailed, RunFinished
 from profiler.run_config import RunConfig
 
 VOCAB_MULTIPLE = 64
@@ -59,20 +59,6 @@ RUNGS: tuple[Rung, ...] = (
 )
 RUNG_NAMES = tuple(r.name for r in RUNGS)
 DDP_SEED_A100X4 = 419259
-
-
-@dataclass(frozen=True)
-class LadderRung(Event):
-    """One rung's result (``rung`` is its JSON row); ``index`` counts from 1 of ``total``."""
-
-    kind = "ladder_rung"
-    index: int
-    total: int
-    rung: dict[str, Any] = field(default_factory=dict)
-
-
-# read_events / event_from_dict learn the ladder's event (JSONL of a ladder can be replayed).
-EVENT_TYPES.setdefault(LadderRung.kind, LadderRung)
 
 
 def parse_rungs(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -251,12 +237,13 @@ def _switches(cfg: RunConfig) -> dict[str, Any]:
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """speedup_prev: over the last measured rung before it; speedup_base: over the baseline."""
-    base = next((r["tokens_per_s"] for r in rows if r["name"] == "baseline" and r["tokens_per_s"]), None)
+    """speedup_prev: over the last measured rung before it; speedup_base: over the baseline.
+    Rungs cut short (timeout, cancelled) keep their partial tokens/s but get no speed-up."""
+    base = next((r["tokens_per_s"] for r in rows if r["name"] == "baseline" and r["status"] == "measured"), None)
     prev = None
     for row in rows:
         tps = row["tokens_per_s"]
-        if not tps:
+        if not tps or row["status"] != "measured":
             continue
         row["speedup_prev"] = tps / prev if prev else None
         row["speedup_base"] = tps / base if base else None

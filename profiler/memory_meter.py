@@ -15,7 +15,9 @@ scratch buffers a kernel allocates and frees inside one op (oneDNN/BLAS
 workspaces), nor the allocator's fragmentation; process RSS (psutil) is the
 "reserved"-like figure, and it also holds the Python heap and libraries.
 The tracker costs tens of microseconds per op, so it runs around probes and one
-dedicated memory step, never inside the timed steps. With ``limit_bytes`` it
+dedicated memory step, never inside the timed steps. A ``torch.compile``d model
+runs eagerly while the mode is active (measured: same peak and allocation count
+as eager), so on the CPU the peak is the eager step's. With ``limit_bytes`` it
 behaves like a capped allocator: ``MemoryLimitExceeded`` (a ``MemoryError``) is
 raised as soon as live bytes pass the cap, which is how ``--memory-limit`` is
 enforced on the CPU.
@@ -23,6 +25,7 @@ enforced on the CPU.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -140,8 +143,15 @@ def training_state_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimi
                     yield value
 
 
+_THIS_PROCESS: psutil.Process | None = None
+
+
 def process_rss() -> int:
-    return psutil.Process().memory_info().rss
+    """Resident set size of this process (one cached ``psutil.Process``: ~13 µs instead of ~40)."""
+    global _THIS_PROCESS
+    if _THIS_PROCESS is None or _THIS_PROCESS.pid != os.getpid():  # re-created after a fork
+        _THIS_PROCESS = psutil.Process()
+    return _THIS_PROCESS.memory_info().rss
 
 
 def available_ram() -> int:

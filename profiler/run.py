@@ -242,7 +242,7 @@ def _search(state: RunState, trainer: TrainingStep, cancel: threading.Event,
             "give --memory-limit to search the memory bound"))
     if state.config.compile:
         yield _warn(state, "torch.compile: every new probe batch size recompiles, so probe times include "
-                           "compilation (the peak memory is the compiled step's)")
+                           "compilation" + ("; on the CPU the tracked probes run eagerly" if cpu else ""))
     steps = iter_search(probe, min(seed, max_batch), max_batch=max_batch, should_stop=cancel.is_set)
     while True:
         try:

@@ -28,6 +28,7 @@ class RunConfig:
     compile: bool = False
     flash_attention: bool = True  # F.scaled_dot_product_attention vs explicit matmuls
     fused_adamw: bool | None = None  # None: fused on CUDA, foreach elsewhere
+    adamw_foreach: bool | None = None  # False: the single-tensor for-loop AdamW (the ladder's baseline)
     pin_memory: bool = True
     vocab_pad_multiple: int = 1  # 64 pads GPT-2's 50257 to 50304
     memory_limit_bytes: int | None = None  # cap on usable memory (search + run)

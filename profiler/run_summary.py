@@ -61,7 +61,9 @@ def _measured(state) -> dict[str, Any]:
         "steps": len(timed),
         "warmup_steps": len(state.samples) - len(timed),
         "step_time_s": None, "step_time_iqr_s": None, "step_time_relative_spread": None, "steady": None,
-        "tokens_per_s": None, "achieved_flops_per_s": None, "mfu": None,
+        "tokens_per_s": None, "achieved_flops_per_s": None, "mfu": None, "mfu_causal": None,
+        "flops_convention": "matmul FLOPs, full TxT attention (nanoGPT/PaLM), backward = 2 x forward; "
+                            "mfu_causal halves attention for the causal mask (llm.c/Megatron)",
         "peak_flops": state.peak_flops, "peak_dtype": state.peak_dtype,
         "peak_memory_bytes": None, "memory_allocated_bytes": None, "memory_reserved_bytes": None,
         "nvml_used_bytes": None,
@@ -77,6 +79,7 @@ def _measured(state) -> dict[str, Any]:
             steady=ss.is_steady(), tokens_per_s=tokens / ss.median,
             achieved_flops_per_s=flops.analytic / ss.median if flops else None,
             mfu=flops.analytic / ss.median / state.peak_flops if flops and state.peak_flops else None,
+            mfu_causal=flops.analytic_causal / ss.median / state.peak_flops if flops and state.peak_flops else None,
             memory_allocated_bytes=timed[-1].memory_allocated_bytes,
             memory_reserved_bytes=max(s.memory_reserved_bytes for s in timed),
             nvml_used_bytes=max((s.nvml_used_bytes for s in timed if s.nvml_used_bytes is not None), default=None),
@@ -96,8 +99,11 @@ def _memory_method(state) -> str:
     if state.device.kind == "cuda":
         return ("torch.cuda.max_memory_allocated per step (peak reset before each); "
                 "reserved = torch.cuda.memory_reserved")
-    return ("live tensor bytes of one tracked step (TorchDispatchMode storage tracker: params, grads, AdamW "
+    text = ("live tensor bytes of one tracked step (TorchDispatchMode storage tracker: params, grads, AdamW "
             "state, activations; not kernel scratch); reserved = process RSS")
+    if state.config.compile:
+        text += "; under the tracker torch.compile runs the step eagerly, so the peak is the eager step's"
+    return text
 
 
 def _search(state) -> dict[str, Any] | None:
@@ -124,7 +130,8 @@ def build_summary(state) -> dict[str, Any]:
     measured = _measured(state)
     search = _search(state)
     if search is not None:
-        measured["max_batch_size"] = search["max_batch_size"] if search["limited_by"] == "memory" else None
+        bounded = search["limited_by"] == "memory" and not search["cancelled"]
+        measured["max_batch_size"] = search["max_batch_size"] if bounded else None  # else not the memory bound
     else:
         measured["max_batch_size"] = None
     prediction = state.prediction

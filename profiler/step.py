@@ -10,7 +10,8 @@ backward, ``optimizer.step()``, ``zero_grad(set_to_none=True)``. Switches:
   in bfloat16: weights, grads and AdamW moments);
 - ``flash_attention``: ``F.scaled_dot_product_attention`` vs explicit matmuls;
 - ``compile``: ``torch.compile(model)`` (each new batch shape recompiles);
-- ``fused_adamw``: fused kernel (default on CUDA), else ``foreach``;
+- ``fused_adamw``: fused kernel (default on CUDA), else ``foreach`` (or, with
+  ``adamw_foreach=False``, the single-tensor for-loop: the seed's baseline);
 - ``pin_memory``: synthetic batches in pinned host memory, copied with
   ``non_blocking=True`` (GPU only);
 - ``vocab_pad_multiple``: the vocabulary rounded up (50257 -> 50304 for 64); the
@@ -44,6 +45,7 @@ class StepOptions:
     flash_attention: bool = True
     compile: bool = False
     fused_adamw: bool | None = None  # None: fused on CUDA, foreach elsewhere
+    adamw_foreach: bool | None = None  # False (and not fused): the single-tensor for-loop AdamW
     pin_memory: bool = True
     vocab_pad_multiple: int = 1
     lr: float = 3e-4
@@ -59,7 +61,8 @@ class StepOptions:
         """From a ``profiler.run_config.RunConfig`` (``precision`` overrides the effective one)."""
         return cls(
             precision=precision or config.precision, flash_attention=config.flash_attention,
-            compile=config.compile, fused_adamw=config.fused_adamw, pin_memory=config.pin_memory,
+            compile=config.compile, fused_adamw=config.fused_adamw,
+            adamw_foreach=getattr(config, "adamw_foreach", None), pin_memory=config.pin_memory,
             vocab_pad_multiple=config.vocab_pad_multiple, seed=config.seed,
         )
 
@@ -101,14 +104,14 @@ def float32_matmul_mode(precision: str, device_type: str) -> Iterator[None]:
 
 
 def make_adamw(model: torch.nn.Module, device: torch.device, options: StepOptions) -> torch.optim.AdamW:
-    """AdamW with nanoGPT's groups (decay on matrices only); fused or foreach per the switch."""
+    """AdamW with nanoGPT's groups (decay on matrices only): fused, foreach, or the for-loop."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": options.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     fused = options.fused_adamw if options.fused_adamw is not None else device.type == "cuda"
-    kind = {"fused": True} if fused else {"foreach": True}
+    kind = {"fused": True} if fused else {"foreach": options.adamw_foreach is not False}
     return torch.optim.AdamW(groups, lr=options.lr, betas=ADAM_BETAS, **kind)
 
 

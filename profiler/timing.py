@@ -7,7 +7,8 @@ is synchronous and ``perf_counter`` is enough.
 
 Steady state: the median of the timed steps (warm-up excluded), with the
 inter-quartile range as the spread; ``relative_spread`` = IQR / median says
-whether more steps are needed.
+whether more steps are needed. torch is imported only by the timers, so the
+statistics (and ``profiler.run_summary``) load without it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import torch
-
 
 class StepTimer:
     """``start()`` / ``stop() -> seconds`` around one step on ``device``."""
 
-    def __init__(self, device: torch.device | str):
+    def __init__(self, device):
+        import torch
+
         self.device = torch.device(device)
         self.is_cuda = self.device.type == "cuda"
         self._t0 = 0.0
@@ -44,7 +45,9 @@ class StepTimer:
         return time.perf_counter() - self._t0
 
 
-def synchronize(device: torch.device | str) -> None:
+def synchronize(device) -> None:
+    import torch
+
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 

@@ -43,13 +43,15 @@ def test_synthetic_batches_are_next_token_pairs_from_the_real_vocabulary():
     assert torch.equal(batches[1][0][:, 1:], batches[1][1][:, :-1])
 
 
-def test_optimizer_switch_fused_or_foreach():
+def test_optimizer_switch_fused_foreach_or_for_loop():
     foreach = TrainingStep(TINY, "cpu", StepOptions(precision="fp32"))
     assert foreach.optimizer.defaults["foreach"] is True and not foreach.optimizer.defaults["fused"]
     fused = TrainingStep(TINY, "cpu", StepOptions(precision="fp32", fused_adamw=True))
     assert fused.optimizer.defaults["fused"] is True
     x, y = fused.make_batch(2, 16)
     assert torch.isfinite(fused.step(x, y))
+    loop = TrainingStep(TINY, "cpu", StepOptions(precision="fp32", adamw_foreach=False))
+    assert loop.optimizer.defaults["foreach"] is False and not loop.optimizer.defaults["fused"]
     decay = [g["weight_decay"] for g in fused.optimizer.param_groups]
     assert decay == [0.1, 0.0]  # matrices decay, biases and norms do not (nanoGPT)
 

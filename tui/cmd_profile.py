@@ -89,16 +89,20 @@ def drive(events, *, jsonl: bool, out_file, human: bool, cancel: threading.Event
     if out_file is not None:
         writers.append(JsonlWriter(out_file))
     last = None
-    with ctrl_c_cancels(cancel):
-        for event in events:
-            for writer in writers:
-                writer.write(event)
-            if human:
-                _print_progress(event)
-            if isinstance(event, LogMessage) and not human and not jsonl and event.level == "warning":
-                typer.echo(f"mfutop: warning: {event.text}", err=True)
-            if isinstance(event, (RunFinished, RunFailed)):
-                last = event
+    try:
+        with ctrl_c_cancels(cancel), user_errors():
+            for event in events:
+                for writer in writers:
+                    writer.write(event)
+                if human:
+                    _print_progress(event)
+                if isinstance(event, LogMessage) and not human and not jsonl and event.level == "warning":
+                    typer.echo(f"mfutop: warning: {event.text}", err=True)
+                if isinstance(event, (RunFinished, RunFailed)):
+                    last = event
+    except KeyboardInterrupt:  # the second Ctrl-C: abort without a traceback
+        typer.echo("mfutop: aborted", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     return last
 
 
@@ -177,7 +181,8 @@ def print_profile_table(summary: dict, cancelled: bool) -> None:
     spread = m.get("step_time_relative_spread")
     console.print(f"{m['steps']} timed steps (+{m['warmup_steps']} warm-up), step-time spread (IQR/median) "
                   f"{fmt_pct(spread) if spread is not None else 'n/a'}; MFU divides the analytic "
-                  f"{m['flops_analytic']:,} FLOPs/step by the {m['peak_dtype']} peak.")
+                  f"{m['flops_analytic']:,} FLOPs/step (full TxT attention) by the {m['peak_dtype']} peak; "
+                  f"with causal-halved attention (llm.c/Megatron) it is {fmt_pct(m.get('mfu_causal'))}.")
     console.print(f"memory: {m['memory_method']}")
 
 
@@ -236,8 +241,7 @@ def register(app: typer.Typer) -> None:
             if nproc > 1:
                 from profiler.ddp import run_distributed
 
-                with user_errors():
-                    events = run_distributed(config, nproc, cancel=cancel)
+                events = run_distributed(config, nproc, cancel=cancel)
             else:
                 from profiler.run import run_profile
 
@@ -323,7 +327,8 @@ def _print_flops(r: dict) -> None:
         table.add_column(col, justify="left" if col == "count" else "right")
     a = r["analytic"]
     for label, value in (("analytic (nanoGPT convention)", a), ("FlopCounterMode (meta, explicit attn)", r["counter"]),
-                         ("thop x 3 (2 x MACs x 3)", r["thop"])):
+                         ("thop x 3 (2 x MACs x 3)", r["thop"]),
+                         ("analytic, causal-halved (llm.c/Megatron)", r["analytic_causal"])):
         ratio = "n/a" if value is None else f"{value / a:.4f}"
         table.add_row(label, "n/a" if value is None else f"{value:,}", ratio)
     console = Console()
