@@ -14,38 +14,11 @@ from typing import Optional
 import typer
 
 from estimator.errors import ConfigError
-from tui.cli_support import emit_json, fail, parse_batch, parse_memory, user_errors
+from tui.cli_support import emit_json, fail, user_errors
+from tui.run_options import build_run_config, check_out_path
 
 DEFAULT_STEPS = 20  # quick: gpt-tiny finishes in seconds on a CPU, gpt2 in well under a minute on a GPU
 RUN_FAILED_EXIT = 1
-
-
-def build_run_config(
-    model: Optional[str] = None,
-    device: str = "auto",
-    batch_size: Optional[str] = None,
-    seq_len: Optional[int] = None,
-    steps: int = DEFAULT_STEPS,
-    precision: str = "bf16-mixed",
-    compile_: bool = False,
-    flash: bool = True,
-    memory_limit: Optional[str] = None,
-):
-    """A validated ``RunConfig`` from CLI strings; ConfigError on bad input. No model: the device's default."""
-    from estimator.presets import get_model
-    from profiler.run_config import RunConfig
-
-    return RunConfig(
-        model=get_model(model) if model else None,
-        device=device.strip().lower(),
-        batch_size=parse_batch(batch_size),
-        seq_len=seq_len,
-        steps=steps,
-        precision=precision.strip().lower(),
-        compile=compile_,
-        flash_attention=flash,
-        memory_limit_bytes=parse_memory(memory_limit),
-    )
 
 
 def check_cuda_request(device: str) -> None:
@@ -57,17 +30,6 @@ def check_cuda_request(device: str) -> None:
     count, reason = TorchCuda().count_and_reason()
     if count == 0:
         raise ConfigError(f"--device cuda requested but CUDA is not available: {reason or 'no device'}")
-
-
-def check_out_path(out: Optional[Path]) -> Optional[Path]:
-    if out is None:
-        return None
-    out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a directory; give a file name such as run.jsonl")
-    if not out.parent.exists():
-        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
-    return out
 
 
 def run_app(app) -> None:
@@ -121,8 +83,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Open the app and profile a model live: hardware, prediction and measurement side by side."""
         with user_errors():
-            config = build_run_config(model, device, batch_size, seq_len, steps, precision, compile_, flash,
-                                      memory_limit)
+            config = build_run_config(model=model, device=device, batch_size=batch_size, seq_len=seq_len,
+                                      steps=steps, precision=precision, compile_=compile_, flash=flash,
+                                      memory_limit=memory_limit)
             out = check_out_path(out)
             check_cuda_request(config.device)
         if json_:

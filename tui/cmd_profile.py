@@ -23,30 +23,14 @@ from typing import Iterator, Optional
 import typer
 
 from estimator.errors import ConfigError
-from tui.cli_support import emit_json, fail, parse_batch, parse_memory, user_errors
+from tui.cli_support import emit_json, fail, user_errors
+from tui.run_options import build_run_config, check_out_path
 
 INTERRUPTED_EXIT = 130
 RUN_FAILED_EXIT = 1
 
 
 # ----------------------------------------------------------------- helpers
-
-def build_run_config(model: Optional[str], device: str, batch_size: Optional[str], seq_len: Optional[int],
-                     steps: int, warmup: Optional[int], precision: str, compile_: bool, flash: bool,
-                     fused_adamw: Optional[bool], pin_memory: bool, vocab_pad: int, memory_limit: Optional[str],
-                     peak_tflops: Optional[float], seed: int = 0):
-    """A validated ``RunConfig`` from CLI values (ConfigError on bad input)."""
-    from estimator.presets import get_model
-    from profiler.run_config import RunConfig
-
-    return RunConfig(
-        model=get_model(model) if model else None, device=device.strip().lower(),
-        batch_size=parse_batch(batch_size), seq_len=seq_len, steps=steps, warmup=warmup,
-        precision=precision.strip().lower(), compile=compile_, flash_attention=flash, fused_adamw=fused_adamw,
-        pin_memory=pin_memory, vocab_pad_multiple=vocab_pad, memory_limit_bytes=parse_memory(memory_limit),
-        peak_tflops=peak_tflops, seed=seed,
-    )
-
 
 @contextmanager
 def ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
@@ -71,14 +55,8 @@ def ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
 
 
 def _open_out(out: Optional[Path]):
-    if out is None:
-        return None
-    out = Path(out)
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a directory; give a file name such as run.jsonl")
-    if not out.parent.exists():
-        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
-    return out.open("w", encoding="utf-8")
+    out = check_out_path(out)
+    return None if out is None else out.open("w", encoding="utf-8")
 
 
 def drive(events, *, jsonl: bool, out_file, human: bool, cancel: threading.Event):
@@ -184,6 +162,10 @@ def print_profile_table(summary: dict, cancelled: bool) -> None:
                   f"{m['flops_analytic']:,} FLOPs/step (full TxT attention) by the {m['peak_dtype']} peak; "
                   f"with causal-halved attention (llm.c/Megatron) it is {fmt_pct(m.get('mfu_causal'))}.")
     console.print(f"memory: {m['memory_method']}")
+    from profiler.ddp_summary import describe_distributed
+
+    for line in describe_distributed(summary):
+        console.print(line, highlight=False)
 
 
 def print_search_table(summary: dict, cancelled: bool) -> None:
@@ -225,6 +207,14 @@ def register(app: typer.Typer) -> None:
         peak_tflops: Optional[float] = typer.Option(None, "--peak-tflops", help="Override the peak MFU divides by."),
         seed: int = typer.Option(0, "--seed", help="Seed for weights and synthetic tokens."),
         nproc: int = typer.Option(1, "--nproc", help="Processes (DDP under torchrun; gloo on CPU, NCCL on GPU)."),
+        fsdp: bool = typer.Option(False, "--fsdp", help="With --nproc: FSDP2 fully_shard (ZeRO-3) instead of DDP."),
+        baseline_tps: Optional[float] = typer.Option(None, "--baseline-tokens-per-s",
+                                                     help="With --nproc: one process's tokens/s (not measured then)."),
+        nnodes: Optional[str] = typer.Option(None, "--nnodes", help="torchrun: nodes (N or MIN:MAX)."),
+        node_rank: Optional[int] = typer.Option(None, "--node-rank", help="torchrun: this node's rank."),
+        rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="torchrun: HOST:PORT of the rendezvous."),
+        rdzv_backend: Optional[str] = typer.Option(None, "--rdzv-backend", help="torchrun: rendezvous backend (c10d)."),
+        rdzv_id: Optional[str] = typer.Option(None, "--rdzv-id", help="torchrun: job id shared by the nodes."),
         json_: bool = typer.Option(False, "--json", help="Print the final summary as JSON only."),
         jsonl: bool = typer.Option(False, "--jsonl", help="Stream every event as one JSON line (flushed)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Also record the event stream to this JSONL file."),
@@ -235,13 +225,18 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("give --json or --jsonl, not both")
             config = build_run_config(model, device, batch_size, seq_len, steps, warmup, precision, compile_,
                                       flash, fused_adamw, pin_memory, vocab_pad, memory_limit, peak_tflops, seed)
+            from profiler.ddp import torchrun_args
+
+            passthrough = torchrun_args(nnodes, node_rank, rdzv_endpoint, rdzv_backend, rdzv_id)
             out_file = _open_out(out)
         cancel = threading.Event()
         try:
-            if nproc > 1:
+            if nproc > 1 or passthrough or fsdp:
                 from profiler.ddp import run_distributed
 
-                events = run_distributed(config, nproc, cancel=cancel)
+                with user_errors():
+                    events = run_distributed(config, nproc, passthrough, cancel,
+                                             strategy="fsdp" if fsdp else "ddp", baseline_tokens_per_s=baseline_tps)
             else:
                 from profiler.run import run_profile
 

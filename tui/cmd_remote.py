@@ -15,8 +15,8 @@ from typing import Iterable, List, Optional
 
 import typer
 
-from estimator.errors import ConfigError
 from tui.cli_support import emit_json, fail, parse_batch, parse_memory, user_errors
+from tui.run_options import check_out_path
 
 # Remote verdicts that are the user's to fix (wrong host, key, program, argument): exit 2 like local bad input.
 USER_ERROR_TYPES = ("ConfigError", "RemoteMfutopNotFound", "SshFailed")
@@ -76,16 +76,6 @@ def profile_args(
         if value is not None:
             out.append(positive if value else negative)
     return out + list(extra)
-
-
-def check_out_path(out: Optional[Path]) -> None:
-    """``--out`` must be a file we can create, checked before connecting."""
-    if out is None:
-        return
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a directory; give a file name such as run.jsonl")
-    if not out.absolute().parent.is_dir():
-        raise ConfigError(f"--out {out}: directory {out.absolute().parent} does not exist")
 
 
 def register(app: typer.Typer) -> None:

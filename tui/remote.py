@@ -214,15 +214,16 @@ class RemoteRun:
             )
         except FileNotFoundError:
             raise ConfigError(f"{self.command[0]!r} not found: install an OpenSSH client (apt install openssh-client)") from None
-        stdout_reader = threading.Thread(target=self._read_stdout, name="remote-stdout", daemon=True)
-        stderr_reader = threading.Thread(target=self._read_stderr, name="remote-stderr", daemon=True)
+        proc = self._proc
+        stdout_reader = threading.Thread(target=self._read_stdout, args=(proc.stdout,), name="remote-stdout", daemon=True)
+        stderr_reader = threading.Thread(target=self._read_stderr, args=(proc.stderr,), name="remote-stderr", daemon=True)
         stdout_reader.start()
         stderr_reader.start()
-        threading.Thread(target=self._reap, args=(stdout_reader, stderr_reader), name="remote-reap", daemon=True).start()
+        threading.Thread(target=self._reap, args=(proc, stdout_reader, stderr_reader), name="remote-reap",
+                         daemon=True).start()
 
-    def _read_stdout(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for event in read_events(self._lines(self._proc.stdout)):
+    def _read_stdout(self, stdout: IO[str]) -> None:
+        for event in read_events(self._lines(stdout)):
             self._queue.put(("event", event))
 
     def _lines(self, stream: IO[str]) -> Iterator[str]:
@@ -230,17 +231,15 @@ class RemoteRun:
             self._first_output.set()
             yield line
 
-    def _read_stderr(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
-        for line in self._proc.stderr:
+    def _read_stderr(self, stderr: IO[str]) -> None:
+        for line in stderr:
             line = line.rstrip()
             if line:
                 self.stderr_tail.append(line)
                 self._queue.put(("stderr", line))
 
-    def _reap(self, *readers: threading.Thread) -> None:
-        assert self._proc is not None
-        self.returncode = self._proc.wait()
+    def _reap(self, proc: subprocess.Popen, *readers: threading.Thread) -> None:
+        self.returncode = proc.wait()
         for reader in readers:
             reader.join(READER_DRAIN_S)
         self._first_output.set()

@@ -50,6 +50,7 @@ class MfutopApp(App):
         Binding("r", "start", "Run / re-run"),
         Binding("c", "cancel", "Cancel"),
         Binding("s", "save", "Save"),
+        Binding("l", "ladder", "Ladder"),
         Binding("q", "quit", "Quit"),
         Binding("escape", "leave_field", "Leave field", show=False),
     ]
@@ -222,6 +223,24 @@ class MfutopApp(App):
                 self.notify("The run did not stop in time; quitting anyway.", severity="error")
         self.exit()
 
+    def action_ladder(self) -> None:
+        """The optimisation ladder of the current setup on its own screen (escape returns)."""
+        if self.running:
+            self.notify("A run is in progress; c cancels it first.", severity="warning")
+            return
+        if self._source is not None:
+            self.notify("The ladder measures live; this app shows a recorded or remote run.")
+            return
+        config, errors = check_draft(self.setup_draft, self.run_config)
+        if config is None:
+            self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error")
+            return
+        from tui.app.ladder_screen import LadderScreen, ladder_source
+
+        # torch.compile of a CPU model takes about a minute: the rung is listed as skipped there.
+        skip = ("compile",) if self.state.device is not None and self.state.device.device == "cpu" else ()
+        self.push_screen(LadderScreen(source=ladder_source(config, skip=skip)))
+
     def on_unmount(self) -> None:
         # Last resort for exits that skip action_quit (App.exit() from elsewhere, a test harness):
         # stop the source and wait for the worker thread, so no run outlives the app.
@@ -309,6 +328,7 @@ class MfutopApp(App):
         yield SystemCommand("Re-run", "Run the same setup again once the run has ended (r)", self.action_start)
         yield SystemCommand("Cancel run", "Stop after the current step, keeping what was measured (c)", self.action_cancel)
         yield SystemCommand("Save run", "Write the run's events to a JSONL file for `mfutop replay` (s)", self.action_save)
+        yield SystemCommand("Ladder", "Measure the training-speed ladder of this setup, rung by rung (l)", self.action_ladder)
 
 
 def save_events(events: list[Event], path: Path) -> None:
