@@ -14,9 +14,22 @@ masks and dropout outputs do not exist: 32·sbh + 2·a·s²·b per layer with
 uniform 16-bit activations instead of 34·sbh + 5·a·s²·b. GQA and SwiGLU use
 the LLaMA-style derived form (reference/formulas.md §3.2).
 
+Peak, phase by phase (the default): the terms never all coexist. With
+``zero_grad(set_to_none=True)`` no gradient exists during the forward; the
+peak of a step is the largest of
+  forward end:    weights + optimizer + casts + all saved activations + logit buffers;
+  loss backward:  the same with cross-entropy's gradient buffers (our measured CPU peak);
+  backward:       weights + optimizer + growing gradients + the activations not yet freed
+                  (head's backward, top layer, and the end: all gradients + the embedding's);
+  optimizer step: weights + optimizer + gradients + foreach AdamW's sqrt(v) temporary.
+With grad_accum > 1 the gradients of earlier micro-batches exist in every phase.
+``peak="sum"`` keeps the previous figure, every term co-resident; it is no bound
+either way (it misses the optimizer's scratch and counts 10 B per logit under
+autocast where the loss backward holds 12).
+
 Implementation-dependent choices (the residual stream dtype under autocast,
-the bytes the loss keeps, autocast's cached bf16 weight copies) are named
-here and reported by ``memory_assumptions``.
+the bytes the loss keeps, autocast's cached bf16 weight copies, CPU autocast
+keeping softmax in bf16) are named here and reported by ``memory_assumptions``.
 """
 
 from __future__ import annotations
@@ -43,6 +56,15 @@ LOGIT_BYTES = {
 }
 
 
+# Per-logit bytes of the profiled GPT (it returns only the loss, so nobody keeps the logits):
+# forward end: the head's output (+ autocast's fp32 copy for cross_entropy) + the log-softmax it saves;
+# loss backward: the log-softmax + its incoming gradient + the outgoing one, all in the loss dtype.
+LOGITS_RETURNED = False  # nanoGPT-style code that returns the logits keeps the head's output too
+PEAK_MODELS = ("phases", "sum")
+DEVICE_KINDS = ("gpu", "cpu")
+OPTIMIZER_IMPLS = ("foreach", "fused", "for-loop")
+
+
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -63,10 +85,26 @@ def residual_bytes(p: Precision) -> int:
 
 
 def logit_bytes_per_element(p: Precision) -> int:
+    """``LOGIT_BYTES``: the ``logits`` term (logits + log-softmax + gradient), as the sum counts it."""
     if p.name in LOGIT_BYTES:
         return LOGIT_BYTES[p.name]
-    loss = 4 if is_autocast(p) else p.activation_bytes
-    return p.activation_bytes + 2 * loss
+    return p.activation_bytes + 2 * loss_bytes(p)
+
+
+def loss_bytes(p: Precision) -> int:
+    """Bytes of cross-entropy's log-softmax: fp32 under autocast and with an fp32 master copy
+    (Megatron upcasts the logits), else the activations' dtype (fp32, or pure bf16)."""
+    pure = p.weight_bytes == p.activation_bytes and p.optimizer_bytes < 12
+    return p.activation_bytes if pure else 4
+
+
+def logit_phase_bytes(p: Precision) -> dict[str, int]:
+    """Bytes per logit element alive at the end of the forward and at the start of the backward."""
+    ce = loss_bytes(p)
+    head_out = p.activation_bytes
+    cast = 4 if ce > head_out else 0  # cross_entropy's upcast copy of 16-bit logits
+    kept = head_out if LOGITS_RETURNED else 0
+    return {"forward_end": head_out + cast + ce, "loss_backward": kept + 3 * ce}
 
 
 # --------------------------------------------------------------- model states
@@ -156,12 +194,14 @@ def stage_params(cfg: ModelConfig, tp: int = 1, pp: int = 1, ep: int = 1) -> dic
 
 def activation_bytes_per_layer(cfg: ModelConfig, batch_size: int, seq_len: int, precision: Precision | str, *,
                                tp: int = 1, sp: bool = False, recompute: str = "none",
-                               flash_attention: bool = True, dropout: bool = False) -> dict[str, int]:
+                               flash_attention: bool = True, dropout: bool = False,
+                               device_kind: str = "gpu") -> dict[str, int]:
     """Bytes one transformer block keeps for backward, by tensor, plus ``total``.
 
     With uniform 16-bit activations, MHA, GELU, f = 4h and ``dropout=True`` this is
     Korthikanti's s·b·h·(34 + 5as/h) (TP: 10 + 24/t + 5as/(ht); +SP: all ÷t;
     selective: no s² terms; full: the layer input only). Sharding by t rounds up.
+    ``device_kind="cpu"``: CPU autocast keeps softmax in bf16 (CUDA autocast runs it in fp32).
     """
     p = resolve_precision(precision)
     a, r = p.activation_bytes, residual_bytes(p)
@@ -190,8 +230,9 @@ def activation_bytes_per_layer(cfg: ModelConfig, batch_size: int, seq_len: int, 
     elif flash_attention:
         out["attention/core"] = LSE_BYTES * heads_per_gpu * sb  # logsumexp; the output is proj_input
     else:
-        # softmax probabilities (fp32 under autocast, then a 16-bit copy for att @ v)
-        probs = a + (4 if is_autocast(p) else 0)
+        # softmax probabilities: CUDA autocast runs softmax in fp32, then a 16-bit copy feeds att @ v;
+        # CPU autocast leaves softmax in bf16, so the one 16-bit tensor serves both
+        probs = a + (4 if is_autocast(p) and device_kind != "cpu" else 0)
         out["attention/core"] = probs * heads_per_gpu * s * sb
         if dropout:
             out["attention/core"] += (DROPOUT_MASK_BYTES + a) * heads_per_gpu * s * sb
@@ -245,17 +286,38 @@ class TrainingMemory:
     zero3_buffers: int
     stage: str
     breakdown: dict[str, int] = field(default_factory=dict)
+    phase_terms: dict[str, dict[str, int]] = field(default_factory=dict)  # alive at each phase's high point
+    peak_model: str = "phases"  # "phases": the largest phase; "sum": every term co-resident
+
+    @property
+    def phases(self) -> dict[str, int]:
+        """Bytes alive at each phase's high point."""
+        return {name: sum(terms.values()) for name, terms in self.phase_terms.items()}
+
+    @property
+    def sum_of_terms(self) -> int:
+        """The previous figure: every term at once (gradients beside all activations)."""
+        return (self.weights + self.gradients + self.optimizer + self.activations + self.logits
+                + self.weight_casts + self.zero3_buffers)
+
+    @property
+    def peak_phase(self) -> str:
+        return max(self.phases, key=self.phases.get) if self.phases else "sum"
 
     @property
     def total(self) -> int:
-        return (self.weights + self.gradients + self.optimizer + self.activations + self.logits
-                + self.weight_casts + self.zero3_buffers)
+        if self.peak_model == "sum" or not self.phases:
+            return self.sum_of_terms
+        return max(self.phases.values())
 
     def to_dict(self) -> dict:
         return {
             "weights": self.weights, "gradients": self.gradients, "optimizer": self.optimizer,
             "activations": self.activations, "logits": self.logits, "weight_casts": self.weight_casts,
             "zero3_buffers": self.zero3_buffers, "total": self.total, "stage": self.stage,
+            "peak_model": self.peak_model, "peak_phase": self.peak_phase if self.peak_model == "phases" else "sum",
+            "at_peak": dict(self.phase_terms.get(self.peak_phase, {})) if self.peak_model == "phases" else None,
+            "phases": self.phases, "sum_of_terms": self.sum_of_terms,
             "breakdown": dict(self.breakdown),
         }
 
@@ -277,14 +339,77 @@ def check_parallel(cfg: ModelConfig, setup: TrainSetup) -> None:
             raise ConfigError(f"ep ({setup.ep}) must divide dp ({setup.dp}): expert groups are carved out of DP")
 
 
+def optimizer_transient_bytes(cfg: ModelConfig, p: Precision, params: StageParams, setup: TrainSetup,
+                              optimizer_impl: str) -> int:
+    """Scratch the optimizer step allocates beside the model states.
+
+    torch's foreach AdamW (``_multi_tensor_adamw``) computes ``sqrt(v)`` for a whole
+    parameter group into new tensors (one moment's bytes per parameter); the for-loop
+    version does it one tensor at a time (the largest matrix); fused AdamW and SGD
+    update in place. Sharded like the optimizer state under ZeRO ≥ 1.
+    """
+    if setup.optimizer != "adamw" or optimizer_impl == "fused":
+        return 0
+    moment = min(4, optimizer_bytes_per_param(p, "adamw") // 2)  # fp32 moments, or bf16 ones (pure bf16)
+    if optimizer_impl == "for-loop":
+        tp = setup.tp
+        largest = max(_cdiv(cfg.vocab_size * cfg.d_model, tp), _cdiv(cfg.d_model * cfg.ffn, tp),
+                      _cdiv(cfg.d_model * (cfg.q_width + 2 * cfg.kv_width), tp))
+        return moment * largest
+    n = params.total
+    return moment * (_cdiv(n, setup.dp) if setup.zero >= 1 else n)
+
+
+def _phases(cfg: ModelConfig, setup: TrainSetup, p: Precision, b: int, s: int, params: StageParams,
+            first: bool, last: bool, m: dict, optimizer_impl: str) -> dict[str, dict[str, int]]:
+    """What is alive at the high point of each phase of a step, by term (see the module docstring)."""
+    g = m["gradients"]
+    grad_share = g / (params.total * p.grad_bytes) if params.total else 0.0  # < 1 under ZeRO-2/3
+    token_grad = int(_cdiv(cfg.vocab_size * cfg.d_model, setup.tp) * p.grad_bytes * grad_share)
+    layer_grad = int(params.largest_layer * p.grad_bytes * grad_share)
+    early = g if setup.grad_accum > 1 else 0  # earlier micro-batches' gradients accumulate
+    acts = m["layers"] + m["buffer"]
+    logits = b * s * cfg.vocab_size
+    per_logit = logit_phase_bytes(p)
+    ce = loss_bytes(p)
+    logit_grad = ce + (p.activation_bytes if ce > p.activation_bytes else 0)  # + its 16-bit cast
+
+    def phase(grads: int, activations: int, logit_buffers: int = 0, transient: int = 0,
+              casts: bool = True) -> dict[str, int]:
+        return {"weights": m["weights"], "optimizer": m["optimizer"], "gradients": grads,
+                "weight_casts": m["casts"] if casts else 0, "zero3_buffers": m["zero3"] if casts else 0,
+                "activations": activations, "logit_buffers": logit_buffers, "transient": transient}
+
+    out: dict[str, dict[str, int]] = {}
+    if last:
+        head = m["head"]
+        out["forward_end"] = phase(early, acts + head, _cdiv(per_logit["forward_end"] * logits, setup.tp))
+        out["loss_backward"] = phase(early, acts + head, _cdiv(per_logit["loss_backward"] * logits, setup.tp))
+        out["head_backward"] = phase(max(early, token_grad), acts + head, _cdiv(logit_grad * logits, setup.tp))
+    else:
+        out["forward_end"] = phase(early, acts)
+    out["backward_top"] = phase(max(early, (token_grad if last else 0) + layer_grad), acts)
+    # End of backward: all gradients; the other in-flight micro-batches' activations; the first layer's
+    # own activations, or a tied embedding's dense gradient + the sum it is accumulated into.
+    others = m["layers"] - params.layers * m["per_layer"]
+    tied = 2 * token_grad if first and last and cfg.tied_embeddings else 0
+    own = m["per_layer"] + m["buffer"]
+    out["backward_end"] = phase(g, others + (own if own >= tied else 0), transient=tied if tied > own else 0,
+                                casts=False)
+    out["optimizer_step"] = phase(g, 0, transient=optimizer_transient_bytes(cfg, p, params, setup, optimizer_impl),
+                                  casts=False)
+    return out
+
+
 def _stage_memory(cfg: ModelConfig, setup: TrainSetup, p: Precision, batch_size: int, seq_len: int,
-                  params: StageParams, first: bool, last: bool) -> TrainingMemory:
+                  params: StageParams, first: bool, last: bool, peak: str, device_kind: str,
+                  optimizer_impl: str) -> TrainingMemory:
     dp, zero = setup.dp, setup.zero
     dense = model_state_bytes(params.dense, p, dp, zero, setup.optimizer)
     expert = model_state_bytes(params.expert, p, max(dp // setup.ep, 1), zero, setup.optimizer)
     states = {k: dense[k] + expert[k] for k in dense}
 
-    kw = dict(tp=setup.tp, sp=setup.sp, flash_attention=setup.flash_attention)
+    kw = dict(tp=setup.tp, sp=setup.sp, flash_attention=setup.flash_attention, device_kind=device_kind)
     per_layer = activation_bytes_per_layer(cfg, batch_size, seq_len, p, recompute=setup.recompute, **kw)["total"]
     # 1F1B: stage i holds (pp - i) micro-batches in flight; the first holds min(pp, m).
     in_flight = min(setup.pp, setup.grad_accum) if first else 1
@@ -308,32 +433,48 @@ def _stage_memory(cfg: ModelConfig, setup: TrainSetup, p: Precision, batch_size:
         "activations/layers": layers,
         "activations/recompute_buffer": buffer,
         "activations/head": head,
+        "optimizer_transient": optimizer_transient_bytes(cfg, p, params, setup, optimizer_impl),
     }
+    parts = dict(states, casts=casts, zero3=zero3, layers=layers, buffer=buffer, head=head, per_layer=per_layer)
     return TrainingMemory(
         weights=states["weights"], gradients=states["gradients"], optimizer=states["optimizer"],
         activations=layers + buffer + head, logits=logits, weight_casts=casts, zero3_buffers=zero3,
         stage="first" if first and not last else ("last" if last and not first else "only"),
-        breakdown=breakdown,
+        breakdown=breakdown, peak_model=peak,
+        phase_terms=_phases(cfg, setup, p, batch_size, seq_len, params, first, last, parts, optimizer_impl),
     )
 
 
 def training_memory(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = None,
-                    seq_len: int | None = None) -> TrainingMemory:
-    """Per-GPU training memory of the busiest pipeline stage at micro-batch ``batch_size``."""
+                    seq_len: int | None = None, *, peak: str = "phases", device_kind: str = "gpu",
+                    optimizer_impl: str = "foreach") -> TrainingMemory:
+    """Per-GPU training memory of the busiest pipeline stage at micro-batch ``batch_size``.
+
+    ``peak``: "phases" (the largest phase of the step) or "sum" (every term at once, the
+    previous figure). ``device_kind``: "cpu" for CPU autocast's bf16 softmax. ``optimizer_impl``:
+    foreach (torch's default on GPU; the profiler's on CPU), fused or for-loop AdamW.
+    """
     check_parallel(cfg, setup)
+    for name, value, allowed in (("peak", peak, PEAK_MODELS), ("device_kind", device_kind, DEVICE_KINDS),
+                                 ("optimizer_impl", optimizer_impl, OPTIMIZER_IMPLS)):
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     p = get_precision(setup.precision)
     b = setup.batch_size if batch_size is None else batch_size
     s = seq_len or setup.seq_len or cfg.context_length
     stages = stage_params(cfg, setup.tp, setup.pp, setup.ep)
+    kw = dict(peak=peak, device_kind=device_kind, optimizer_impl=optimizer_impl)
     if setup.pp == 1:
-        return _stage_memory(cfg, setup, p, b, s, stages["first"], True, True)
-    first = _stage_memory(cfg, setup, p, b, s, stages["first"], True, False)
-    last = _stage_memory(cfg, setup, p, b, s, stages["last"], False, True)
+        return _stage_memory(cfg, setup, p, b, s, stages["first"], True, True, **kw)
+    first = _stage_memory(cfg, setup, p, b, s, stages["first"], True, False, **kw)
+    last = _stage_memory(cfg, setup, p, b, s, stages["last"], False, True, **kw)
     return first if first.total >= last.total else last
 
 
-def memory_assumptions(setup: TrainSetup) -> dict[str, object]:
+def memory_assumptions(setup: TrainSetup, device_kind: str = "gpu", peak: str = "phases",
+                       optimizer_impl: str = "foreach") -> dict[str, object]:
     p = get_precision(setup.precision)
+    cpu_softmax = device_kind == "cpu" and is_autocast(p)
     return {
         "memory.bytes_per_param": {
             "weights": p.weight_bytes, "gradients": p.grad_bytes,
@@ -345,14 +486,25 @@ def memory_assumptions(setup: TrainSetup) -> dict[str, object]:
             f"{p.activation_bytes}-byte activations, norm inputs in the residual dtype ({residual_bytes(p)} B); "
             + ("flash attention: logsumexp (fp32) instead of s² probabilities" if setup.flash_attention
                else "eager attention: softmax probabilities kept"
-               + (" in fp32 plus a 16-bit copy" if is_autocast(p) else ""))
+               + (" in bf16 (CPU autocast leaves softmax in bf16)" if cpu_softmax
+                  else " in fp32 plus a 16-bit copy" if is_autocast(p) else ""))
         ),
         "memory.logits_bytes_per_element": logit_bytes_per_element(p),
-        "memory.logits": "logits + log-softmax kept by cross_entropy + their gradient, all positions",
+        "memory.logits": "logits + log-softmax kept by cross_entropy + their gradient, all positions (the term "
+                         "as the sum counts it; memory.at_peak has the buffers alive at the peak)",
         "memory.weight_casts": "autocast keeps a 16-bit copy of every weight for the step" if is_autocast(p)
         else "none (no autocast)",
-        "memory.total": "sum of all terms: gradients counted as co-resident with all activations (conservative); "
-                        "norm statistics, RoPE tables and allocator fragmentation not included",
+        "memory.total": (
+            "peak of the step's phases (zero_grad(set_to_none=True): no gradients during the first forward): "
+            "forward end, loss backward (log-softmax + its gradient in and out: "
+            f"{logit_phase_bytes(p)['loss_backward']} B/logit), head backward, top of backward (head + one layer's "
+            "gradients beside all activations), end of backward (all gradients; a tied embedding's dense gradient "
+            f"and its sum), optimizer step ({optimizer_impl} AdamW"
+            + (": its sqrt(v) scratch)" if optimizer_impl != "fused" else ", in place)") + "; memory.phases lists each"
+            if peak == "phases" else
+            "sum of all terms: gradients counted as co-resident with all activations (the previous figure)")
+            + "; norm statistics, RoPE tables, kernel workspaces and allocator fragmentation not included",
+        "memory.peak_model": peak,
         "memory.pipeline": "1F1B: the first stage holds min(pp, grad_accum) micro-batches of its layers in flight",
         "memory.recompute_buffer": "with recompute, backward re-materialises one layer's activations",
         "memory.ddp": "DDP gradient buckets assumed to be views of the gradients (gradient_as_bucket_view)",

@@ -20,13 +20,13 @@ from estimator.errors import ConfigError
 from estimator.flops import step_flops
 from estimator.hardware import HardwareSpec
 from estimator.inference import DEFAULT_GEN_LEN, DEFAULT_PROMPT_LEN, infer_estimate, inference_assumptions
-from estimator.max_batch import INFER_HINT, default_memory_limit, does_not_fit, limit_assumptions, max_batch_size
-from estimator.memory import check_parallel, memory_assumptions, training_memory
+from estimator.max_batch import INFER_HINT, default_memory_limit, does_not_fit, largest_fitting, limit_assumptions
+from estimator.memory import PEAK_MODELS, check_parallel, memory_assumptions, training_memory
 from estimator.model_config import ModelConfig
 from estimator.params import count_params
 from estimator.precision import get_precision
 from estimator.setup import MODES, TrainSetup
-from estimator.timing import timing_assumptions, train_step_time
+from estimator.timing import StepOverheads, default_overheads, timing_assumptions, train_step_time
 from estimator.units import fmt_bytes
 
 MFU_NA = "MFU n/a (unknown peak; --peak-tflops)"
@@ -66,7 +66,7 @@ def _peaks(hardware: HardwareSpec, matmul_dtype: str, warnings: list[str]) -> tu
 def _hardware_block(hardware: HardwareSpec, mfu_peak: float | None, matmul_dtype: str,
                     time_peak: float | None, time_dtype: str | None) -> dict:
     return {
-        "key": hardware.key, "name": hardware.name,
+        "key": hardware.key, "name": hardware.name, "vendor": hardware.vendor,
         "peak_flops": mfu_peak, "peak_dtype": matmul_dtype,
         "time_peak_flops": time_peak, "time_peak_dtype": time_dtype,
         "memory_bytes": hardware.memory_bytes, "memory_bandwidth": hardware.memory_bandwidth,
@@ -91,11 +91,13 @@ def _flops_block(model: ModelConfig, setup: TrainSetup, b: int, s: int) -> dict:
 
 def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int, s: int, limit: int,
            flops: dict, mfu_peak: float | None, time_peak: float | None, tokens: int | None,
-           gpu_hour_cost: float | None, check_fit: bool, overlap_dp: bool, warnings: list[str]) -> dict:
-    mem = training_memory(model, setup, b, s)
-    fit = max_batch_size(model, hardware, setup, limit)
+           gpu_hour_cost: float | None, check_fit: bool, overlap_dp: bool, warnings: list[str],
+           overheads: StepOverheads, memory_peak: str) -> dict:
+    kw = dict(peak=memory_peak, device_kind=overheads.device_kind, optimizer_impl=overheads.optimizer_impl)
+    mem = training_memory(model, setup, b, s, **kw)
+    fit = largest_fitting(lambda n: training_memory(model, setup, n, s, **kw).total, limit)
     if fit == 0 and check_fit:
-        one = training_memory(model, setup, 1, s)
+        one = training_memory(model, setup, 1, s, **kw)
         raise does_not_fit(f"{model.name} training ({setup.precision}, seq-len {s}) on {hardware.name}",
                            one.total, limit)
     if mem.total > limit:
@@ -110,7 +112,7 @@ def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int
     out: dict = {"memory": memory, "max_batch_size": fit, "step": None, "train": None}
     step = None
     if time_peak is not None:
-        step = train_step_time(model, hardware, setup, time_peak, b, s, overlap_dp)
+        step = train_step_time(model, hardware, setup, time_peak, b, s, overlap_dp, overheads)
         t = step["time_s"]
         step.update(
             tokens_per_step=tokens_per_step,
@@ -143,12 +145,19 @@ def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int
 def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode: str = "train",
             tokens: int | None = None, gpu_hour_cost: float | None = None, memory_limit_bytes: int | None = None,
             weight_bits: int = 16, prompt_len: int | None = None, gen_len: int | None = None,
-            check_fit: bool = True, overlap_dp: bool = True) -> dict:
+            check_fit: bool = True, overlap_dp: bool = True, overheads: StepOverheads | None = None,
+            memory_peak: str = "phases") -> dict:
     """The prediction for ``setup`` on ``hardware``. ConfigError for impossible input,
     and (``check_fit``) for a setup that does not fit at batch 1. ``overlap_dp``: the
-    gradient all-reduce hides behind the last backward (DDP) rather than following it."""
+    gradient all-reduce hides behind the last backward (DDP) rather than following it.
+    ``overheads``: per-op host cost, its overlap, the AdamW implementation and CPU kernel
+    rates (default ``default_overheads(hardware)``: by ``hardware.vendor == "cpu"``).
+    ``memory_peak``: "phases" (the step's largest phase) or "sum" (every term co-resident)."""
     s = setup.seq_len or model.context_length
     _validate(model, setup, mode, s, tokens, gpu_hour_cost, memory_limit_bytes)
+    if memory_peak not in PEAK_MODELS:
+        raise ConfigError(f"memory peak must be one of {', '.join(PEAK_MODELS)}, got {memory_peak!r}")
+    overheads = overheads or default_overheads(hardware)
     p = get_precision(setup.precision)
     warnings: list[str] = []
     if hardware.derived and hardware.vendor == "cpu":
@@ -171,12 +180,12 @@ def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode:
         "flops": flops,
     }
     assumptions: dict = {"precision": p.to_dict(), **limit_assumptions(hardware, memory_limit_bytes),
-                         **timing_assumptions(setup, hardware, overlap_dp)}
+                         **timing_assumptions(setup, hardware, overlap_dp, overheads, model, s)}
 
     if mode == "train":
         result.update(_train(model, hardware, setup, b, s, limit, flops, mfu_peak, time_peak, tokens,
-                             gpu_hour_cost, check_fit, overlap_dp, warnings))
-        assumptions.update(memory_assumptions(setup))
+                             gpu_hour_cost, check_fit, overlap_dp, warnings, overheads, memory_peak))
+        assumptions.update(memory_assumptions(setup, overheads.device_kind, memory_peak, overheads.optimizer_impl))
         assumptions["train.six_nd"] = "6 x active params x tokens / (GPUs x peak x efficiency.flops)"
     else:
         gen = DEFAULT_GEN_LEN if gen_len is None else gen_len

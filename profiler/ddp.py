@@ -22,7 +22,6 @@ anything; the summary rank 0 builds lives in ``profiler.ddp_summary``.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 import queue
@@ -33,14 +32,13 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import psutil
 
 from estimator.errors import ConfigError
-from estimator.model_config import ModelConfig
 from profiler.events import Event, LogMessage, RunFailed, RunFinished, read_events
-from profiler.run_config import RunConfig
+from profiler.run_config import RunConfig, config_to_json
 
 WORKER_MODULE = "profiler.ddp_worker"
 RUN_MARKER_PREFIX = "mfutop-ddp-"  # in every launched command line: how leftovers are found
@@ -146,19 +144,6 @@ def leftover_processes(marker: str) -> list[psutil.Process]:
 
 
 # ----------------------------------------------------------------- launching
-
-def config_to_json(config: RunConfig) -> dict[str, Any]:
-    """A RunConfig the worker can rebuild exactly (the model travels as its full field set)."""
-    out = config.to_dict()
-    out["model"] = None if config.model is None else dataclasses.asdict(config.model)  # fields as set, not derived
-    return out
-
-
-def config_from_json(data: dict[str, Any]) -> RunConfig:
-    data = dict(data)
-    model = data.pop("model", None)
-    return RunConfig(model=ModelConfig(**model) if model else None, **data)
-
 
 def has_rendezvous(torchrun_args: Sequence[str]) -> bool:
     """True when the caller names a rendezvous point (multi-node); else ``--standalone`` picks a free local port."""

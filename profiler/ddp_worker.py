@@ -34,7 +34,8 @@ import torch.distributed as dist
 from estimator.errors import ConfigError
 from estimator.predict import predict
 from estimator.setup import TrainSetup
-from profiler.ddp import FAULT_ENV, config_from_json
+from profiler.ddp import FAULT_ENV
+from profiler.run_config import config_from_json
 from profiler.ddp_summary import allreduce_block, build_summary
 from profiler.detect import detect_device
 from profiler.events import JsonlWriter, LogMessage, PredictionReady, RunFailed, RunFinished, StepSample

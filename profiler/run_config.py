@@ -7,6 +7,7 @@ The CLI (`profile`, `search`, `tui`, `remote`) and the app build one of these;
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from estimator.errors import ConfigError
 from estimator.model_config import ModelConfig
@@ -72,3 +73,16 @@ class RunConfig:
         out = asdict(self)
         out["model"] = self.model.name if self.model else None
         return out
+
+
+def config_to_json(config: RunConfig) -> dict[str, Any]:
+    """A RunConfig another process can rebuild exactly (the model travels as its full field set)."""
+    out = config.to_dict()
+    out["model"] = None if config.model is None else asdict(config.model)  # fields as set, not derived
+    return out
+
+
+def config_from_json(data: dict[str, Any]) -> RunConfig:
+    data = dict(data)
+    model = data.pop("model", None)
+    return RunConfig(model=ModelConfig(**model) if model else None, **data)

@@ -23,14 +23,14 @@ from estimator.params import count_params
 from estimator.presets import get_model
 from estimator.timing import COLLECTIVE_LATENCY_S
 from profiler.ddp import (
-    RUN_MARKER_PREFIX, config_from_json, config_to_json, describe_failure, leftover_processes, run_distributed,
+    RUN_MARKER_PREFIX, describe_failure, leftover_processes, run_distributed,
     torchrun_args, torchrun_command,
 )
 from profiler.ddp_summary import (
     aggregate_ranks, allreduce_bandwidth, allreduce_block, describe_distributed, scaling_efficiency,
 )
 from profiler.events import LogMessage, RunFailed, RunFinished, StepSample
-from profiler.run_config import RunConfig
+from profiler.run_config import RunConfig, config_from_json, config_to_json
 
 TINY = get_model("gpt-tiny")
 QUICK = dict(model=TINY, device="cpu", batch_size=2, seq_len=32, steps=3, warmup=1, precision="fp32")

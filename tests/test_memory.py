@@ -243,3 +243,92 @@ def test_matches_tensors_the_profiled_gpt_saves(precision):
     assert activations == activation_bytes_per_layer(cfg, b, s, precision)["total"] + norm_stats
     linear_params = sum(m.weight.numel() for m in block.modules() if isinstance(m, torch.nn.Linear))
     assert casts == (2 * linear_params if precision == "bf16-mixed" else 0)
+
+
+# ----------------------------------------------------------------- phase-aware peak
+
+from estimator.memory import logit_phase_bytes, optimizer_transient_bytes  # noqa: E402
+
+
+def test_logit_buffers_by_phase():
+    """Forward end: head output (+ autocast's fp32 copy) + log-softmax; loss backward: log-softmax + its
+    incoming and outgoing gradients, in the loss dtype (fp32 unless everything is bf16)."""
+    assert logit_phase_bytes(get_precision("fp32")) == {"forward_end": 8, "loss_backward": 12}
+    assert logit_phase_bytes(get_precision("bf16-mixed")) == {"forward_end": 10, "loss_backward": 12}
+    assert logit_phase_bytes(get_precision("bf16")) == {"forward_end": 4, "loss_backward": 6}
+
+
+def test_cpu_autocast_keeps_softmax_in_bf16():
+    gpu = activation_bytes_per_layer(GPT22B, B, S, "bf16-mixed", flash_attention=False)
+    cpu = activation_bytes_per_layer(GPT22B, B, S, "bf16-mixed", flash_attention=False, device_kind="cpu")
+    assert gpu["attention/core"] == 6 * SQUARED and cpu["attention/core"] == 2 * SQUARED
+    assert gpu["total"] - cpu["total"] == 4 * SQUARED
+
+
+def test_phase_peak_below_the_old_sum_for_gpt_small():
+    """gpt-small, batch 2 x 256, fp32: the measured CPU peak is at the loss backward, before any gradient."""
+    mem = training_memory(get_model("gpt-small"), TrainSetup(batch_size=2, seq_len=256, precision="fp32"),
+                          device_kind="cpu")
+    assert mem.peak_phase == "loss_backward"
+    at_peak = mem.phase_terms["loss_backward"]
+    assert at_peak["gradients"] == 0 and at_peak["logit_buffers"] == 12 * 2 * 256 * 8192
+    # fp32: the old sum's logits term is the same 12 B per logit; the phase drops the gradients (-13.6 %)
+    assert mem.total == sum(at_peak.values()) == mem.sum_of_terms - mem.gradients
+    assert mem.total < mem.sum_of_terms
+    old = training_memory(get_model("gpt-small"), TrainSetup(batch_size=2, seq_len=256, precision="fp32"),
+                          peak="sum")
+    assert old.total == old.sum_of_terms == mem.sum_of_terms
+
+
+def test_optimizer_step_is_the_peak_at_tiny_batches():
+    """foreach AdamW's sqrt(v) scratch (4 B/param) beside weights, gradients and states: 20 B/param."""
+    m = get_model("gpt-small")
+    n = count_params(m).total
+    mem = training_memory(m, TrainSetup(batch_size=1, seq_len=16, precision="fp32"))
+    assert mem.peak_phase == "optimizer_step" and mem.total == 20 * n
+    fused = training_memory(m, TrainSetup(batch_size=1, seq_len=16, precision="fp32"), optimizer_impl="fused")
+    assert fused.phases["optimizer_step"] == 16 * n and fused.peak_phase == "backward_end"
+    # backward end: all gradients + the tied embedding's dense gradient and the sum it is accumulated into
+    assert fused.phase_terms["backward_end"]["transient"] == 2 * 4 * 8192 * 256
+    params = stage_params(m)["first"]
+    assert optimizer_transient_bytes(m, get_precision("bf16"), params, TrainSetup(precision="bf16"), "foreach") == 2 * n
+    sharded = TrainSetup(precision="fp32", dp=4, zero=1)
+    assert optimizer_transient_bytes(m, get_precision("fp32"), params, sharded, "foreach") == 4 * -(-n // 4)
+
+
+def test_gradient_accumulation_keeps_gradients_through_the_forward():
+    m = get_model("gpt2")
+    one = training_memory(m, TrainSetup(batch_size=4, seq_len=1024))
+    accum = training_memory(m, TrainSetup(batch_size=4, seq_len=1024, grad_accum=4))
+    assert one.phase_terms["forward_end"]["gradients"] == 0
+    assert accum.phase_terms["forward_end"]["gradients"] == accum.gradients
+    assert accum.total - one.total == accum.gradients
+
+
+def test_bad_peak_options_raise():
+    m = get_model("gpt-tiny")
+    for kw, message in (({"peak": "max"}, "peak must be"), ({"device_kind": "tpu"}, "device_kind must be"),
+                        ({"optimizer_impl": "lion"}, "optimizer_impl must be")):
+        with pytest.raises(ConfigError, match=message):
+            training_memory(m, TrainSetup(), **kw)
+
+
+@pytest.mark.parametrize("precision,flash", [("fp32", True), ("bf16-mixed", True), ("fp32", False),
+                                             ("bf16-mixed", False)])
+def test_phase_peak_matches_the_cpu_tracker(precision, flash):
+    """The real profiled step under the live-storage tracker (CPU): within 1 % of the phase-aware peak."""
+    pytest.importorskip("torch")
+    from profiler.memory_meter import LiveStorageTracker, training_state_tensors
+    from profiler.step import StepOptions, TrainingStep
+
+    cfg = get_model("gpt-tiny")
+    trainer = TrainingStep(cfg, "cpu", StepOptions(precision=precision, flash_attention=flash))
+    x, y = trainer.make_batch(4, 64)
+    trainer.step(x, y)  # AdamW state exists, as in steady state
+    tracker = LiveStorageTracker("cpu")
+    tracker.track(training_state_tensors(trainer.raw_model, trainer.optimizer))
+    with tracker:
+        trainer.step(x, y)
+    setup = TrainSetup(batch_size=4, seq_len=64, precision=precision, flash_attention=flash)
+    predicted = training_memory(trainer.cfg, setup, device_kind="cpu")
+    assert predicted.total == pytest.approx(tracker.peak_bytes, rel=0.01)

@@ -9,10 +9,12 @@ import sys
 import pytest
 
 from estimator.errors import ConfigError
-from estimator.hardware import get_gpu, with_peak_override
+from estimator.flops import forward_breakdown
+from estimator.hardware import cpu_spec, get_gpu, with_peak_override
 from estimator.predict import MFU_NA, predict
 from estimator.presets import get_model
 from estimator.setup import Efficiency, TrainSetup
+from estimator.timing import CPU_OP_OVERHEAD_S, GPU_OP_OVERHEAD_S, StepOverheads
 
 H100 = get_gpu("h100-sxm")
 TRAIN_KEYS = ["params.total", "params.breakdown", "flops.forward", "flops.backward", "flops.total",
@@ -46,8 +48,13 @@ def test_nanogpt_reference_figures():
     assert r["flops"]["forward"] == 291_648_307_200
     assert r["flops"]["palm_total"] == 875_062_886_400
     assert r["flops"]["total"] == 874_944_921_600
-    assert r["memory"]["total"] == sum(r["memory"][k] for k in ("weights", "gradients", "optimizer", "activations",
-                                                                 "logits", "weight_casts", "zero3_buffers"))
+    m = r["memory"]
+    terms = ("weights", "gradients", "optimizer", "activations", "logits", "weight_casts", "zero3_buffers")
+    assert m["sum_of_terms"] == sum(m[k] for k in terms)  # the old conservative figure, still reported
+    # Phase-aware peak: the largest phase, whose terms add up to it; no gradients yet at the loss backward.
+    assert m["total"] == max(m["phases"].values()) == m["phases"][m["peak_phase"]] == sum(m["at_peak"].values())
+    assert m["peak_phase"] == "loss_backward" and m["at_peak"]["gradients"] == 0
+    assert m["total"] < m["sum_of_terms"]
     assert r["hardware"]["peak_flops"] == 989.4e12 and r["hardware"]["peak_dtype"] == "bf16"
 
 
@@ -148,3 +155,79 @@ def test_derived_gpu_with_unknown_bandwidth_still_predicts():
     assert r["step"]["time_s"] > 0 and 0 < r["step"]["mfu"] <= 0.5
     i = predict(get_model("gpt2"), spec, TrainSetup(batch_size=4), mode="infer")
     assert i["decode"]["time_s"] > 0
+
+
+def _measured_cpu():
+    """A 2-core CPU whose fp32/bf16 peaks were measured, as the profiler's detection builds it."""
+    spec = cpu_spec("AMD EPYC", 2, 2.6e9, ["avx512f", "avx512_bf16"], 16 * 2**30)
+    spec = with_peak_override(spec, "fp32", 150e9, label="measured matmul benchmark (n=2048, 2 threads)")
+    return with_peak_override(spec, "bf16", 365e9, label="measured matmul benchmark (n=2048, 2 threads)")
+
+
+def test_per_op_overhead_is_a_named_assumption_by_device_kind():
+    tiny = get_model("gpt-tiny")
+    cpu = predict(tiny, _measured_cpu(), TrainSetup(batch_size=32, seq_len=128))
+    gpu = predict(tiny, H100, TrainSetup(batch_size=32, seq_len=128))
+    assert cpu["assumptions"]["time.op_overhead_s"] == CPU_OP_OVERHEAD_S == 10e-6
+    assert gpu["assumptions"]["time.op_overhead_s"] == GPU_OP_OVERHEAD_S == 7.5e-6
+    assert "formulas.md" in gpu["assumptions"]["time.op_overhead"]
+    assert "kernel launch" not in cpu["assumptions"]["time.not_modelled"]
+    assert cpu["assumptions"]["time.optimizer_impl"] == "foreach"
+    assert gpu["assumptions"]["time.optimizer_impl"] == "fused"
+    assert "time.cpu_attention" in cpu["assumptions"] and "time.cpu_attention" not in gpu["assumptions"]
+    # CPU: ops run in sequence, all host time is on the step; GPU: launches hide behind nothing here
+    # (a tiny model is host-bound), so the exposed overhead is the host time minus the device time.
+    ov = cpu["step"]["overhead"]
+    assert ov["ops_per_micro_batch"] == 300 and ov["ops_optimizer"] == 80  # gpt-tiny, bf16-mixed, SDPA
+    assert cpu["step"]["breakdown"]["op_overhead_s"] == pytest.approx(380 * 10e-6)
+    assert gpu["step"]["bound"]["step"] == "host"
+    assert gpu["step"]["time_s"] == pytest.approx((300 + 4) * 7.5e-6, rel=0.05)
+
+
+def test_overheads_override_and_overlap():
+    tiny, spec = get_model("gpt-tiny"), _measured_cpu()
+    setup = TrainSetup(batch_size=32, seq_len=128)
+    default = predict(tiny, spec, setup)["step"]
+    free = predict(tiny, spec, setup, overheads=StepOverheads("cpu", 0.0, "foreach", cpu_kernels=True,
+                                                                matmul_efficiency=0.85))["step"]
+    assert default["time_s"] - free["time_s"] == pytest.approx(default["overhead"]["host_s"])
+    assert free["breakdown"]["op_overhead_s"] == 0
+    # A big GPU step hides its launches entirely.
+    big = predict(get_model("gpt2-xl"), H100, TrainSetup(batch_size=8, seq_len=1024))["step"]
+    assert big["breakdown"]["op_overhead_s"] == 0 and big["bound"]["step"] == "device"
+    assert 0 < big["overhead"]["host_s"] < big["time_s"]
+    with pytest.raises(ConfigError, match="optimizer implementation"):
+        StepOverheads("cpu", 1e-5, "lion")
+    with pytest.raises(ConfigError, match="op overhead"):
+        StepOverheads("gpu", -1.0)
+
+
+def test_cpu_matmuls_not_derated_twice_when_the_peak_is_measured():
+    """A measured CPU peak is an achieved matmul rate: eff.flops (0.5) is not applied on top."""
+    tiny = get_model("gpt-small")
+    setup = TrainSetup(batch_size=4, seq_len=256, precision="fp32")
+    measured = predict(tiny, _measured_cpu(), setup)
+    given = with_peak_override(cpu_spec("AMD EPYC", 2, 2.6e9, ["avx512f"], 16 * 2**30), "fp32", 150e9,
+                               label="--peak-tflops")  # not a measured rate: eff.flops applies
+    theoretical = predict(tiny, given, setup)
+    assert "time.matmul_efficiency" in measured["assumptions"]
+    assert "time.matmul_efficiency" not in theoretical["assumptions"]
+    per_seq = forward_breakdown(tiny, 256)
+    attention = 6 * (per_seq["attention/scores"] + per_seq["attention/reduce"])
+    linear = 3 * (measured["flops"]["forward"] - 4 * attention) / (150e9 * 0.85)  # forward + 2 x backward
+    assert measured["step"]["parts"]["matmul_s"] == pytest.approx(linear, rel=1e-9)
+    assert theoretical["step"]["parts"]["matmul_s"] == pytest.approx(linear * 0.85 / 0.5, rel=1e-9)
+
+
+def test_memory_peak_choice():
+    m = get_model("gpt2")
+    phases = predict(m, H100, TrainSetup(batch_size=8, seq_len=1024))
+    summed = predict(m, H100, TrainSetup(batch_size=8, seq_len=1024), memory_peak="sum")
+    assert summed["memory"]["total"] == phases["memory"]["sum_of_terms"]
+    assert summed["assumptions"]["memory.peak_model"] == "sum"
+    # The old sum is no bound: at batch 8 GPT-2's loss backward holds 12 B per logit, the sum 10 + the
+    # gradients, so the phase figure is the larger here (and the smaller at small batches).
+    assert phases["memory"]["total"] > summed["memory"]["total"]
+    assert phases["max_batch_size"] < summed["max_batch_size"]
+    with pytest.raises(ConfigError, match="memory peak must be one of"):
+        predict(m, H100, TrainSetup(batch_size=8), memory_peak="max")

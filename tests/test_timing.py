@@ -113,3 +113,111 @@ def test_dp_all_reduce_paid_in_full_without_overlap():
                            H100.peak("bf16"), overlap_dp=False)
     assert paid["breakdown"]["dp_exposed_s"] == paid["breakdown"]["dp_comm_s"] > 0
     assert paid["time_s"] == pytest.approx(hidden["time_s"] + paid["breakdown"]["dp_comm_s"])
+
+
+# ----------------------------------------------------------------- per-op overhead and CPU kernels
+
+from estimator.memory import stage_params  # noqa: E402
+from estimator.timing import (  # noqa: E402
+    CPU_OP_OVERHEAD_S,
+    StepOverheads,
+    cpu_attention_efficiency,
+    default_overheads,
+    optimizer_bytes_moved,
+    param_tensors,
+    step_op_counts,
+)
+from estimator.precision import get_precision  # noqa: E402
+
+TINY = get_model("gpt-tiny")
+CPU_FOREACH = StepOverheads("cpu", CPU_OP_OVERHEAD_S, "foreach", cpu_kernels=True)
+
+
+def _ops(precision="fp32", flash=True, overheads=CPU_FOREACH, model=TINY, **kw):
+    setup = TrainSetup(batch_size=1, seq_len=8, precision=precision, flash_attention=flash, **kw)
+    return step_op_counts(model, setup, stage_params(model)["first"], True, True, overheads)
+
+
+def test_gpt_tiny_op_counts():
+    """Per block: 4 Linears x 4 ops, 2 norms, 2 residual adds, GELU, 11 for SDPA = 32; + 10 autocast casts;
+    embeddings 4, final norm 1, head 4, loss 5; backward 2x; foreach AdamW: 2 per tensor + 12 per group."""
+    assert _ops() == {"forward": 2 * 32 + 14, "backward": 2 * (2 * 32 + 14), "micro_batch": 234,
+                      "optimizer": 2 * 28 + 12 * 2, "param_tensors": 28}
+    assert _ops("bf16-mixed")["forward"] == 2 * 42 + 16
+    explicit = _ops(flash=False)
+    assert explicit["forward"] == 2 * 53 + 14 and explicit["backward"] == 2 * explicit["forward"] - 2 * 21
+    assert _ops(overheads=StepOverheads("gpu", 7.5e-6, "fused"))["optimizer"] == 2 * 2
+    assert _ops(overheads=StepOverheads("cpu", 1e-5, "for-loop"))["optimizer"] == 3 * 28
+    assert param_tensors(TINY, 2, True, True) == 2 * 12 + 4  # per block: 4 Linears + 2 norms, weight + bias
+    llama = get_model("llama-2-7b")  # no biases, RMSNorm, SwiGLU, RoPE, untied head
+    assert param_tensors(llama, 32, True, True) == 32 * (2 + 3 + 2) + 1 + 1 + 1
+
+
+def test_op_counts_match_the_dispatched_aten_ops():
+    """The structural count against a TorchDispatchMode count of a real gpt-tiny step (within 10 %)."""
+    torch = pytest.importorskip("torch")
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from profiler.step import StepOptions, TrainingStep
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    for precision, flash in (("fp32", True), ("bf16-mixed", True), ("fp32", False)):
+        trainer = TrainingStep(TINY, "cpu", StepOptions(precision=precision, flash_attention=flash))
+        x, y = trainer.make_batch(2, 16)
+        trainer.step(x, y)
+        Count.n = 0
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32"), Count():
+            loss = trainer.model(x, y)
+        with Count():
+            loss.backward()
+        assert Count.n == pytest.approx(_ops(precision, flash)["micro_batch"], rel=0.10)
+
+
+def test_cpu_attention_kernel_model():
+    """rate = fp32 peak x eff x d_h/(d_h + c_d) x T/(T + c_T): SDPA computes in fp32 on the CPU."""
+    assert cpu_attention_efficiency(TINY, 128, True, get_precision("bf16-mixed")) == ("fp32", 16 / 48 * 128 / 256)
+    assert cpu_attention_efficiency(TINY, 128, True, get_precision("fp32")) == ("fp32", 16 / 32 * 128 / 160)
+    assert cpu_attention_efficiency(TINY, 128, False, get_precision("bf16-mixed")) == ("bf16", 16 / 32)
+
+
+def test_optimizer_bytes_by_implementation():
+    fp32, bf16m, master = (get_precision(n) for n in ("fp32", "bf16-mixed", "bf16-master"))
+    assert optimizer_bytes_moved(fp32, "adamw", "fused") == 28  # read p, g, m, v; write p, m, v
+    assert optimizer_bytes_moved(fp32, "adamw", "foreach") == 80  # 8 passes of torch's unfused AdamW
+    assert optimizer_bytes_moved(bf16m, "adamw", "for-loop") == 80
+    assert optimizer_bytes_moved(master, "adamw", "fused") == 2 * 2 + 2 + 2 * 12
+
+
+def test_cpu_parts_add_up_and_overhead_is_serial():
+    from estimator.hardware import cpu_spec
+
+    spec = cpu_spec("Test CPU", 2, 2.6e9, ["avx512f", "avx512_bf16"], 16 * 2**30)
+    assert default_overheads(spec).device_kind == "cpu" and default_overheads(H100).device_kind == "gpu"
+    setup = TrainSetup(batch_size=16, seq_len=128)
+    st = train_step_time(TINY, spec, setup, spec.peak("bf16"))
+    parts = sum(st["parts"].values())
+    assert st["breakdown"]["forward_s"] + st["breakdown"]["backward_s"] == pytest.approx(parts)
+    assert st["breakdown"]["op_overhead_s"] == pytest.approx(st["overhead"]["host_s"])
+    assert st["time_s"] == pytest.approx(sum(v for k, v in st["breakdown"].items() if k != "dp_comm_s"))
+    # Serial on the CPU: the same device work plus every op's dispatch.
+    free = train_step_time(TINY, spec, setup, spec.peak("bf16"),
+                           overheads=StepOverheads("cpu", 0.0, "foreach", cpu_kernels=True))
+    assert st["time_s"] - free["time_s"] == pytest.approx((300 + 80) * CPU_OP_OVERHEAD_S)
+
+
+def test_gpu_launch_overhead_hides_behind_big_steps():
+    small = _step("gpt-tiny", batch_size=1, seq_len=64)
+    assert small["bound"]["step"] == "host"
+    parts, ops = small["breakdown"], small["overhead"]
+    # micro-batch: max(device, host) = the host; optimizer step: max(traffic, launches) = the launches.
+    host_bound = parts["forward_s"] + parts["backward_s"] + parts["optimizer_s"] + parts["op_overhead_s"]
+    assert host_bound == pytest.approx((ops["ops_per_micro_batch"] + ops["ops_optimizer"]) * 7.5e-6)
+    assert small["time_s"] == pytest.approx(host_bound)
+    big = _step("gpt2", batch_size=16)
+    assert big["breakdown"]["op_overhead_s"] == 0 and big["bound"]["step"] == "device"

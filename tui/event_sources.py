@@ -21,14 +21,11 @@ FOLLOW_POLL_S = 0.2  # how long a follower sleeps when the file has nothing new
 
 
 def live_source(config) -> EventSource:
-    """A real profiling run of ``config`` (a ``RunConfig``); torch is imported when it starts."""
+    """A real profiling run of ``config`` (a ``RunConfig``) in a child process (see profiler.run_process:
+    in the app's own process the UI thread would starve the measured step of the GIL)."""
+    from profiler.run_process import process_source
 
-    def start(cancel: threading.Event) -> Iterable[Event]:
-        from profiler.run import run_profile  # torch: only once a live run begins
-
-        return run_profile(config, cancel)
-
-    return start
+    return process_source(config)
 
 
 def check_run_file(path: Path) -> Path:

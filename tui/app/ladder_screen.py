@@ -98,14 +98,11 @@ def fold(rows: list[dict[str, Any]], event: Event) -> list[dict[str, Any]]:
 
 
 def ladder_source(config, **options) -> EventSource:
-    """A live ladder of ``config`` (a ``RunConfig``); ``options`` go to ``run_ladder`` (rungs, skip, nproc...)."""
+    """A live ladder of ``config`` (a ``RunConfig``) in a child process, so the UI cannot slow the rungs;
+    ``options`` go to ``run_ladder`` (rungs, skip, nproc...)."""
+    from profiler.run_process import process_source
 
-    def start(cancel: threading.Event) -> Iterable[Event]:
-        from profiler.ladder import run_ladder  # torch: only once the ladder starts
-
-        return run_ladder(config, cancel, **options)
-
-    return start
+    return process_source(config, "ladder", **options)
 
 
 # ----------------------------------------------------------------- the screen
