@@ -57,11 +57,18 @@ def largest_fitting(total_at: Callable[[int], int], limit: int) -> int:
 
 def max_batch_size(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup,
                    memory_limit_bytes: int | None = None) -> int:
-    """Largest training micro-batch per GPU that fits; 0 when batch 1 does not."""
-    from estimator.memory import training_memory
+    """Largest training micro-batch per GPU that fits; 0 when batch 1 does not.
 
+    Same memory model as ``predict()``: CPU autocast's bf16 softmax when ``hardware.vendor`` is
+    "cpu", and the AdamW the profiler runs there (foreach on the CPU, fused on a GPU)."""
+    from estimator.memory import training_memory
+    from estimator.step_overheads import default_overheads
+
+    kind = "cpu" if hardware.vendor == "cpu" else "gpu"
+    impl = default_overheads(hardware).optimizer_impl
     limit = default_memory_limit(hardware) if memory_limit_bytes is None else memory_limit_bytes
-    return largest_fitting(lambda b: training_memory(model, setup, batch_size=b).total, limit)
+    return largest_fitting(lambda b: training_memory(model, setup, batch_size=b, device_kind=kind,
+                                                     optimizer_impl=impl).total, limit)
 
 
 TRAIN_HINT = "try --zero, --tp/--pp, --recompute full, a shorter --seq-len or a larger GPU"

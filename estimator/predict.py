@@ -26,7 +26,8 @@ from estimator.model_config import ModelConfig
 from estimator.params import count_params
 from estimator.precision import get_precision
 from estimator.setup import MODES, TrainSetup
-from estimator.timing import StepOverheads, default_overheads, timing_assumptions, train_step_time
+from estimator.step_overheads import StepOverheads, default_overheads
+from estimator.timing import timing_assumptions, train_step_time
 from estimator.units import fmt_bytes
 
 MFU_NA = "MFU n/a (unknown peak; --peak-tflops)"

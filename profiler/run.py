@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -30,11 +30,13 @@ from estimator.predict import predict
 from estimator.presets import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, get_model
 from estimator.precision import get_precision
 from estimator.setup import TrainSetup
+from estimator.step_overheads import adamw_impl, default_overheads
 from estimator.units import fmt_bytes
 from profiler.events import (
     Event, FlopsCounted, LogMessage, PredictionReady, ProbeResult, RunFailed, RunFinished, StepSample,
 )
 from profiler.flop_count import count_flops
+from profiler.load_check import busy_machine_warning
 from profiler.memory_meter import (
     LiveStorageTracker, MemoryMeter, available_ram, training_state_tensors, unique_storage_bytes,
 )
@@ -121,6 +123,9 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
             yield from _predict(state, batch, first=False)
             yield _count(state, batch)
         if measure:
+            busy = busy_machine_warning(det.kind)  # checked now: the load that matters is the timed steps'
+            if busy:
+                yield _warn(state, busy)
             extra = config.steps if max_extra_steps is None else max_extra_steps
             yield from _measure(state, trainer, batch, cancel, extra)
         yield RunFinished(summary=build_summary(state), cancelled=cancel.is_set())
@@ -186,9 +191,20 @@ def _setup(state: RunState, batch: int) -> TrainSetup:
                       flash_attention=c.flash_attention, compile=c.compile)
 
 
+def _optimizer_impl(state: RunState) -> str:
+    """The AdamW ``profiler.step.make_adamw`` builds for this run: fused | foreach | for-loop."""
+    c = state.config
+    return adamw_impl(c.fused_adamw, c.adamw_foreach, on_cuda=state.device.kind == "cuda")
+
+
 def _predict(state: RunState, batch: int, first: bool) -> Iterator[Event]:
-    prediction = predict(state.padded_cfg, state.device.spec, _setup(state, batch),
-                         memory_limit_bytes=state.memory_limit)
+    spec = state.device.spec
+    overheads = default_overheads(spec)
+    impl = _optimizer_impl(state)
+    if impl != overheads.optimizer_impl:  # --(no-)fused-adamw or RunConfig.adamw_foreach overrode it
+        overheads = replace(overheads, optimizer_impl=impl)
+    prediction = predict(state.padded_cfg, spec, _setup(state, batch), memory_limit_bytes=state.memory_limit,
+                         overheads=overheads)
     state.prediction = prediction
     if first:
         state.first_prediction = prediction
@@ -208,7 +224,8 @@ def _count(state: RunState, batch: int) -> FlopsCounted:
 
 def _predicted_bytes(state: RunState) -> Callable[[int], int]:
     cfg, setup = state.padded_cfg, _setup(state, 1)
-    return lambda b: training_memory(cfg, setup, batch_size=b).total
+    kind, impl = "cpu" if state.device.kind == "cpu" else "gpu", _optimizer_impl(state)
+    return lambda b: training_memory(cfg, setup, batch_size=b, device_kind=kind, optimizer_impl=impl).total
 
 
 def _gate_fixed_batch(state: RunState, batch: int) -> None:

@@ -119,3 +119,30 @@ def test_cli_estimate_imports_no_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_memory_table_shows_the_peak_phase_terms_that_add_up():
+    """Training: the 'at peak' column is memory.at_peak (its bytes sum to the total), the old sum beside it."""
+    import io
+
+    from rich.console import Console
+
+    from estimator.units import fmt_bytes
+    from tui.estimate_view import memory_table
+
+    r = _json("--model", "gpt2", "--gpu", "h100", "--batch-size", "8")
+    m = r["memory"]
+    out = io.StringIO()
+    Console(file=out, width=110).print(memory_table(r))
+    text = out.getvalue()
+    assert m["peak_phase"] == "loss_backward"
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in text.splitlines() if line.startswith("│")}
+    at_peak_bytes = [int(cells[1].replace(",", "")) for name, cells in rows.items()
+                     if name not in ("peak phase", "total", "limit", "fits", "largest batch that fits") and cells[1]]
+    assert sum(at_peak_bytes) == m["total"] == sum(m["at_peak"].values())
+    assert rows["peak phase"][0] == "loss backward"
+    assert rows["gradients"] == ["0", "0", fmt_bytes(m["gradients"])]  # no gradient exists in the loss backward
+    assert rows["logits"][1] == f"{m['at_peak']['logit_buffers']:,}"
+    assert rows["total"][1:] == [f"{m['total']:,}", fmt_bytes(m["sum_of_terms"])]
+    assert "total = terms alive at the peak phase; all at once = old co-resident sum" in text

@@ -156,11 +156,42 @@ def test_total_is_monotonic_and_max_batch_exact():
     setup = TrainSetup(batch_size=1, seq_len=1024)
     best = max_batch_size(m, gpu, setup)
     limit = default_memory_limit(gpu)
-    assert training_memory(m, setup, batch_size=best).total <= limit
-    assert training_memory(m, setup, batch_size=best + 1).total > limit
+    # a GPU: fused AdamW, as the profiler and predict() run it there
+    assert training_memory(m, setup, batch_size=best, optimizer_impl="fused").total <= limit
+    assert training_memory(m, setup, batch_size=best + 1, optimizer_impl="fused").total > limit
     totals = [training_memory(m, setup, batch_size=b).total for b in (1, 2, 3, 8, 9)]
     assert totals == sorted(totals)
     assert max_batch_size(m, gpu, setup, memory_limit_bytes=20 * 2**30) < best
+
+
+def test_max_batch_on_a_cpu_uses_the_cpu_memory_model():
+    """CPU autocast keeps eager softmax in bf16 (2 B, not 4 + 2) and the profiler runs foreach AdamW there."""
+    from estimator.hardware import cpu_spec
+
+    cpu = cpu_spec("Test CPU", 2, 2.6e9, ["avx512f", "avx512_bf16"], 16 * 2**30)
+    m = get_model("gpt-small")
+    setup = TrainSetup(batch_size=1, seq_len=1024, precision="bf16-mixed", flash_attention=False)
+    limit = 2 * 2**30
+
+    def fits(kind: str) -> int:
+        return largest_fitting(lambda b: training_memory(m, setup, batch_size=b, device_kind=kind,
+                                                         optimizer_impl="foreach").total, limit)
+
+    best = max_batch_size(m, cpu, setup, memory_limit_bytes=limit)
+    assert best == fits("cpu") > fits("gpu") > 0
+
+
+def test_terms_stay_importable_from_estimator_memory():
+    """inference.py and tests/test_llm_analysis_compare.py import the terms from estimator.memory."""
+    import estimator.memory as memory
+    import estimator.memory_phases as phases
+    import estimator.memory_terms as terms
+
+    for name in ("activation_bytes_per_layer", "is_autocast", "residual_bytes", "stage_params", "logits_bytes",
+                 "model_state_bytes", "optimizer_bytes_per_param", "OPTIMIZER_IMPLS"):
+        assert getattr(memory, name) is getattr(terms, name)
+    assert memory.logit_phase_bytes is phases.logit_phase_bytes
+    assert set(memory.__all__) <= set(dir(memory))
 
 
 def test_max_batch_zero_when_batch_one_does_not_fit():
@@ -247,7 +278,7 @@ def test_matches_tensors_the_profiled_gpt_saves(precision):
 
 # ----------------------------------------------------------------- phase-aware peak
 
-from estimator.memory import logit_phase_bytes, optimizer_transient_bytes  # noqa: E402
+from estimator.memory_phases import logit_phase_bytes, optimizer_transient_bytes  # noqa: E402
 
 
 def test_logit_buffers_by_phase():

@@ -14,7 +14,7 @@ from estimator.hardware import cpu_spec, get_gpu, with_peak_override
 from estimator.predict import MFU_NA, predict
 from estimator.presets import get_model
 from estimator.setup import Efficiency, TrainSetup
-from estimator.timing import CPU_OP_OVERHEAD_S, GPU_OP_OVERHEAD_S, StepOverheads
+from estimator.step_overheads import CPU_OP_OVERHEAD_S, GPU_OP_OVERHEAD_S, StepOverheads
 
 H100 = get_gpu("h100-sxm")
 TRAIN_KEYS = ["params.total", "params.breakdown", "flops.forward", "flops.backward", "flops.total",

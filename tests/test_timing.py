@@ -117,16 +117,17 @@ def test_dp_all_reduce_paid_in_full_without_overlap():
 
 # ----------------------------------------------------------------- per-op overhead and CPU kernels
 
-from estimator.memory import stage_params  # noqa: E402
-from estimator.timing import (  # noqa: E402
+from estimator.memory_terms import stage_params  # noqa: E402
+from estimator.step_overheads import (  # noqa: E402
     CPU_OP_OVERHEAD_S,
     StepOverheads,
+    adamw_impl,
     cpu_attention_efficiency,
     default_overheads,
-    optimizer_bytes_moved,
     param_tensors,
     step_op_counts,
 )
+from estimator.timing import optimizer_bytes_moved  # noqa: E402
 from estimator.precision import get_precision  # noqa: E402
 
 TINY = get_model("gpt-tiny")
@@ -209,6 +210,25 @@ def test_cpu_parts_add_up_and_overhead_is_serial():
     free = train_step_time(TINY, spec, setup, spec.peak("bf16"),
                            overheads=StepOverheads("cpu", 0.0, "foreach", cpu_kernels=True))
     assert st["time_s"] - free["time_s"] == pytest.approx((300 + 80) * CPU_OP_OVERHEAD_S)
+
+
+def test_adamw_impl_follows_the_profiler_defaults():
+    assert adamw_impl(None, None, on_cuda=True) == "fused"
+    assert adamw_impl(None, None, on_cuda=False) == "foreach"
+    assert adamw_impl(False, None, on_cuda=True) == "foreach"
+    assert adamw_impl(None, False, on_cuda=False) == "for-loop"
+    assert adamw_impl(True, False, on_cuda=False) == "fused"
+
+
+def test_overhead_names_stay_importable_from_estimator_timing():
+    """profiler/ddp_summary.py and benchmarks/bench_prediction_accuracy.py import these from estimator.timing."""
+    import estimator.step_overheads as so
+    import estimator.timing as timing
+
+    for name in ("CPU_OP_OVERHEAD_S", "GPU_OP_OVERHEAD_S", "StepOverheads", "step_op_counts", "default_overheads"):
+        assert getattr(timing, name) is getattr(so, name)
+    assert timing.ZERO3_COMM_FACTOR == 1.5 and callable(timing.ring_all_reduce_s)
+    assert set(timing.__all__) <= set(dir(timing))
 
 
 def test_gpu_launch_overhead_hides_behind_big_steps():

@@ -60,18 +60,63 @@ def flops_table(r: dict) -> Table:
     return t
 
 
+_MEMORY_TERMS = ("weights", "gradients", "optimizer", "activations", "logits", "weight_casts", "zero3_buffers",
+                 "kv_cache")
+# predict()'s ``memory.at_peak`` key for each term above (logits: the buffers alive at that phase),
+# + the optimizer's / tied embedding's scratch, which only a phase has.
+_AT_PEAK_KEYS = {"logits": "logit_buffers"}
+_PHASE_NAMES = {"forward_end": "forward end", "loss_backward": "loss backward", "head_backward": "head backward",
+                "backward_top": "top of backward", "backward_end": "end of backward",
+                "optimizer_step": "optimizer step"}
+
+_SCRATCH = {"optimizer_step": "AdamW sqrt(v) scratch", "backward_end": "tied embedding grad sum"}
+
+
+def _size(n: int) -> str:
+    return fmt_bytes(n) if n else "0"
+
+
+def _fit_rows(t: Table, r: dict, blanks: int) -> None:
+    m = r["memory"]
+    pad = ("",) * blanks
+    t.add_row("limit", fmt_bytes(m["limit"]), _count(m["limit"]), *pad)
+    t.add_row("fits", "[green]yes[/]" if m["fits"] else "[red]no[/]", "", *pad)
+    t.add_row("largest batch that fits", _count(r.get("max_batch_size")), "", *pad)
+
+
+def _phase_memory_table(r: dict) -> Table:
+    """Training, phase-aware peak: the terms alive at the peak phase add up to the total;
+    the every-term-at-once sum (the previous figure) sits beside them."""
+    m, at_peak = r["memory"], r["memory"]["at_peak"]
+    phase = _PHASE_NAMES.get(m["peak_phase"], m["peak_phase"])
+    t = _table("Memory per GPU (GiB = 2^30 B)", "term", "at peak", "bytes", "all at once")
+    t.caption = "total = terms alive at the peak phase; all at once = old co-resident sum"
+    t.caption_justify = "left"
+    t.add_row("[bold]peak phase[/]", f"[bold]{phase}[/]", "", "")
+    for key in _MEMORY_TERMS:
+        now, every = at_peak.get(_AT_PEAK_KEYS.get(key, key), 0), m.get(key) or 0
+        if now or every:
+            t.add_row(key.replace("_", " "), _size(now), _count(now), _size(every))
+    if at_peak.get("transient"):
+        label = _SCRATCH.get(m["peak_phase"], "scratch")
+        t.add_row(label, _size(at_peak["transient"]), _count(at_peak["transient"]), "-")
+    t.add_row("[bold]total[/]", f"[bold]{fmt_bytes(m['total'])}[/]", _count(m["total"]), fmt_bytes(m["sum_of_terms"]))
+    _fit_rows(t, r, 1)
+    return t
+
+
 def memory_table(r: dict) -> Table:
     m = r["memory"]
+    if m.get("at_peak"):
+        return _phase_memory_table(r)
     t = _table("Memory per GPU (GiB = 2^30 B)", "term", "size", "bytes")
-    for key in ("weights", "gradients", "optimizer", "activations", "logits", "weight_casts", "zero3_buffers",
-                "kv_cache"):
+    for key in _MEMORY_TERMS:
         if m.get(key):
             t.add_row(key.replace("_", " "), fmt_bytes(m[key]), _count(m[key]))
     t.add_row("[bold]total[/]", f"[bold]{fmt_bytes(m['total'])}[/]", _count(m["total"]))
-    t.add_row("limit", fmt_bytes(m["limit"]), _count(m["limit"]))
-    fits = "[green]yes[/]" if m["fits"] else "[red]no[/]"
-    t.add_row("fits", fits, "")
-    t.add_row("largest batch that fits", _count(r.get("max_batch_size")), "")
+    if m.get("peak_model") == "sum":
+        t.caption, t.caption_justify = "total = every term co-resident (memory peak model: sum)", "left"
+    _fit_rows(t, r, 0)
     if m.get("kv_cache_per_token"):
         t.add_row("KV cache per token", fmt_bytes(m["kv_cache_per_token"]), _count(m["kv_cache_per_token"]))
     return t
