@@ -54,6 +54,14 @@ _ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+
                          re.DOTALL)
 
 
+def _abort_reason(lines: Sequence[str]) -> str:
+    """The C++ exception behind a SIGABRT (gloo/NCCL ``what(): ...``), when the rank printed one."""
+    for line in reversed(lines):
+        if "what():" in line:
+            return f" ({line.split('what():', 1)[1].strip()[:200]})"
+    return ""
+
+
 def describe_failure(stderr_lines: Iterable[str], returncode: int | None,
                      rank_errors: Sequence[RunFailed] = ()) -> str:
     """One line saying which rank failed first and how.
@@ -73,7 +81,7 @@ def describe_failure(stderr_lines: Iterable[str], returncode: int | None,
                 name = signal.Signals(-code).name
             except ValueError:
                 name = f"signal {-code}"
-            hint = " (the kernel's OOM killer or a kill -9)" if -code == signal.SIGKILL else ""
+            hint = " (the kernel's OOM killer or a kill -9)" if -code == signal.SIGKILL else _abort_reason(lines)
             return f"rank {rank} died: killed by {name}{hint}; torchrun stopped the other ranks"
         own = [e.message for e in rank_errors if e.message.startswith(f"rank {rank}:")]
         if own:

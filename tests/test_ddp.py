@@ -225,3 +225,17 @@ def test_fsdp_reports_zero3_memory_beside_the_measured():
     assert "1.5 x" in dist["allreduce"]["formula"]
     assert any(isinstance(e, LogMessage) and "FSDP" in e.text for e in events)
     _no_leftovers(marker)
+
+
+def test_an_aborted_rank_names_the_cpp_exception():
+    stderr = [
+        "terminate called after throwing an instance of 'gloo::IoException'",
+        "  what():  [gloo/transport/tcp/pair.cc:598] Connection closed by peer [127.0.0.1]:4242",
+        "Root Cause (first observed failure):",
+        "[0]:",
+        "  rank      : 1 (local_rank: 1)",
+        "  exitcode  : -6 (pid: 123)",
+    ]
+    message = describe_failure(stderr, 1)
+    assert message.startswith("rank 1 died: killed by SIGABRT (")
+    assert "Connection closed by peer" in message
