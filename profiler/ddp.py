@@ -55,10 +55,12 @@ _ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+
 
 
 def _abort_reason(lines: Sequence[str]) -> str:
-    """The C++ exception behind a SIGABRT (gloo/NCCL ``what(): ...``), when the rank printed one."""
+    """Why a rank aborted, when it said so: a C++ exception (gloo/NCCL ``what(): ...``) or a fatal Python error."""
     for line in reversed(lines):
         if "what():" in line:
             return f" ({line.split('what():', 1)[1].strip()[:200]})"
+        if "Fatal Python error" in line:
+            return f" ({line.strip()[:200]})"
     return ""
 
 

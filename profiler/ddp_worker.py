@@ -355,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     rank = os.environ.get("RANK", "0")
     try:
         Worker(json.loads(args.spec), args.run_id).run()
+        if dist.is_initialized():
+            # Leave together: a rank that tears its process group down while rank 0 is still
+            # writing the summary can make gloo abort the other one (seen as SIGABRT).
+            dist.barrier()
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line for the parent
         failed = RunFailed(f"rank {rank}: {_one_line(exc)}", type(exc).__name__)
         sys.stderr.write(json.dumps(failed.to_dict()) + "\n")
