@@ -54,16 +54,12 @@ def ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _open_out(out: Optional[Path]):
-    out = check_out_path(out)
-    return None if out is None else out.open("w", encoding="utf-8")
-
-
-def drive(events, *, jsonl: bool, out_file, human: bool, cancel: threading.Event):
-    """Consume the stream: write JSONL where asked, print human progress; return the last event."""
+def drive(events, *, jsonl: bool, out_path: Optional[Path], human: bool, cancel: threading.Event):
+    """Consume the stream: write JSONL where asked (stdout, ``out_path``), print progress; return the last event."""
     from profiler.events import JsonlWriter, LogMessage, RunFailed, RunFinished
 
     writers = [JsonlWriter(sys.stdout)] if jsonl else []
+    out_file = None if out_path is None else open(out_path, "w", encoding="utf-8")
     if out_file is not None:
         writers.append(JsonlWriter(out_file))
     last = None
@@ -81,6 +77,9 @@ def drive(events, *, jsonl: bool, out_file, human: bool, cancel: threading.Event
     except KeyboardInterrupt:  # the second Ctrl-C: abort without a traceback
         typer.echo("mfutop: aborted", err=True)
         raise typer.Exit(INTERRUPTED_EXIT) from None
+    finally:
+        if out_file is not None:
+            out_file.close()
     return last
 
 
@@ -228,23 +227,19 @@ def register(app: typer.Typer) -> None:
             from profiler.ddp import torchrun_args
 
             passthrough = torchrun_args(nnodes, node_rank, rdzv_endpoint, rdzv_backend, rdzv_id)
-            out_file = _open_out(out)
+            out = check_out_path(out)
         cancel = threading.Event()
-        try:
-            if nproc > 1 or passthrough or fsdp:
-                from profiler.ddp import run_distributed
+        if nproc > 1 or passthrough or fsdp:
+            from profiler.ddp import run_distributed
 
-                with user_errors():
-                    events = run_distributed(config, nproc, passthrough, cancel,
-                                             strategy="fsdp" if fsdp else "ddp", baseline_tokens_per_s=baseline_tps)
-            else:
-                from profiler.run import run_profile
+            with user_errors():
+                events = run_distributed(config, nproc, passthrough, cancel,
+                                         strategy="fsdp" if fsdp else "ddp", baseline_tokens_per_s=baseline_tps)
+        else:
+            from profiler.run import run_profile
 
-                events = run_profile(config, cancel)
-            last = drive(events, jsonl=jsonl, out_file=out_file, human=not (json_ or jsonl), cancel=cancel)
-        finally:
-            if out_file is not None:
-                out_file.close()
+            events = run_profile(config, cancel)
+        last = drive(events, jsonl=jsonl, out_path=out, human=not (json_ or jsonl), cancel=cancel)
         finish(last, json_, jsonl, cancel, "profile", print_profile_table)
 
     @app.command("search")
@@ -268,16 +263,12 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("give --json or --jsonl, not both")
             config = build_run_config(model, device, None, seq_len, 1, None, precision, compile_, flash,
                                       fused_adamw, True, vocab_pad, memory_limit, None)
-            out_file = _open_out(out)
+            out = check_out_path(out)
         from profiler.run import run_profile
 
         cancel = threading.Event()
-        try:
-            last = drive(run_profile(config, cancel, measure=False), jsonl=jsonl, out_file=out_file,
-                         human=not (json_ or jsonl), cancel=cancel)
-        finally:
-            if out_file is not None:
-                out_file.close()
+        last = drive(run_profile(config, cancel, measure=False), jsonl=jsonl, out_path=out,
+                     human=not (json_ or jsonl), cancel=cancel)
         finish(last, json_, jsonl, cancel, "search", print_search_table)
 
     @app.command("flops")
