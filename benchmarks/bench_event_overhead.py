@@ -26,7 +26,7 @@ from estimator.presets import get_model
 from profiler.events import JsonlWriter, StepSample
 from profiler.memory_meter import MemoryMeter
 from profiler.step import StepOptions, TrainingStep
-from profiler.timing import StepTimer
+from profiler.step_timer import StepTimer
 
 GOAL = 0.01
 

@@ -18,7 +18,7 @@ printed too: this machine is shared, and a busy neighbour slows every step.
 measurements — e.g. an older estimator unpacked with ``git archive <rev> estimator |
 tar -x -C /tmp/old`` and put first with ``PYTHONPATH=/tmp/old``. ``--overhead`` times gpt-tiny steps at batch 1 x 1 token, where the
 arithmetic is nil, and divides by the estimator's op counts: the source of
-``estimator.timing.CPU_OP_OVERHEAD_S``. Threads: torch's default (all cores) unless
+``estimator.step_overheads.CPU_OP_OVERHEAD_S``. Threads: torch's default (all cores) unless
 OMP_NUM_THREADS is set; the figure is printed.
 """
 
@@ -130,8 +130,8 @@ def overhead(repeats: int = 30) -> None:
     """Per-op CPU overhead: gpt-tiny steps at 1 x 1 token divided by the estimator's op counts."""
     import torch
 
-    from estimator.memory import stage_params
-    from estimator.timing import CPU_OP_OVERHEAD_S, StepOverheads, step_op_counts
+    from estimator.memory_terms import stage_params
+    from estimator.step_overheads import CPU_OP_OVERHEAD_S, StepOverheads, step_op_counts
     from profiler.step import StepOptions, TrainingStep
 
     cfg = get_model("gpt-tiny")

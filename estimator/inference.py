@@ -3,7 +3,7 @@
 Prefill (the whole prompt in one forward) is compute-bound; decode (one token
 per sequence per step) is memory-bound until the batch is large: each step
 reads every weight once and the whole KV cache once. Both use the same
-per-layer roofline as training (``estimator.timing.roofline``).
+per-layer roofline as training (``estimator.step_time.roofline``).
 
 Weight-only quantisation: matmul weights of the blocks are stored at
 ``weight_bits`` (group scales ignored); embeddings, head, norms, biases and
@@ -17,12 +17,12 @@ from estimator.errors import ConfigError
 from estimator.flops import forward_breakdown
 from estimator.hardware import HardwareSpec
 from estimator.max_batch import largest_fitting
-from estimator.memory import activation_bytes_per_layer, is_autocast, residual_bytes, stage_params
+from estimator.memory_terms import activation_bytes_per_layer, is_autocast, residual_bytes, stage_params
 from estimator.model_config import ModelConfig
 from estimator.params import count_params
 from estimator.precision import Precision, get_precision
 from estimator.setup import TrainSetup
-from estimator.timing import COLLECTIVE_LATENCY_S, transfer_s, link_bandwidth, ring_all_reduce_s, roofline
+from estimator.step_time import COLLECTIVE_LATENCY_S, transfer_s, link_bandwidth, ring_all_reduce_s, roofline
 
 WEIGHT_BITS = (32, 16, 8, 4)
 UNQUANTIZED_BYTES = 2  # embeddings, head, norms, biases, router

@@ -7,9 +7,6 @@ whose total is, by default, the largest phase of the step
 term co-resident; it is no bound either way (it misses the optimizer's scratch
 and counts 10 B per logit under autocast where the loss backward holds 12).
 ``memory_assumptions`` names every implementation-dependent choice.
-
-The term functions are re-exported here: ``from estimator.memory import ...``
-keeps working for them.
 """
 
 from __future__ import annotations
@@ -17,12 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from estimator.errors import ConfigError
-from estimator.memory_phases import LOGITS_RETURNED, logit_phase_bytes, optimizer_transient_bytes, phase_terms
+from estimator.memory_phases import logit_phase_bytes, optimizer_transient_bytes, phase_terms
 from estimator.memory_terms import (
     DEVICE_KINDS,
-    DROPOUT_MASK_BYTES,
-    LOGIT_BYTES,
-    LSE_BYTES,
     OPTIMIZER_IMPLS,
     StageParams,
     activation_bytes_per_layer,
@@ -30,11 +24,9 @@ from estimator.memory_terms import (
     is_autocast,
     logit_bytes_per_element,
     logits_bytes,
-    loss_bytes,
     model_state_bytes,
     optimizer_bytes_per_param,
     residual_bytes,
-    resolve_precision,
     stage_params,
     weight_cast_bytes,
 )
@@ -42,14 +34,6 @@ from estimator.model_config import ModelConfig
 from estimator.precision import Precision, get_precision
 from estimator.setup import TrainSetup
 
-__all__ = [
-    "DEVICE_KINDS", "DROPOUT_MASK_BYTES", "LOGITS_RETURNED", "LOGIT_BYTES", "LSE_BYTES", "OPTIMIZER_IMPLS",
-    "PEAK_MODELS", "StageParams", "TrainingMemory", "activation_bytes_per_layer", "check_parallel",
-    "head_activation_bytes", "is_autocast", "logit_bytes_per_element", "logit_phase_bytes", "logits_bytes",
-    "loss_bytes", "memory_assumptions", "model_state_bytes", "optimizer_bytes_per_param",
-    "optimizer_transient_bytes", "residual_bytes", "resolve_precision", "stage_params", "training_memory",
-    "weight_cast_bytes",
-]
 
 PEAK_MODELS = ("phases", "sum")
 

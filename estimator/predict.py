@@ -22,12 +22,13 @@ from estimator.hardware import HardwareSpec
 from estimator.inference import DEFAULT_GEN_LEN, DEFAULT_PROMPT_LEN, infer_estimate, inference_assumptions
 from estimator.max_batch import INFER_HINT, default_memory_limit, does_not_fit, largest_fitting, limit_assumptions
 from estimator.memory import PEAK_MODELS, check_parallel, memory_assumptions, training_memory
+from estimator.mfu import hfu, mfu
 from estimator.model_config import ModelConfig
 from estimator.params import count_params
 from estimator.precision import get_precision
 from estimator.setup import MODES, TrainSetup
 from estimator.step_overheads import StepOverheads, default_overheads
-from estimator.timing import timing_assumptions, train_step_time
+from estimator.step_time import timing_assumptions, train_step_time
 from estimator.units import fmt_bytes
 
 MFU_NA = "MFU n/a (unknown peak; --peak-tflops)"
@@ -120,10 +121,9 @@ def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int
             tokens_per_s=tokens_per_step / t,
             tokens_per_s_per_gpu=tokens_per_step / t / setup.world_size,
             achieved_flops_per_gpu=flops["per_gpu_per_step"] / t,
-            mfu=flops["per_gpu_per_step"] / t / mfu_peak if mfu_peak else None,
-            hfu=flops["hardware_per_gpu_per_step"] / t / mfu_peak if mfu_peak else None,
-            mfu_causal=(flops["causal_total"] * setup.grad_accum / (setup.tp * setup.pp) / t / mfu_peak
-                        if mfu_peak else None),
+            mfu=mfu(flops["per_gpu_per_step"], t, mfu_peak),
+            hfu=hfu(flops["hardware_per_gpu_per_step"], t, mfu_peak),
+            mfu_causal=mfu(flops["causal_total"] * setup.grad_accum / (setup.tp * setup.pp), t, mfu_peak),
         )
         out["step"] = step
     if tokens is not None:

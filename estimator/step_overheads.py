@@ -6,7 +6,7 @@ ahead); on the CPU it adds to it. The ops are counted from the model's
 structure (the profiled GPT, counted with a TorchDispatchMode), the optimizer's
 per parameter tensor and group by AdamW implementation. ``StepOverheads``
 carries the per-op cost, the overlap and the CPU kernel behaviour that
-``estimator.timing`` applies; ``default_overheads`` picks them by device kind.
+``estimator.step_time`` applies; ``default_overheads`` picks them by device kind.
 """
 
 from __future__ import annotations

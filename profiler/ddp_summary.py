@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from estimator.timing import COLLECTIVE_LATENCY_S, ZERO3_COMM_FACTOR, ring_all_reduce_s
+from estimator.step_time import COLLECTIVE_LATENCY_S, ZERO3_COMM_FACTOR, ring_all_reduce_s
 
 
 def allreduce_bandwidth(device: str, link_bandwidth: float | None, interconnect_efficiency: float,

@@ -43,7 +43,7 @@ from profiler.memory_meter import LiveStorageTracker, MemoryMeter, process_rss, 
 from profiler.run_config import RunConfig
 from profiler.search import cap_cuda_memory
 from profiler.step import StepOptions, TrainingStep, effective_precision
-from profiler.timing import StepTimer, steady_state
+from profiler.step_timer import StepTimer, steady_state
 
 DEFAULT_CPU_BATCH = 4  # --batch-size auto under DDP on a CPU (a search per rank is not run there)
 _PR_SET_PDEATHSIG = 1

@@ -45,7 +45,7 @@ from profiler.run_config import RunConfig
 from profiler.run_summary import build_summary
 from profiler.search import GATE_MARGIN, MAX_BATCH, StepProbe, cap_cuda_memory, iter_search
 from profiler.step import StepOptions, TrainingStep, effective_precision
-from profiler.timing import StepTimer, steady_state
+from profiler.step_timer import StepTimer, steady_state
 
 CPU_RAM_SHARE = 0.5  # default CPU cap: this share of the RAM available at start
 CPU_SEARCH_TOKENS = 4096  # CPU without --memory-limit: the search stops at this many tokens per step

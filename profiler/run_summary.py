@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profiler.timing import steady_state
+from profiler.step_timer import steady_state
 
 COMPARED = (
     # (prediction key path, measured key, label)

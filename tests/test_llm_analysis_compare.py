@@ -39,7 +39,8 @@ from llm_analysis.logger import logger as la_logger  # noqa: E402
 
 from estimator.hardware import get_gpu  # noqa: E402
 from estimator.inference import inference_weight_bytes, kv_cache_bytes  # noqa: E402
-from estimator.memory import activation_bytes_per_layer, logits_bytes, model_state_bytes, training_memory  # noqa: E402
+from estimator.memory import training_memory  # noqa: E402
+from estimator.memory_terms import activation_bytes_per_layer, logits_bytes, model_state_bytes  # noqa: E402
 from estimator.params import count_params  # noqa: E402
 from estimator.precision import Precision  # noqa: E402
 from estimator.presets import get_model  # noqa: E402

@@ -9,13 +9,13 @@ import pytest
 from estimator.errors import ConfigError
 from estimator.hardware import get_gpu
 from estimator.max_batch import default_memory_limit, largest_fitting, max_batch_size
-from estimator.memory import (
+from estimator.memory import training_memory
+from estimator.memory_terms import (
     activation_bytes_per_layer,
     logits_bytes,
     model_state_bytes,
     optimizer_bytes_per_param,
     stage_params,
-    training_memory,
 )
 from estimator.model_config import ModelConfig
 from estimator.params import count_params
@@ -180,18 +180,6 @@ def test_max_batch_on_a_cpu_uses_the_cpu_memory_model():
     best = max_batch_size(m, cpu, setup, memory_limit_bytes=limit)
     assert best == fits("cpu") > fits("gpu") > 0
 
-
-def test_terms_stay_importable_from_estimator_memory():
-    """inference.py and tests/test_llm_analysis_compare.py import the terms from estimator.memory."""
-    import estimator.memory as memory
-    import estimator.memory_phases as phases
-    import estimator.memory_terms as terms
-
-    for name in ("activation_bytes_per_layer", "is_autocast", "residual_bytes", "stage_params", "logits_bytes",
-                 "model_state_bytes", "optimizer_bytes_per_param", "OPTIMIZER_IMPLS"):
-        assert getattr(memory, name) is getattr(terms, name)
-    assert memory.logit_phase_bytes is phases.logit_phase_bytes
-    assert set(memory.__all__) <= set(dir(memory))
 
 
 def test_max_batch_zero_when_batch_one_does_not_fit():

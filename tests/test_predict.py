@@ -130,7 +130,7 @@ def test_batch_over_max_is_a_warning():
 def test_estimator_imports_no_torch():
     code = (
         "import sys\n"
-        "import estimator, estimator.predict, estimator.memory, estimator.timing, estimator.inference\n"
+        "import estimator, estimator.predict, estimator.memory, estimator.step_time, estimator.inference\n"
         "from estimator.predict import predict\n"
         "from estimator.presets import get_model\n"
         "from estimator.hardware import get_gpu\n"

@@ -13,7 +13,7 @@ from profiler.memory_meter import (
 from profiler.step import (
     StepOptions, TrainingStep, cpu_autocast_bf16_works, effective_precision, float32_matmul_mode,
 )
-from profiler.timing import StepTimer, steady_state
+from profiler.step_timer import StepTimer, steady_state
 
 TINY = get_model("gpt-tiny")
 

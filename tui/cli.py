@@ -27,8 +27,23 @@ for module in (cmd_app, cmd_estimate, cmd_gpus, cmd_profile, cmd_ladder, cmd_rem
     module.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"mfutop {version('mfutop')}")
+        except PackageNotFoundError:
+            typer.echo("mfutop (not installed: run pip install -e .)")
+        raise typer.Exit(0)
+
+
 @app.callback(invoke_without_command=True)
-def main(ctx: typer.Context) -> None:
+def main(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the installed version and exit."),
+) -> None:
     """With no subcommand: open the app on the detected device with a quick default model."""
     if ctx.invoked_subcommand is None:
         cmd_app.open_default_app()

@@ -43,24 +43,14 @@ from estimator.precision import Precision, get_precision
 from estimator.setup import TrainSetup
 from estimator.step_overheads import (
     CPU_ELEMENT_BYTES,
-    CPU_OP_OVERHEAD_S,
     EXPLICIT_SCORE_PASSES,
-    GPU_OP_OVERHEAD_S,
     StepOverheads,
     cpu_attention_efficiency,
     default_overheads,
     overhead_assumptions,
-    param_tensors,
     step_op_counts,
 )
 
-# Re-exported: the per-op model lived here before ``estimator.step_overheads``.
-__all__ = [
-    "ACTIVATION_TRAFFIC", "BACKWARD_FACTOR", "COLLECTIVE_LATENCY_S", "CPU_OP_OVERHEAD_S", "GPUS_PER_NODE",
-    "GPU_OP_OVERHEAD_S", "StepOverheads", "ZERO3_COMM_FACTOR", "cpu_attention_efficiency", "default_overheads",
-    "link_bandwidth", "optimizer_bytes_moved", "optimizer_traffic_note", "overhead_assumptions", "param_tensors",
-    "ring_all_reduce_s", "roofline", "step_op_counts", "timing_assumptions", "train_step_time", "transfer_s",
-]
 
 GPUS_PER_NODE = 8  # a group larger than this crosses the network
 COLLECTIVE_LATENCY_S = 10e-6  # α per ring step (NCCL, formulas.md §4.3: 5-20 µs)
