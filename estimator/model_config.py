@@ -9,15 +9,30 @@ point (presets, CLI flags, a Hugging Face ``config.json``) fails the same way.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from estimator.errors import ConfigError
+from estimator.safe_text import clean_text
 
 MLP_KINDS = ("gelu", "swiglu")
 NORM_KINDS = ("layernorm", "rmsnorm")
 POSITION_KINDS = ("learned", "rope")
+MAX_NAME_CHARS = 200
+# Upper bounds of each size: ~64x past the largest public models (vocab 256k, context 10M,
+# width 16k, FFN 53k, 126 layers, 128 heads, 256 experts), so no real config is refused, and every
+# count stays an exact int and every FLOP/byte figure a finite float.
+LIMITS = {
+    "vocab_size": 2**24, "context_length": 2**30, "d_model": 2**20, "d_ff": 2**22, "head_dim": 2**16,
+    "n_layers": 2**14, "n_heads": 2**14, "n_kv_heads": 2**14, "n_experts": 2**16, "top_k": 2**16,
+    "sliding_window": 2**30,
+}
+MAX_CONFIG_BYTES = 16 * 2**20  # a config.json is a few kB; this refuses a weights file given by mistake
+MAX_CONFIG_DEPTH = 64  # real configs nest < 5 levels
+MAX_INT_DIGITS = 4300  # Python's own int-from-text limit, checked first so the message is ours
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        # The name is shown in tables and JSON: from a config.json it is outside text.
+        object.__setattr__(self, "name", clean_text(self.name, MAX_NAME_CHARS) or "model")
 
     # Derived sizes -------------------------------------------------------
     @property
@@ -75,7 +92,7 @@ class ModelConfig:
     def is_moe(self) -> bool:
         return self.n_experts > 1
 
-    def with_vocab_padded(self, multiple: int) -> "ModelConfig":
+    def with_vocab_padded(self, multiple: int) -> ModelConfig:
         """The same model with its vocabulary rounded up (nanoGPT's 50257 -> 50304)."""
         if multiple <= 1:
             return self
@@ -90,11 +107,17 @@ class ModelConfig:
 
 def _positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ConfigError(f"{name} must be a positive integer, got {shown}")
+    if value > LIMITS[name]:
+        raise ConfigError(f"{name} must be at most {LIMITS[name]:,} (far past any real model), got "
+                          f"{value if value < 10**30 else f'a {len(str(value))}-digit number'}")
 
 
 def validate(cfg: ModelConfig) -> None:
     """Raise ConfigError for a shape no real model could have."""
+    if not isinstance(cfg.name, str) or not cfg.name.strip():
+        raise ConfigError(f"model name must be a non-empty string, got {cfg.name!r}")
     for field in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads", "n_experts", "top_k"):
         _positive(field, getattr(cfg, field))
     for field in ("n_kv_heads", "d_ff", "head_dim", "sliding_window"):
@@ -125,27 +148,87 @@ def _divisors_near(width: int, heads: int) -> list[int]:
 
 # Hugging Face config.json -------------------------------------------------
 
+def read_config_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
+    """The JSON value of a small regular file, or one ConfigError saying why not.
+
+    Outside input: the file may be a FIFO (opened non-blocking, so no writer
+    means no hang), a device such as /dev/zero (refused before reading), huge
+    (read at most ``max_bytes + 1``), not UTF-8, nested thousands deep or hold
+    a 5000-digit integer; each is a message, none a traceback.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"no config.json at {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot open {path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path} is not a regular file (a pipe, device or socket); give a config.json")
+        if info.st_size > max_bytes:
+            raise ConfigError(f"{path} is {info.st_size:,} bytes; a config.json is under {max_bytes // 2**20} MiB")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(max_bytes + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ConfigError(f"{path} grew past {max_bytes // 2**20} MiB while being read")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})") from None
+    try:
+        value = json.loads(text, parse_int=_bounded_int)
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    _check_depth(value, path)
+    return value
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise ConfigError(f"config.json holds a {len(digits):,}-digit integer; no model field is that large")
+    return int(digits)
+
+
+def _check_depth(value: Any, path: Path) -> None:
+    """ConfigError when containers nest deeper than ``MAX_CONFIG_DEPTH`` (iterative: no recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > MAX_CONFIG_DEPTH:
+                    raise ConfigError(f"{path}: JSON nested deeper than {MAX_CONFIG_DEPTH} levels")
+                stack.append((child, depth + 1))
+
+
 def from_hf_config(path: str | Path) -> ModelConfig:
     """Read a local Hugging Face ``config.json`` (offline) into a ModelConfig."""
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
-    try:
-        raw = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no config.json at {p}") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read {p}: {exc}") from None
+    raw = read_config_file(p)
     if not isinstance(raw, dict):
         raise ConfigError(f"{p} does not hold a JSON object")
-    kind = str(raw.get("model_type", "")).lower()
+    kind = clean_text(str(raw.get("model_type", "")), MAX_NAME_CHARS).lower()
     name = raw.get("_name_or_path") or p.parent.name or kind or "hf-model"
+    if not isinstance(name, str):
+        name = str(name)
     try:
         if kind == "gpt2" or "n_embd" in raw:
             return _gpt2_from_hf(name, raw)
         return _llama_from_hf(name, raw, kind)
     except KeyError as exc:
         raise ConfigError(f"{p} lacks the field {exc.args[0]!r} needed for a {kind or 'decoder'} model") from None
+    except TypeError:  # e.g. 4 * {"an": "object"} where n_embd goes
+        raise ConfigError(f"{p} has a field of the wrong type (sizes must be positive integers)") from None
 
 
 def _gpt2_from_hf(name: str, raw: dict[str, Any]) -> ModelConfig:

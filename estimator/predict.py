@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from estimator.cost_model import DatasheetCost, MeasuredCost, predict_step
+from estimator.device_profile import DeviceProfile
 from estimator.errors import ConfigError
 from estimator.flops import step_flops
 from estimator.hardware import HardwareSpec
@@ -94,7 +96,7 @@ def _flops_block(model: ModelConfig, setup: TrainSetup, b: int, s: int) -> dict:
 def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int, s: int, limit: int,
            flops: dict, mfu_peak: float | None, time_peak: float | None, tokens: int | None,
            gpu_hour_cost: float | None, check_fit: bool, overlap_dp: bool, warnings: list[str],
-           overheads: StepOverheads, memory_peak: str) -> dict:
+           overheads: StepOverheads, memory_peak: str, device_profile: DeviceProfile | None = None) -> dict:
     kw = dict(peak=memory_peak, device_kind=overheads.device_kind, optimizer_impl=overheads.optimizer_impl)
     mem = training_memory(model, setup, b, s, **kw)
     fit = largest_fitting(lambda n: training_memory(model, setup, n, s, **kw).total, limit)
@@ -115,16 +117,23 @@ def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int
     step = None
     if time_peak is not None:
         step = train_step_time(model, hardware, setup, time_peak, b, s, overlap_dp, overheads)
-        t = step["time_s"]
-        step.update(
-            tokens_per_step=tokens_per_step,
-            tokens_per_s=tokens_per_step / t,
-            tokens_per_s_per_gpu=tokens_per_step / t / setup.world_size,
-            achieved_flops_per_gpu=flops["per_gpu_per_step"] / t,
-            mfu=mfu(flops["per_gpu_per_step"], t, mfu_peak),
-            hfu=hfu(flops["hardware_per_gpu_per_step"], t, mfu_peak),
-            mfu_causal=mfu(flops["causal_total"] * setup.grad_accum / (setup.tp * setup.pp), t, mfu_peak),
-        )
+        graph_spec = predict_step(model, setup, DatasheetCost(hardware, setup, overheads), b, s, overlap_dp)
+        step.update(_rates(step["time_s"], tokens_per_step, flops, setup, mfu_peak), source="datasheet",
+                    categories=graph_spec["categories"])
+        if device_profile is not None:
+            measured = predict_step(model, setup, MeasuredCost(device_profile, hardware, setup), b, s, overlap_dp)
+            spec = {k: step[k] for k in ("time_s", "tokens_per_s", "mfu", "hfu", "categories")}
+            step.update(_rates(measured["time_s"], tokens_per_step, flops, setup, mfu_peak),
+                        time_s=measured["time_s"], micro_batch_s=measured["micro_batch_s"], source="measured",
+                        categories=measured["categories"], extrapolated=measured["extrapolated"],
+                        spec=dict(spec, source="datasheet"),
+                        device_profile={"device": device_profile.device_name,
+                                        "measured_at": device_profile.measured_at,
+                                        "threads": device_profile.threads,
+                                        "torch_version": device_profile.torch_version})
+            if measured["extrapolated"]:
+                warnings.append("device profile extrapolated outside its grid for: "
+                                + ", ".join(measured["extrapolated"]))
         out["step"] = step
     if tokens is not None:
         n = count_params(model).active
@@ -143,17 +152,32 @@ def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int
     return out
 
 
+def _rates(t: float, tokens_per_step: int, flops: dict, setup: TrainSetup, mfu_peak: float | None) -> dict:
+    """Throughput and utilisation of a step of ``t`` seconds (MFU/HFU via estimator.mfu)."""
+    return dict(
+        tokens_per_step=tokens_per_step,
+        tokens_per_s=tokens_per_step / t,
+        tokens_per_s_per_gpu=tokens_per_step / t / setup.world_size,
+        achieved_flops_per_gpu=flops["per_gpu_per_step"] / t,
+        mfu=mfu(flops["per_gpu_per_step"], t, mfu_peak),
+        hfu=hfu(flops["hardware_per_gpu_per_step"], t, mfu_peak),
+        mfu_causal=mfu(flops["causal_total"] * setup.grad_accum / (setup.tp * setup.pp), t, mfu_peak),
+    )
+
+
 def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode: str = "train",
             tokens: int | None = None, gpu_hour_cost: float | None = None, memory_limit_bytes: int | None = None,
             weight_bits: int = 16, prompt_len: int | None = None, gen_len: int | None = None,
             check_fit: bool = True, overlap_dp: bool = True, overheads: StepOverheads | None = None,
-            memory_peak: str = "phases") -> dict:
+            memory_peak: str = "phases", device_profile: DeviceProfile | None = None) -> dict:
     """The prediction for ``setup`` on ``hardware``. ConfigError for impossible input,
     and (``check_fit``) for a setup that does not fit at batch 1. ``overlap_dp``: the
     gradient all-reduce hides behind the last backward (DDP) rather than following it.
     ``overheads``: per-op host cost, its overlap, the AdamW implementation and CPU kernel
     rates (default ``default_overheads(hardware)``: by ``hardware.vendor == "cpu"``).
-    ``memory_peak``: "phases" (the step's largest phase) or "sum" (every term co-resident)."""
+    ``memory_peak``: "phases" (the step's largest phase) or "sum" (every term co-resident).
+    ``device_profile``: a measured profile of this device; the step time then comes from the op graph
+    timed by it (``step.source`` "measured"), the datasheet figures kept under ``step.spec``."""
     s = setup.seq_len or model.context_length
     _validate(model, setup, mode, s, tokens, gpu_hour_cost, memory_limit_bytes)
     if memory_peak not in PEAK_MODELS:
@@ -185,7 +209,8 @@ def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode:
 
     if mode == "train":
         result.update(_train(model, hardware, setup, b, s, limit, flops, mfu_peak, time_peak, tokens,
-                             gpu_hour_cost, check_fit, overlap_dp, warnings, overheads, memory_peak))
+                             gpu_hour_cost, check_fit, overlap_dp, warnings, overheads, memory_peak,
+                             device_profile))
         assumptions.update(memory_assumptions(setup, overheads.device_kind, memory_peak, overheads.optimizer_impl))
         assumptions["train.six_nd"] = "6 x active params x tokens / (GPUs x peak x efficiency.flops)"
     else:

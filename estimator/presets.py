@@ -38,6 +38,8 @@ PRESETS: dict[str, ModelConfig] = {
         _gpt2("gpt-tiny", 2, 64, 4, vocab_size=512, context_length=128),
         _gpt2("gpt-mini", 4, 128, 4, vocab_size=2048, context_length=256),
         _gpt2("gpt-small", 6, 256, 8, vocab_size=8192, context_length=256),
+        # A LLaMA-style tiny shape (RMSNorm, SwiGLU, GQA 4:2, RoPE, untied): the LLaMA code path on a CPU.
+        _llama("llama-tiny", 4, 128, 4, 2, 384, 2048, 256),
         # nanoGPT's GPT-2 124M: bias=False, tied (transformer_sizing.ipynb: 124,337,664).
         _gpt2("nanogpt-124m", 12, 768, 12, **_NO_BIAS),
         # LLMs-from-scratch GPTModel: qkv bias off, untied head (163,009,536).
@@ -58,7 +60,7 @@ PRESETS: dict[str, ModelConfig] = {
     )
 }
 
-TINY_PRESETS = ("gpt-tiny", "gpt-mini", "gpt-small")
+TINY_PRESETS = ("gpt-tiny", "gpt-mini", "gpt-small", "llama-tiny")
 DEFAULT_CPU_MODEL = "gpt-tiny"
 DEFAULT_GPU_MODEL = "gpt2"
 

@@ -9,11 +9,15 @@ cached per (CPU model, threads, torch version, dtype, size).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import platform
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,9 @@ REPEATS = 5
 WARMUP_SECONDS = 0.2  # sustained matmuls before timing
 USABLE_FRACTION = 0.25  # a low-precision matmul slower than 1/4 of fp32 has no fast path
 CACHE_VERSION = "v2"  # bump when the method changes: older figures are then ignored
+# A cached CPU matmul peak outside this range is not a measurement (a hand edit, a corrupt file):
+# 1 MFLOP/s is below any CPU since the 1990s; 10 PFLOP/s is 100x a 2-socket AMX server's bf16 peak.
+PLAUSIBLE_FLOPS = (1e6, 1e16)
 _TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
@@ -166,27 +173,74 @@ def _cache_key(dtype: str, max_size: int) -> str:
 
 def _load_cache(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # missing, unreadable or corrupt: measure again
         return {}
     return data if isinstance(data, dict) else {}
 
 
+def entry_problem(entry: Any, dtype: str) -> str | None:
+    """Why a cached entry cannot be used (None when it can): the cache is a file anyone may edit.
+
+    ``flops`` must be a finite float in ``PLAUSIBLE_FLOPS`` (``true`` is not 1 FLOP/s), or None
+    for a dtype measured as having no fast path (then ``usable`` is false).
+    """
+    if not isinstance(entry, dict):
+        return f"not an object ({type(entry).__name__})"
+    if entry.get("dtype") != dtype:
+        return f"dtype {entry.get('dtype')!r} under the key of {dtype}"
+    flops = entry.get("flops", "missing")
+    if flops is None:
+        return None if entry.get("usable") is False else "flops null but the dtype is not marked unusable"
+    if isinstance(flops, bool) or not isinstance(flops, (int, float)):
+        return f"flops {str(flops)[:40]!r} is not a number"
+    if not math.isfinite(flops) or not PLAUSIBLE_FLOPS[0] <= flops <= PLAUSIBLE_FLOPS[1]:
+        return (f"flops {flops!r} is outside the plausible {PLAUSIBLE_FLOPS[0]:.0e}-"
+                f"{PLAUSIBLE_FLOPS[1]:.0e} FLOP/s")
+    return None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path``'s sidecar ``.lock`` file (POSIX ``flock``; no-op elsewhere), so two
+    processes that store figures at once each keep the other's: read-modify-write is serialised."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic replace still keeps the file whole
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _store_cache(path: Path, key: str, result: dict[str, Any] | None) -> None:
-    """Best effort, atomic: a read-only home or a race with another process must not fail a run.
-    ``result`` None drops the key."""
-    data = _load_cache(path)
-    if result is None:
-        if key not in data:
-            return
-        del data[key]
-    else:
-        data[key] = result
+    """Best effort, locked and atomic: a read-only home or another process writing must not fail a run,
+    lose its entries or leave a half-written file. ``result`` None drops the key."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        with _locked(path):
+            data = _load_cache(path)
+            if result is None:
+                if key not in data:
+                    return
+                del data[key]
+            else:
+                data[key] = result
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as stream:
+                    json.dump(data, stream, indent=2, sort_keys=True)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
     except OSError:
         pass
 
@@ -273,10 +327,15 @@ def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = No
         raise ConfigError(f"max_size and repeats must be positive, got {max_size}, {repeats}")
     path = Path(cache_path) if cache_path is not None else default_cache_path()
     key = _cache_key(dtype, max_size)
+    discarded = ""
     if use_cache and not refresh:
-        hit = _load_cache(path).get(key)
-        if isinstance(hit, dict) and "flops" in hit:
-            return {**hit, "cached": True}
+        cache = _load_cache(path)
+        if key in cache:
+            problem = entry_problem(cache[key], dtype)
+            if problem is None:
+                return {**cache[key], "cached": True}
+            discarded = f"discarded the cached {dtype} peak in {path}: {problem}; measured again"
+            refresh = True  # the bad entry is replaced (or dropped) whatever this measurement gives
 
     load = _load_average()
     busy = load is not None and load > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
@@ -310,6 +369,9 @@ def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = No
     cacheable = result["stable"] and not busy
     if not cacheable:
         result["note"] += "; not cached (mfutop gpus --remeasure when the machine is quiet)"
+    if discarded:
+        result["note"] += f"; {discarded}"
+        result["cache_problem"] = discarded
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     if use_cache and (cacheable or refresh):  # a refresh always discards the old figure
         _store_cache(path, key, result if cacheable else None)

@@ -21,10 +21,8 @@ anything; the summary rank 0 builds lives in ``profiler.ddp_summary``.
 
 from __future__ import annotations
 
-import collections
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -37,6 +35,7 @@ from typing import Iterable, Iterator, Sequence
 import psutil
 
 from estimator.errors import ConfigError
+from profiler.event_pump import EventPump
 from profiler.events import Event, LogMessage, RunFailed, RunFinished, read_events
 from profiler.run_config import RunConfig, config_to_json
 
@@ -218,17 +217,6 @@ def _cpu_threads_per_rank(nproc: int) -> int:
 _ORPHAN_GRACE_S = 5.0
 
 
-def _exited_at(proc: subprocess.Popen, seen: dict) -> float:
-    """When this loop first saw torchrun gone (a Popen has no exit timestamp)."""
-    return seen.setdefault(proc.pid, time.monotonic())
-
-
-def _pump(stream, tag: str, sink: queue.Queue) -> None:
-    for line in iter(stream.readline, ""):
-        sink.put((tag, line))
-    sink.put((tag, None))
-
-
 def run_distributed(config: RunConfig, nproc: int, torchrun_args: Sequence[str] = (),
                     cancel: threading.Event | None = None, *, strategy: str = "ddp",
                     baseline_tokens_per_s: float | None = None, fault: str | None = None,
@@ -263,18 +251,13 @@ def _stream(config: RunConfig, nproc: int, torchrun_args: Sequence[str], cancel:
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, bufsize=1, env=env, start_new_session=True)
     tree = ProcessTree(proc.pid)
-    lines: queue.Queue = queue.Queue()
-    readers = [threading.Thread(target=_pump, args=(s, tag, lines), daemon=True)
-               for s, tag in ((proc.stdout, "out"), (proc.stderr, "err"))]
-    for reader in readers:
-        reader.start()
-    stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_KEEP)
+    pump = EventPump(proc, stderr_keep=_STDERR_KEEP, drain_s=_ORPHAN_GRACE_S)
     rank_errors: list[RunFailed] = []
     finished: RunFinished | None = None
-    open_streams, started, exit_seen = 2, time.monotonic(), {}
+    started = time.monotonic()
     try:
         yield LogMessage("info", f"torchrun: {nproc} rank(s) per node, {strategy.upper()}, run id {run_id}")
-        while open_streams:
+        while True:
             if cancel is not None and cancel.is_set():
                 tree.kill()
                 yield RunFinished(summary={"distributed": {"nproc": nproc, "run_id": run_id}}, cancelled=True)
@@ -283,33 +266,26 @@ def _stream(config: RunConfig, nproc: int, torchrun_args: Sequence[str], cancel:
                 tree.kill()
                 yield RunFailed(f"distributed run timed out after {timeout_s:.0f} s; all ranks stopped", "Timeout")
                 return
-            try:
-                tag, line = lines.get(timeout=0.2)
-            except queue.Empty:
-                tree.refresh()
-                if proc.poll() is not None and time.monotonic() - _exited_at(proc, exit_seen) > _ORPHAN_GRACE_S:
-                    break  # torchrun is gone but something still holds the pipes: the finally kills it
-                continue
+            item = pump.get(timeout=0.2)
             tree.refresh()
-            if line is None:
-                open_streams -= 1
+            if item is None:
                 continue
-            if tag == "err":
-                stderr_tail.append(line.rstrip("\n"))
-                rank_errors.extend(e for e in read_events([line]) if isinstance(e, RunFailed))
-                continue
-            for event in read_events([line]):
-                if isinstance(event, RunFinished):
-                    finished = event
-                elif isinstance(event, RunFailed):
-                    rank_errors.append(event)
-                else:
-                    yield event
+            kind, payload = item
+            if kind == "end":
+                break  # torchrun is gone (a leftover still holding the pipes is killed below)
+            if kind == "stderr":
+                rank_errors.extend(e for e in read_events([payload]) if isinstance(e, RunFailed))
+            elif isinstance(payload, RunFinished):
+                finished = payload
+            elif isinstance(payload, RunFailed):
+                rank_errors.append(payload)
+            else:
+                yield payload
         returncode = proc.wait()
         if returncode == 0 and finished is not None:
             yield finished
         else:
-            yield RunFailed(describe_failure(stderr_tail, returncode, rank_errors), "RankFailed")
+            yield RunFailed(describe_failure(pump.stderr_tail, returncode, rank_errors), "RankFailed")
     finally:
         tree.kill()
         for stream in (proc.stdout, proc.stderr):

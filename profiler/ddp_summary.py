@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from estimator.mfu import mfu
 from estimator.step_time import COLLECTIVE_LATENCY_S, ZERO3_COMM_FACTOR, ring_all_reduce_s
+from profiler.compare import compare_rows, errors_by_key, lookup
 
 
 def allreduce_bandwidth(device: str, link_bandwidth: float | None, interconnect_efficiency: float,
@@ -103,7 +105,7 @@ def allreduce_block(*, device: str, strategy: str, nranks: int, grad_bytes: int,
     }
 
 
-def build_summary(*, config: dict[str, Any], device: dict[str, Any], prediction: dict[str, Any],
+def distributed_summary(*, config: dict[str, Any], device: dict[str, Any], prediction: dict[str, Any],
                   per_rank: Sequence[dict[str, Any]], baseline: dict[str, Any] | None, rank0: dict[str, Any],
                   allreduce: dict[str, Any], strategy: str, backend: str, run_id: str,
                   threads_per_rank: int | None, warnings: Sequence[str] = ()) -> dict[str, Any]:
@@ -113,8 +115,6 @@ def build_summary(*, config: dict[str, Any], device: dict[str, Any], prediction:
     seq_len, steps, warmup_steps, step_time_relative_spread, loss_first,
     loss_last, peak_flops, peak_dtype, memory_method.
     """
-    from profiler.run_summary import COMPARED, lookup, relative_error  # (run_summary imports torch)
-
     ranks = sorted(per_rank, key=lambda r: r["rank"])
     world = len(ranks)
     agg = aggregate_ranks(ranks)
@@ -129,7 +129,7 @@ def build_summary(*, config: dict[str, Any], device: dict[str, Any], prediction:
         "step_time_s": step, "step_time_relative_spread": rank0.get("step_time_relative_spread"),
         "tokens_per_s": agg["tokens_per_s"],
         "achieved_flops_per_s": flops * world / step if flops and step else None,
-        "mfu": flops / step / peak if flops and step and peak else None,  # per rank = of the whole job
+        "mfu": mfu(flops, step, peak),  # per rank = of the whole job
         "peak_flops": peak, "peak_dtype": rank0.get("peak_dtype"),
         "peak_memory_bytes": agg["peak_memory_bytes"],
         "memory_reserved_bytes": max((r.get("rss_bytes") or 0 for r in ranks), default=None) or None,
@@ -137,12 +137,7 @@ def build_summary(*, config: dict[str, Any], device: dict[str, Any], prediction:
         "loss_first": rank0.get("loss_first"), "loss_last": rank0.get("loss_last"),
         "max_batch_size": None,
     }
-    compare, errors = [], {}
-    for key, mkey, label in COMPARED:
-        predicted, value = lookup(prediction, key), measured.get(mkey)
-        err = relative_error(predicted, value)
-        errors[key] = err
-        compare.append({"key": key, "label": label, "predicted": predicted, "measured": value, "error": err})
+    rows = compare_rows(prediction, measured)
     distributed = {
         "nproc": world, "backend": backend, "strategy": strategy, "run_id": run_id,
         "threads_per_rank": threads_per_rank,
@@ -159,7 +154,7 @@ def build_summary(*, config: dict[str, Any], device: dict[str, Any], prediction:
         },
     }
     return {"config": config, "device": device, "prediction": prediction, "measured": measured, "search": None,
-            "errors": errors, "compare": compare, "warnings": list(warnings), "distributed": distributed}
+            "errors": errors_by_key(rows), "compare": rows, "warnings": list(warnings), "distributed": distributed}
 
 
 def describe_distributed(summary: dict[str, Any]) -> list[str]:

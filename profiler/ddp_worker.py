@@ -32,18 +32,21 @@ import torch
 import torch.distributed as dist
 
 from estimator.errors import ConfigError
+from estimator.mfu import mfu
+from estimator.params import count_params
 from estimator.predict import predict
 from estimator.setup import TrainSetup
 from profiler.ddp import FAULT_ENV
 from profiler.run_config import config_from_json
-from profiler.ddp_summary import allreduce_block, build_summary
-from profiler.detect import detect_device
+from profiler.ddp_summary import allreduce_block, distributed_summary
 from profiler.events import JsonlWriter, LogMessage, PredictionReady, RunFailed, RunFinished, StepSample
 from profiler.memory_meter import LiveStorageTracker, MemoryMeter, process_rss, training_state_tensors
 from profiler.run_config import RunConfig
 from profiler.search import cap_cuda_memory
+from profiler.resolve import ResolvedRun, resolve_on, resolve_run
 from profiler.step import StepOptions, TrainingStep, effective_precision
-from profiler.step_timer import StepTimer, steady_state
+from profiler.compare import steady_state
+from profiler.step_timer import StepTimer
 
 DEFAULT_CPU_BATCH = 4  # --batch-size auto under DDP on a CPU (a search per rank is not run there)
 _PR_SET_PDEATHSIG = 1
@@ -208,35 +211,37 @@ class Worker:
         r, cfg = self.rank, self.config
         dist.init_process_group(r.backend, timeout=timedelta(minutes=10),
                                 device_id=r.device if r.device.type == "cuda" else None)
-        precision, warning = effective_precision(cfg.precision, r.device.type)
-        model = cfg.model or _default_model(r.device.type)
-        seq_len = cfg.seq_len or model.context_length
         batch = cfg.batch_size or (DEFAULT_CPU_BATCH if r.device.type == "cpu" else 8)
-        options = StepOptions.from_run_config(cfg, precision=precision)
         warmup = cfg.warmup_steps
-
-        detected = None
+        # every rank resolves what runs the same way (rank 0 also measures the peak and reports it)
+        run_cfg = cfg.with_(device=r.device.type)
         if r.is_main:
-            detected = detect_device(r.device.type, precision, cfg.peak_tflops)
-            self.emit(detected.event)
-            for text in filter(None, [warning, *detected.warnings]):
+            detected, resolved = resolve_run(run_cfg)
+            self.emit(resolved.device_event(detected.event))
+            for text in filter(None, [resolved.precision_note, *detected.warnings]):
                 self.log(text, "warning")
             if cfg.batch_size is None:
                 self.log(f"batch-size auto under {self.strategy.upper()}: {batch} sequences per rank "
                          "(the search runs single-process: mfutop search)", "warning")
+        else:
+            detected = None
+            resolved = resolve_on(run_cfg, r.device.type, str(r.device),
+                                  *effective_precision(cfg.precision, r.device.type))
+        options = resolved.step_options()
+        model, seq_len, precision = resolved.model, resolved.seq_len, resolved.precision
         if r.device.type == "cuda":
             cap_cuda_memory(r.device, cfg.memory_limit_bytes)  # --memory-limit holds per rank
         baseline = self._baseline(options, model, batch, seq_len, warmup)
 
         trainer = TrainingStep(model, r.device, options.with_(seed=cfg.seed + r.rank),
                                wrap=make_wrap(self.strategy, r))
-        params = _params(model, options)
+        params = count_params(resolved.padded).total
         grad_bytes = params * (2 if precision == "bf16" else 4)  # what DDP all-reduces (fp32 grads unless pure bf16)
         tokens_per_step = batch * seq_len
-        peak = detected.event.peak_flops if detected else None
+        peak = resolved.peak_flops if r.is_main else None
         prediction, flops_step, losses = None, None, []
         if r.is_main:
-            prediction = self._predict(trainer, detected, precision, batch, seq_len)
+            prediction = self._predict(resolved, detected, batch)
             self.emit(PredictionReady(prediction))
             flops_step = prediction["flops"]["total"]
 
@@ -249,7 +254,7 @@ class Worker:
                                  tokens_per_s=tokens_per_step * r.world / seconds, loss=loss,
                                  memory_allocated_bytes=mem.allocated, memory_reserved_bytes=mem.reserved,
                                  memory_peak_bytes=mem.peak, nvml_used_bytes=None,
-                                 mfu=flops_step / seconds / peak if peak and flops_step else None, warmup=warm))
+                                 mfu=mfu(flops_step, seconds, peak), warmup=warm))
 
         fault_after = self.fault[1] if self.fault and self.fault[0] == r.rank else None
         times = timed_steps(trainer, batch, seq_len, warmup, cfg.steps, on_step, fault_after)
@@ -282,16 +287,15 @@ class Worker:
             "params": params, "batch_size": batch, "seq_len": seq_len, "steps": len(times), "warmup_steps": warmup,
             "step_time_relative_spread": steady.relative_spread, "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None, "peak_flops": peak,
-            "peak_dtype": detected.event.peak_dtype, "memory_method": _memory_method(r.device.type),
+            "peak_dtype": resolved.peak_dtype, "memory_method": _memory_method(r.device.type),
         }
-        config = {**cfg.to_dict(), "model": model.name, "seq_len": seq_len, "precision_effective": precision,
-                  "vocab_size_padded": model.with_vocab_padded(cfg.vocab_pad_multiple).vocab_size,
-                  "torch_device": f"{r.device.type} x {r.world}", "nproc": r.world, "strategy": self.strategy}
-        summary = build_summary(config=config, device=detected.event.to_dict(), prediction=prediction,
-                                per_rank=gathered, baseline=baseline, rank0=rank0, allreduce=allreduce,
-                                strategy=self.strategy, backend=r.backend, run_id=self.run_id,
-                                threads_per_rank=r.threads if r.device.type == "cpu" else None,
-                                warnings=self.warnings)
+        config = {**cfg.to_dict(), **resolved.config_fields(), "torch_device": f"{r.device.type} x {r.world}",
+                  "nproc": r.world, "strategy": self.strategy}
+        summary = distributed_summary(config=config, device=resolved.device_event(detected.event).to_dict(),
+                                      prediction=prediction, per_rank=gathered, baseline=baseline, rank0=rank0,
+                                      allreduce=allreduce, strategy=self.strategy, backend=r.backend,
+                                      run_id=self.run_id, threads_per_rank=r.threads if r.device.type == "cpu" else None,
+                                      warnings=self.warnings)
         self.emit(RunFinished(summary=summary))
 
     def _baseline(self, options: StepOptions, model, batch: int, seq_len: int, warmup: int) -> dict | None:
@@ -314,11 +318,9 @@ class Worker:
         dist.barrier()
         return result
 
-    def _predict(self, trainer: TrainingStep, detected, precision: str, batch: int, seq_len: int) -> dict:
-        setup = TrainSetup(batch_size=batch, seq_len=seq_len, precision=precision,
-                           flash_attention=self.config.flash_attention, compile=self.config.compile,
-                           dp=self.rank.world, zero=3 if self.strategy == "fsdp" else 0)
-        return predict(trainer.cfg, detected.spec, setup, memory_limit_bytes=self.config.memory_limit_bytes,
+    def _predict(self, resolved: ResolvedRun, detected, batch: int) -> dict:
+        setup = resolved.setup(batch, dp=self.rank.world, zero=3 if self.strategy == "fsdp" else 0)
+        return predict(resolved.padded, detected.spec, setup, memory_limit_bytes=self.config.memory_limit_bytes,
                        check_fit=False)
 
 
@@ -327,18 +329,6 @@ def _memory_method(device_type: str) -> str:
         return "torch.cuda.max_memory_allocated of one extra step per rank"
     return ("live tensor bytes of one extra tracked step per rank (TorchDispatchMode storage tracker; "
             "not kernel scratch, not DDP's C++ gradient buckets); reserved = max process RSS")
-
-
-def _params(model, options: StepOptions) -> int:
-    from estimator.params import count_params
-
-    return count_params(model.with_vocab_padded(options.vocab_pad_multiple)).total
-
-
-def _default_model(device_type: str):
-    from estimator.presets import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, get_model
-
-    return get_model(DEFAULT_GPU_MODEL if device_type == "cuda" else DEFAULT_CPU_MODEL)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -190,7 +190,7 @@ def _parse_requested(requested: str) -> tuple[str, int]:
     raise ConfigError(f"unknown device {requested!r}; choose auto, cuda, cuda:N or cpu")
 
 
-def _peak_source(spec: HardwareSpec, dtype: str, measured: dict | None = None) -> str:
+def peak_source(spec: HardwareSpec, dtype: str, measured: dict | None = None) -> str:
     """Where ``spec.peak(dtype)`` comes from: a benchmark, a datasheet row, or a derivation."""
     if spec.peak(dtype) is None:
         return "unknown"
@@ -252,7 +252,7 @@ def _detect_cuda(cuda: Any, index: int, gpus: list[dict], nvml_reason: str, dtyp
     event = DeviceDetected(
         device="cuda", name=props["name"], spec_key=None if spec.derived else spec.key,
         memory_total_bytes=props["total_memory"], peak_flops=spec.peak(dtype), peak_dtype=dtype,
-        peak_source=_peak_source(spec, dtype), details=details, reason="",
+        peak_source=peak_source(spec, dtype), details=details, reason="",
     )
     return DetectedDevice(f"cuda:{index}", "cuda", spec, event, warnings)
 
@@ -264,7 +264,7 @@ def _detect_cpu(dtype: str, reason: str, benchmark: Benchmark | None) -> Detecte
     details = {**info, "measured_peaks": measured, "theoretical_peak_flops": dict(theoretical.peak_flops)}
     event = DeviceDetected(
         device="cpu", name=info["model_name"], spec_key=spec.key, memory_total_bytes=info["memory_total_bytes"],
-        peak_flops=spec.peak(dtype), peak_dtype=dtype, peak_source=_peak_source(spec, dtype, measured),
+        peak_flops=spec.peak(dtype), peak_dtype=dtype, peak_source=peak_source(spec, dtype, measured),
         details=details, reason=reason,
     )
     return DetectedDevice("cpu", "cpu", spec, event, warnings)
@@ -318,7 +318,7 @@ def describe_devices(nvml: Any = None, *, cuda: Any = None, cpu_benchmark: Bench
         spec, theoretical, measured, warnings = cpu_device_spec(info, CPU_MEASURED_DTYPES, cpu_benchmark)
         out["cpu"] = {
             "info": info, "spec": spec.to_dict(), "peak_flops": dict(spec.peak_flops),
-            "peak_source": {d: _peak_source(spec, d, measured) for d in spec.peak_flops},
+            "peak_source": {d: peak_source(spec, d, measured) for d in spec.peak_flops},
             "theoretical_peak_flops": dict(theoretical.peak_flops), "measured": measured, "warnings": warnings,
         }
     return out

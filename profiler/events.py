@@ -113,11 +113,26 @@ class LadderRung(Event):
     rung: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StepBreakdown(Event):
+    """Where one profiled step's time went, by op-graph category (``estimator.op_graph.CATEGORIES``).
+
+    ``measured_s`` comes from a separate step under ``torch.profiler`` (its overhead is
+    kept out of the timed steps); ``predicted_s`` from the cost model, empty when none.
+    """
+
+    kind = "step_breakdown"
+    measured_s: dict[str, float] = field(default_factory=dict)
+    predicted_s: dict[str, float] = field(default_factory=dict)
+    step_time_s: float | None = None  # the profiled step's wall time (profiler overhead included)
+    source: str = "torch.profiler"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
         DeviceDetected, PredictionReady, FlopsCounted, ProbeResult, StepSample,
-        RunFinished, RunFailed, LogMessage, LadderRung,
+        RunFinished, RunFailed, LogMessage, LadderRung, StepBreakdown,
     )
 }
 

@@ -21,7 +21,6 @@ can read ladder events without it.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from dataclasses import dataclass
@@ -185,24 +184,15 @@ def applicability(rung: Rung, facts: DeviceFacts, model: ModelConfig, *, skip: S
 
 # ----------------------------------------------------------------- configs
 
-def _supports(field_name: str) -> bool:
-    return any(f.name == field_name for f in dataclasses.fields(RunConfig))
-
-
 def baseline_config(config: RunConfig, device_kind: str) -> RunConfig:
-    """The bottom rung: fp32, explicit attention, unfused AdamW, no pinning, no compile, no padding."""
-    changes: dict[str, Any] = dict(
-        precision="fp32", flash_attention=False, fused_adamw=False, pin_memory=False, compile=False,
-        vocab_pad_multiple=1, search=False, batch_size=config.batch_size or DEFAULT_BATCH[device_kind],
-    )
-    if _supports("adamw_foreach"):  # the single-tensor for-loop, as the seed's baseline
-        changes["adamw_foreach"] = False
-    return config.with_(**changes)
+    """The bottom rung, as the seed's: fp32, explicit attention, the single-tensor for-loop AdamW,
+    no pinning, no compile, no padding."""
+    return config.with_(precision="fp32", flash_attention=False, fused_adamw=False, adamw_foreach=False,
+                        pin_memory=False, compile=False, vocab_pad_multiple=1, search=False,
+                        batch_size=config.batch_size or DEFAULT_BATCH[device_kind])
 
 
-def baseline_optimizer() -> str:
-    return "for-loop AdamW (foreach=False)" if _supports("adamw_foreach") else \
-        "foreach AdamW (RunConfig has no for-loop switch yet)"
+BASELINE_OPTIMIZER = "for-loop AdamW (foreach=False)"
 
 
 # ----------------------------------------------------------------- results
@@ -233,7 +223,7 @@ def rung_row(rung: Rung, cfg: RunConfig | None, *, applies: bool, status: str, r
 def _switches(cfg: RunConfig) -> dict[str, Any]:
     keys = ("precision", "flash_attention", "fused_adamw", "pin_memory", "compile", "vocab_pad_multiple",
             "batch_size", "adamw_foreach")
-    return {k: getattr(cfg, k) for k in keys if hasattr(cfg, k)}
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -289,14 +279,14 @@ def run_ladder(config: RunConfig, cancel: threading.Event | None = None, *, rung
     "timeout"), ``nproc`` adds a final DDP rung on that many ranks.
     ``measure`` replaces ``run_profile`` and ``facts`` the device probe (tests).
     """
-    from estimator.presets import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, get_model
+    from profiler.resolve import default_model
 
     parse_rungs(list(rungs))
     parse_rungs(list(skip))
     if rung_timeout_s is not None and rung_timeout_s <= 0:
         raise ConfigError(f"rung timeout must be positive, got {rung_timeout_s!r}")
     facts = facts or device_facts(config.device)
-    model = config.model or get_model(DEFAULT_GPU_MODEL if facts.kind == "cuda" else DEFAULT_CPU_MODEL)
+    model = config.model or default_model(facts.kind)
     config = config.with_(model=model, device=facts.kind)
     measure = measure or _default_measure
     current = baseline_config(config, facts.kind)
@@ -306,7 +296,7 @@ def run_ladder(config: RunConfig, cancel: threading.Event | None = None, *, rung
     started = time.monotonic()
     yield LogMessage("info", f"ladder: {model.name} on {facts.name} ({facts.kind}), batch {current.batch_size}, "
                              f"seq-len {config.seq_len or model.context_length}; baseline optimizer: "
-                             f"{baseline_optimizer()}")
+                             f"{BASELINE_OPTIMIZER}")
     for index, rung in enumerate(RUNGS, 1):
         if cancel is not None and cancel.is_set():
             break

@@ -1,10 +1,12 @@
 """The GPT that is profiled: built from an estimator ``ModelConfig``, every ladder rung a switch.
 
 GPT-2 style (LayerNorm, GELU MLP, learned positions, fused qkv) and the dense
-LLaMA style (RMSNorm, SwiGLU, grouped-query attention, RoPE) come from the same
-flags the estimator counts, so ``sum(p.numel())`` equals
-``estimator.params.count_params(cfg).total`` exactly. Mixture-of-experts models
-are estimate-only. No dropout: the profiler measures speed, not generalisation.
+LLaMA style (RMSNorm, SwiGLU, grouped-query attention, RoPE, optional qkv bias:
+Mistral, Qwen2, Gemma's shapes), GPT-NeoX's (LayerNorm, GELU, RoPE, biases) and
+Mixtral-style mixture of experts (a router and top-k experts per token) come from
+the same flags the estimator counts, so ``sum(p.numel())`` equals
+``estimator.params.count_params(cfg).total`` exactly. No dropout: the profiler
+measures speed, not generalisation.
 
 Attention runs through ``F.scaled_dot_product_attention(is_causal=True)``
 (flash / memory-efficient kernels where the device has them) or, with
@@ -29,9 +31,13 @@ INIT_STD = 0.02  # GPT-2 / nanoGPT
 
 
 def check_buildable(cfg: ModelConfig) -> None:
-    """ConfigError for shapes the profiler cannot build (they stay estimate-only)."""
-    if cfg.is_moe:
-        raise ConfigError(f"the profiler builds dense GPT models; {cfg.name} ({cfg.n_experts} experts) is estimate-only")
+    """ConfigError for shapes the profiler cannot build (they stay estimate-only).
+
+    Every shape a valid ``ModelConfig`` expresses is built today (``validate`` has
+    already refused impossible ones); the features a Hugging Face config.json may
+    carry beyond those fields are refused, by name, in ``profiler.hf_config``. Kept
+    as the one gate ``run_profile`` and ``mfutop profile`` pass before allocating.
+    """
 
 
 class RMSNormWithBias(nn.Module):
@@ -124,13 +130,45 @@ class MLP(nn.Module):
         return self.c_proj(self.act(self.c_fc(x)))
 
 
+class MoE(nn.Module):
+    """Mixtral-style sparse MLP: a bias-free router, softmax, the top-k experts per token, weights renormalised.
+
+    Tokens are grouped by expert (``index_add_`` back into place), so each expert
+    runs one dense matmul over its tokens: FLOPs are top-k experts' worth per
+    token plus the router's, as ``estimator.flops`` counts them.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.top_k = cfg.top_k
+        self.router = nn.Linear(cfg.d_model, cfg.n_experts, bias=False)
+        self.experts = nn.ModuleList(MLP(cfg) for _ in range(cfg.n_experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        probs = F.softmax(self.router(flat), dim=-1, dtype=torch.float32)
+        weights, chosen = probs.topk(self.top_k, dim=-1)  # (tokens, k)
+        weights = (weights / weights.sum(dim=-1, keepdim=True)).to(x.dtype)
+        if x.device.type == "meta":
+            # Shapes only (FLOP counting): routing is data-dependent, so run k experts over every
+            # token — the same k x tokens expert rows, hence the same FLOPs, as any real routing.
+            return sum(self.experts[j](flat) * weights[:, j, None] for j in range(self.top_k)).view(shape)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            token, slot = (chosen == e).nonzero(as_tuple=True)
+            if token.numel():
+                out.index_add_(0, token, expert(flat[token]) * weights[token, slot, None])
+        return out.view(shape)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, attention: str):
         super().__init__()
         self.ln_1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg, attention)
         self.ln_2 = make_norm(cfg)
-        self.mlp = MLP(cfg)
+        self.mlp = MoE(cfg) if cfg.is_moe else MLP(cfg)
 
     def forward(self, x: torch.Tensor, rope) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), rope)

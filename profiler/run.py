@@ -1,11 +1,11 @@
 """``run_profile(config, cancel)``: detect -> predict -> count -> search -> measure, as an event stream.
 
-Yields ``DeviceDetected``, ``LogMessage``s, ``PredictionReady``,
-``FlopsCounted``, ``ProbeResult``* (batch "auto"), ``StepSample``* (warm-up
-ones flagged), then ``RunFinished`` (the ``mfutop profile --json`` summary) or
-``RunFailed``. When the search picks a batch other than the one first
-predicted, a second ``PredictionReady`` / ``FlopsCounted`` for that batch
-follows the probes: the latest of each applies. User errors (the model does
+Yields ``DeviceDetected`` (after the setup is resolved: its peak is the one
+MFU divides by), ``LogMessage``s, ``PredictionReady``, ``ProbeResult``* (batch
+"auto"), a second ``PredictionReady`` for the searched batch, ``FlopsCounted``
+(once, at the batch that runs), ``StepSample``* (warm-up ones flagged), then
+``RunFinished`` (the ``mfutop profile --json`` summary) or ``RunFailed``. The
+latest prediction applies. User errors (the model does
 not fit at batch 1, seq-len over the context, ``--device cuda`` without CUDA)
 end in ``RunFailed(error_type="ConfigError")``.
 
@@ -26,26 +26,37 @@ import torch
 
 from estimator.errors import ConfigError
 from estimator.memory import training_memory
+from estimator.mfu import mfu
 from estimator.predict import predict
-from estimator.presets import DEFAULT_CPU_MODEL, DEFAULT_GPU_MODEL, get_model
-from estimator.precision import get_precision
-from estimator.setup import TrainSetup
-from estimator.step_overheads import adamw_impl, default_overheads
+from estimator.step_overheads import default_overheads
 from estimator.units import fmt_bytes
+from profiler.bracket_search import MAX_BATCH, iter_search
+from profiler.compare import lookup, steady_state
 from profiler.events import (
-    Event, FlopsCounted, LogMessage, PredictionReady, ProbeResult, RunFailed, RunFinished, StepSample,
+    Event,
+    FlopsCounted,
+    LogMessage,
+    PredictionReady,
+    ProbeResult,
+    RunFailed,
+    RunFinished,
+    StepSample,
 )
 from profiler.flop_count import count_flops
 from profiler.load_check import busy_machine_warning
 from profiler.memory_meter import (
-    LiveStorageTracker, MemoryMeter, available_ram, training_state_tensors, unique_storage_bytes,
+    LiveStorageTracker,
+    MemoryMeter,
+    available_ram,
+    training_state_tensors,
+    unique_storage_bytes,
 )
-from profiler.model import check_buildable
+from profiler.resolve import ResolvedRun, resolve_run
 from profiler.run_config import RunConfig
-from profiler.run_summary import build_summary
-from profiler.search import GATE_MARGIN, MAX_BATCH, StepProbe, cap_cuda_memory, iter_search
-from profiler.step import StepOptions, TrainingStep, effective_precision
-from profiler.step_timer import StepTimer, steady_state
+from profiler.run_summary import profile_summary
+from profiler.search import GATE_MARGIN, StepProbe, cap_cuda_memory
+from profiler.step import TrainingStep
+from profiler.step_timer import StepTimer
 
 CPU_RAM_SHARE = 0.5  # default CPU cap: this share of the RAM available at start
 CPU_SEARCH_TOKENS = 4096  # CPU without --memory-limit: the search stops at this many tokens per step
@@ -53,30 +64,38 @@ SPREAD_TOLERANCE = 0.10  # IQR / median under which the timed steps count as ste
 
 
 @dataclass
-class RunState:
-    """What a run has measured so far: the summary is built from it, cancelled or not."""
+class ProfileProgress:
+    """What a single-process run has resolved and measured so far: its summary is built from it."""
 
     config: RunConfig
     device: Any = None  # DetectedDevice
-    model_name: str | None = None
-    seq_len: int | None = None
-    precision: str | None = None
-    padded_cfg: Any = None
+    device_event: Any = None  # the DeviceDetected event as emitted (the peak MFU divides by)
+    resolved: ResolvedRun | None = None
     memory_limit: int | None = None
     limit_source: str = ""
     prediction: dict | None = None
     first_prediction: dict | None = None
-    flops: Any = None  # FlopCounts
+    flops: Any = None  # FlopCounts at the run's batch
     params: int | None = None
     batch_size: int | None = None
     search: Any = None  # SearchResult
     search_limited_by: str = "memory"
-    peak_flops: float | None = None
-    peak_dtype: str | None = None
     samples: list[StepSample] = field(default_factory=list)
     cpu_memory_step: dict | None = None
     priming: dict | None = None
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def seq_len(self) -> int | None:
+        return self.resolved.seq_len if self.resolved else None
+
+    @property
+    def peak_flops(self) -> float | None:
+        return self.resolved.peak_flops if self.resolved else None
+
+    @property
+    def peak_dtype(self) -> str | None:
+        return self.resolved.peak_dtype if self.resolved else None
 
 
 def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, measure: bool = True,
@@ -89,46 +108,44 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
     ``max_extra_steps`` (default: ``config.steps``) bounds the timed steps added
     while the spread stays above ``SPREAD_TOLERANCE``.
     """
-    state = RunState(config=config)
+    state = ProfileProgress(config=config)
     cancel = cancel or threading.Event()
     trainer: TrainingStep | None = None
     undo_cap: Callable[[], None] = lambda: None
     try:
-        if detect is None:
-            from profiler.detect import detect_device as detect
-        det = detect(config.device, config.precision, config.peak_tflops)
-        state.device = det
-        yield det.event
-        for text in det.warnings:
+        det, resolved = resolve_run(config, detect)
+        state.device, state.resolved = det, resolved
+        state.device_event = resolved.device_event(det.event)
+        yield state.device_event
+        for text in filter(None, [resolved.precision_note, *det.warnings]):
             yield _warn(state, text)
-        yield from _resolve(state, det)
+        yield from _memory_cap(state)
+        searching = config.batch_size is None and (config.search or not measure)
         yield from _predict(state, config.batch_size or 1, first=True)
         batch = config.batch_size or _seed_batch(state)
-        yield _count(state, batch)
-        searching = config.batch_size is None and (config.search or not measure)
         if det.kind == "cpu" and not searching:
             _gate_fixed_batch(state, batch)  # before any memory is allocated
 
-        trainer = TrainingStep(_model_cfg(state), det.torch_device,
-                               StepOptions.from_run_config(config, state.precision))
+        trainer = TrainingStep(resolved.model, det.torch_device, resolved.step_options())
         state.params = trainer.param_count()
         undo_cap = cap_cuda_memory(trainer.device, state.memory_limit if det.kind == "cuda" else None)
         if searching:
             batch = yield from _search(state, trainer, cancel, inject_oom_above)
         state.batch_size = batch
-        if cancel.is_set():
-            yield RunFinished(summary=build_summary(state), cancelled=True)
-            return
-        if batch != (state.first_prediction or {}).get("setup", {}).get("batch_size"):
+        if batch != lookup(state.prediction, "setup.batch_size"):
             yield from _predict(state, batch, first=False)
-            yield _count(state, batch)
+        # FLOPs are counted once, at the batch that runs: every comparison is at that batch.
+        yield _count(state, batch)
+        if cancel.is_set():
+            yield RunFinished(summary=profile_summary(state), cancelled=True)
+            return
         if measure:
             busy = busy_machine_warning(det.kind)  # checked now: the load that matters is the timed steps'
             if busy:
                 yield _warn(state, busy)
             extra = config.steps if max_extra_steps is None else max_extra_steps
             yield from _measure(state, trainer, batch, cancel, extra)
-        yield RunFinished(summary=build_summary(state), cancelled=cancel.is_set())
+        yield RunFinished(summary=profile_summary(state), cancelled=cancel.is_set())
     except ConfigError as exc:
         yield RunFailed(message=str(exc), error_type="ConfigError")
     except Exception as exc:  # noqa: BLE001 - a run reports its failure as an event, never a traceback
@@ -145,32 +162,15 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
 
 # ----------------------------------------------------------------- setup
 
-def _warn(state: RunState, text: str) -> LogMessage:
+def _warn(state: ProfileProgress, text: str) -> LogMessage:
     state.warnings.append(text)
     return LogMessage(level="warning", text=text)
 
 
-def _model_cfg(state: RunState):
-    cfg = state.config.model or get_model(DEFAULT_GPU_MODEL if state.device.kind == "cuda" else DEFAULT_CPU_MODEL)
-    return cfg
-
-
-def _resolve(state: RunState, det) -> Iterator[Event]:
-    """Model, sequence length, the precision that really runs, the memory cap, the MFU peak."""
+def _memory_cap(state: ProfileProgress) -> Iterator[Event]:
+    """The memory the search and the run may use: --memory-limit, or on a CPU a share of free RAM."""
     config = state.config
-    cfg = _model_cfg(state)
-    check_buildable(cfg)
-    state.model_name = cfg.name
-    state.seq_len = config.seq_len or cfg.context_length
-    if state.seq_len > cfg.context_length:
-        raise ConfigError(f"seq-len {state.seq_len} is longer than {cfg.name}'s context ({cfg.context_length})")
-    state.padded_cfg = cfg.with_vocab_padded(config.vocab_pad_multiple)
-    state.precision, why = effective_precision(config.precision, det.kind)
-    if why:
-        yield _warn(state, why)
-    state.peak_dtype = get_precision(state.precision).matmul_dtype
-    state.peak_flops = config.peak_tflops * 1e12 if config.peak_tflops else det.spec.peak(state.peak_dtype)
-    if det.kind == "cpu":
+    if state.device.kind == "cpu":
         safe = int(CPU_RAM_SHARE * available_ram())
         if config.memory_limit_bytes is None:
             state.memory_limit, state.limit_source = safe, f"{CPU_RAM_SHARE:.0%} of available RAM"
@@ -185,50 +185,38 @@ def _resolve(state: RunState, det) -> Iterator[Event]:
         state.limit_source = "--memory-limit" if config.memory_limit_bytes else "device memory"
 
 
-def _setup(state: RunState, batch: int) -> TrainSetup:
-    c = state.config
-    return TrainSetup(batch_size=batch, seq_len=state.seq_len, precision=state.precision,
-                      flash_attention=c.flash_attention, compile=c.compile)
-
-
-def _optimizer_impl(state: RunState) -> str:
-    """The AdamW ``profiler.step.make_adamw`` builds for this run: fused | foreach | for-loop."""
-    c = state.config
-    return adamw_impl(c.fused_adamw, c.adamw_foreach, on_cuda=state.device.kind == "cuda")
-
-
-def _predict(state: RunState, batch: int, first: bool) -> Iterator[Event]:
+def _predict(state: ProfileProgress, batch: int, first: bool) -> Iterator[Event]:
     spec = state.device.spec
     overheads = default_overheads(spec)
-    impl = _optimizer_impl(state)
+    impl = state.resolved.optimizer_impl
     if impl != overheads.optimizer_impl:  # --(no-)fused-adamw or RunConfig.adamw_foreach overrode it
         overheads = replace(overheads, optimizer_impl=impl)
-    prediction = predict(state.padded_cfg, spec, _setup(state, batch), memory_limit_bytes=state.memory_limit,
-                         overheads=overheads)
+    prediction = predict(state.resolved.padded, spec, state.resolved.setup(batch),
+                         memory_limit_bytes=state.memory_limit, overheads=overheads)
     state.prediction = prediction
     if first:
         state.first_prediction = prediction
     yield PredictionReady(prediction=prediction)
 
 
-def _seed_batch(state: RunState) -> int:
+def _seed_batch(state: ProfileProgress) -> int:
     return max(1, int(state.first_prediction.get("max_batch_size") or 1))
 
 
-def _count(state: RunState, batch: int) -> FlopsCounted:
-    counts = count_flops(state.padded_cfg, batch, state.seq_len)
+def _count(state: ProfileProgress, batch: int) -> FlopsCounted:
+    counts = count_flops(state.resolved.padded, batch, state.seq_len)
     state.flops = counts
     return FlopsCounted(batch_size=batch, seq_len=state.seq_len, analytic=counts.analytic, thop=counts.thop,
                         counter=counts.counter, note=counts.note)
 
 
-def _predicted_bytes(state: RunState) -> Callable[[int], int]:
-    cfg, setup = state.padded_cfg, _setup(state, 1)
-    kind, impl = "cpu" if state.device.kind == "cpu" else "gpu", _optimizer_impl(state)
+def _predicted_bytes(state: ProfileProgress) -> Callable[[int], int]:
+    cfg, setup = state.resolved.padded, state.resolved.setup(1)
+    kind, impl = "cpu" if state.device.kind == "cpu" else "gpu", state.resolved.optimizer_impl
     return lambda b: training_memory(cfg, setup, batch_size=b, device_kind=kind, optimizer_impl=impl).total
 
 
-def _gate_fixed_batch(state: RunState, batch: int) -> None:
+def _gate_fixed_batch(state: ProfileProgress, batch: int) -> None:
     """CPU: a fixed batch predicted far over the cap is refused before it can exhaust RAM."""
     predicted = _predicted_bytes(state)(batch)
     if predicted > GATE_MARGIN * state.memory_limit:
@@ -238,7 +226,7 @@ def _gate_fixed_batch(state: RunState, batch: int) -> None:
 
 # ----------------------------------------------------------------- search
 
-def _search(state: RunState, trainer: TrainingStep, cancel: threading.Event,
+def _search(state: ProfileProgress, trainer: TrainingStep, cancel: threading.Event,
             inject_oom_above: int | None) -> Iterator[Event]:
     """Priming step at batch 1 (allocates AdamW state), then the seeded bracket search."""
     cpu = trainer.device.type == "cpu"
@@ -246,8 +234,8 @@ def _search(state: RunState, trainer: TrainingStep, cancel: threading.Event,
                       _predicted_bytes(state) if cpu else None, inject_oom_above)
     priming = probe(1)
     if not priming.fits:
-        raise ConfigError(f"{state.model_name} does not fit at batch 1 (seq-len {state.seq_len}, "
-                          f"{state.precision}) under the memory limit {fmt_bytes(state.memory_limit)}: "
+        raise ConfigError(f"{state.resolved.model.name} does not fit at batch 1 (seq-len {state.seq_len}, "
+                          f"{state.resolved.precision}) under the memory limit {fmt_bytes(state.memory_limit)}: "
                           f"{priming.detail or priming.outcome}")
     state.priming = {"batch_size": 1, "seconds": priming.seconds, "peak_memory_bytes": priming.peak_memory_bytes}
     seed, max_batch = _seed_batch(state), MAX_BATCH
@@ -282,13 +270,13 @@ def _search(state: RunState, trainer: TrainingStep, cancel: threading.Event,
     if result.cancelled:
         return max(result.max_batch_size, 1)
     if result.max_batch_size == 0:
-        raise ConfigError(f"{state.model_name} does not fit at batch 1 under the memory limit")
+        raise ConfigError(f"{state.resolved.model.name} does not fit at batch 1 under the memory limit")
     return result.max_batch_size
 
 
 # ----------------------------------------------------------------- measurement
 
-def _measure(state: RunState, trainer: TrainingStep, batch: int, cancel: threading.Event,
+def _measure(state: ProfileProgress, trainer: TrainingStep, batch: int, cancel: threading.Event,
              max_extra: int) -> Iterator[Event]:
     """Warm-up steps, (CPU) one tracked memory step, then timed steps until steady."""
     config = state.config
@@ -316,7 +304,7 @@ def _measure(state: RunState, trainer: TrainingStep, batch: int, cancel: threadi
             step=step_no, batch_size=batch, step_time_s=seconds, tokens_per_s=tokens / seconds,
             loss=float(loss.item()), memory_allocated_bytes=mem.allocated, memory_reserved_bytes=mem.reserved,
             memory_peak_bytes=mem.peak, nvml_used_bytes=nvml(),
-            mfu=flops / seconds / state.peak_flops if state.peak_flops else None, warmup=warmup,
+            mfu=mfu(flops, seconds, state.peak_flops), warmup=warmup,
         )
 
     if cpu:  # until the tracked memory step: the state bytes, and the probe's peak at this batch
@@ -376,7 +364,7 @@ def _with_memory(sample: StepSample, meter: MemoryMeter) -> StepSample:
     return replace(sample, memory_allocated_bytes=mem.allocated, memory_peak_bytes=mem.peak)
 
 
-def _record(state: RunState, sample: StepSample) -> StepSample:
+def _record(state: ProfileProgress, sample: StepSample) -> StepSample:
     state.samples.append(sample)
     return sample
 

@@ -1,17 +1,23 @@
 """`RunConfig`: what one profiling run measures. Pure data, no torch import.
 
-The CLI (`profile`, `search`, `tui`, `remote`) and the app build one of these;
+The CLI (`profile`, `search`, `ladder`, `tui`, `remote`) and the app build one
+with ``RunConfig.from_options`` from the values a person typed;
 ``profiler.run.run_profile(config, cancel)`` turns it into an event stream.
+``to_argv()`` writes it back as ``mfutop profile`` options — how a child
+process or a remote host is told what to run — and ``CLI_FLAGS`` names those
+options for the one place that declares them (``tui/run_options.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
 
 from estimator.errors import ConfigError
 from estimator.model_config import ModelConfig
 from estimator.precision import get_precision
+from estimator.units import parse_bytes
 
 DEVICES = ("auto", "cuda", "cpu")
 RUN_PRECISIONS = ("fp32", "tf32", "bf16-mixed", "bf16")
@@ -69,10 +75,97 @@ class RunConfig:
     def with_(self, **changes) -> "RunConfig":
         return replace(self, **changes)
 
+    @classmethod
+    def from_options(cls, *, model: ModelConfig | None = None, device: str = "auto",
+                     batch_size: str | int | None = None, memory_limit: str | None = None,
+                     precision: str = "bf16-mixed", **values: Any) -> "RunConfig":
+        """From CLI values as typed ('auto' batch, '40GiB' limit); other fields by their own names."""
+        return cls(model=model, device=str(device).strip().lower(), batch_size=parse_batch(batch_size),
+                   memory_limit_bytes=parse_memory(memory_limit), precision=str(precision).strip().lower(),
+                   **values)
+
+    def to_argv(self, explicit: tuple[str, ...] = ()) -> list[str]:
+        """The ``mfutop profile`` options that rebuild this config (defaults left out, so the
+        receiving side's device decides them, as it would for a person typing the same);
+        ``explicit`` fields are written even at their default (another command's default differs)."""
+        out: list[str] = []
+        if self.model is not None:
+            out += _model_argv(self.model)
+        default = RunConfig()
+        for name, flag in CLI_FLAGS.items():
+            value = getattr(self, name)
+            if value == getattr(default, name) and name not in explicit:
+                continue
+            if isinstance(value, bool) or (value is None and name in TOGGLES):
+                positive, negative = flag
+                out.append(positive if value else negative)
+            elif name == "batch_size":
+                out += [flag, "auto" if value is None else str(value)]
+            elif name == "memory_limit_bytes" and value is not None:
+                out += [flag, f"{value}B"]
+            elif value is not None:
+                out += [flag, repr(value) if isinstance(value, float) else str(value)]
+        return out
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["model"] = self.model.name if self.model else None
         return out
+
+
+# RunConfig field -> its ``mfutop profile`` option (a (--on, --off) pair for switches)
+CLI_FLAGS: dict[str, Any] = {
+    "device": "--device", "batch_size": "--batch-size", "seq_len": "--seq-len", "steps": "--steps",
+    "warmup": "--warmup", "precision": "--precision", "compile": ("--compile", "--no-compile"),
+    "flash_attention": ("--flash", "--no-flash"), "fused_adamw": ("--fused-adamw", "--no-fused-adamw"),
+    "pin_memory": ("--pin-memory", "--no-pin-memory"), "vocab_pad_multiple": "--vocab-pad",
+    "memory_limit_bytes": "--memory-limit", "peak_tflops": "--peak-tflops", "seed": "--seed",
+}
+TOGGLES = ("fused_adamw",)  # switches whose unset value (None) means "the device's default"
+MODEL_JSON_FLAG = "--model-json"  # a model that is no unchanged preset travels as its exact fields
+
+
+def _model_argv(model: ModelConfig) -> list[str]:
+    from estimator.presets import PRESETS
+
+    if PRESETS.get(model.name) == model:
+        return ["--model", model.name]
+    return [MODEL_JSON_FLAG, json.dumps(asdict(model), separators=(",", ":"))]
+
+
+def model_from_json(text: str) -> ModelConfig:
+    """The model of ``--model-json`` (written by ``to_argv``); ConfigError for anything else."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{MODEL_JSON_FLAG} is not JSON: {exc}") from None
+    names = {f.name for f in fields(ModelConfig)}
+    if not isinstance(data, Mapping) or not set(data) <= names:
+        raise ConfigError(f"{MODEL_JSON_FLAG} must be an object of ModelConfig fields")
+    try:
+        return ModelConfig(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{MODEL_JSON_FLAG}: {exc}") from None
+
+
+def parse_batch(text: str | int | None) -> int | None:
+    """'auto' (or None) -> None; otherwise a positive integer, else ConfigError."""
+    if text is None or str(text).strip().lower() == "auto":
+        return None
+    try:
+        value = int(str(text))
+    except ValueError:
+        raise ConfigError(f"batch-size must be a positive integer or 'auto', got {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"batch-size must be a positive integer or 'auto', got {text!r}")
+    return value
+
+
+def parse_memory(text: str | int | None) -> int | None:
+    """'40GiB' -> bytes; None stays None."""
+    if text is None:
+        return None
+    return text if isinstance(text, int) and not isinstance(text, bool) else parse_bytes(str(text))
 
 
 def config_to_json(config: RunConfig) -> dict[str, Any]:

@@ -39,6 +39,7 @@ def test_replay_json_prints_the_recorded_summary():
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     last = json.loads(RECORDED.read_text().strip().splitlines()[-1])
+    assert summary.pop("cancelled") is False  # the same keys as `mfutop profile --json`
     assert summary == last["summary"]
     assert summary["measured"]["params"] == summary["prediction"]["params"]["total"]
 

@@ -55,7 +55,9 @@ def test_live_gpu_figures_refresh_from_nvml(monkeypatch):
                  "utilization_gpu_pct": "N/A", "utilization_memory_pct": "N/A"}]
 
     monkeypatch.setattr(app_module, "live_source", lambda config: gpu_run)
-    monkeypatch.setattr(app_module, "_sample_gpus_fn", lambda: sample_gpus)
+    from profiler import nvml_probe
+
+    monkeypatch.setattr(nvml_probe, "sample_gpus", sample_gpus)
     monkeypatch.setattr(app_module, "GPU_POLL_S", 0.05)
 
     async def go():

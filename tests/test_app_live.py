@@ -100,3 +100,47 @@ def test_quitting_during_a_real_run_stops_it():
     app = run(go())
     assert not app.running
     assert len(app.state.timed_samples) < 400
+
+
+def test_mid_run_the_flops_rows_are_counted_at_the_runs_batch():
+    """After the search, before any timed step: the FLOPs rows compare counts at the batch that runs.
+
+    A real run (search included) in this process, held just before its first step sample.
+    """
+    import threading
+
+    from estimator.flops import step_flops
+    from profiler.events import StepSample
+    from tui.app.comparison import format_value
+    from profiler.run import run_profile
+
+    reached, release = threading.Event(), threading.Event()
+
+    def held(cancel):
+        config = live_config(batch_size=None, memory_limit_bytes=8 * 2**20, steps=2)
+        for event in run_profile(config, cancel, max_extra_steps=0):
+            if isinstance(event, StepSample) and not reached.is_set():
+                reached.set()
+                release.wait(60)
+            yield event
+
+    async def mid_run():
+        app = MfutopApp(run_config=live_config(), source=held)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, reached.is_set)
+            await pilot.pause(0.3)
+            app.redraw()
+            cells = table_cells(app)
+            state = app.state
+            release.set()
+            await wait_until(pilot, lambda: app.state.done and not app.running)
+            return cells, state
+
+    cells, state = run(mid_run())
+    batch = state.probes[-1].low if state.probes else None
+    assert batch and state.flops.batch_size == batch  # the search ran, and FLOPs were counted at its answer
+    assert state.predicted_batch == batch
+    predicted, measured, error = cells["flops_analytic"]
+    assert predicted == measured == format_value(step_flops(TINY, batch, 64).total, "flops")
+    assert error == "+0.0 %"
+    assert [e.batch_size for e in state.events if type(e).__name__ == "FlopsCounted"] == [batch]

@@ -5,16 +5,21 @@ from __future__ import annotations
 import threading
 
 import pytest
+from fixtures.fake_run import fake_run_events
 
 from estimator.params import count_params
 from estimator.presets import get_model
-from profiler.events import ProbeResult, RunFinished, StepSample
+from profiler.compare import ROWS, lookup, relative_error
+from profiler.events import DeviceDetected, ProbeResult, RunFinished, StepSample
 from profiler.run_config import RunConfig
-from tui.app.comparison import ROWS, comparison_rows, error_grade, relative_error
-from tui.app.run_state import RunState, lookup, steps_of
-from tui.app.setup_draft import DEVICE_DEFAULT, SetupDraft, check_draft, draft_from_config
-
-from fixtures.fake_run import fake_run_events
+from tui.app.comparison import comparison_rows, error_grade
+from tui.app.run_state import RunState, steps_of
+from tui.app.setup_draft import (
+    DEVICE_DEFAULT,
+    SetupDraft,
+    check_draft,
+    draft_from_config,
+)
 
 TINY_PARAMS = count_params(get_model("gpt-tiny")).total
 
@@ -164,8 +169,12 @@ def test_flops_notes_that_differ_only_in_figures_are_logged_once():
 def test_figures_a_finished_run_never_measured_say_so():
     from dataclasses import replace
 
-    events = [replace(e, mfu=None) if isinstance(e, StepSample) else e  # an unknown peak: no MFU
-              for e in fake_run_events() if not isinstance(e, ProbeResult)]  # a fixed batch: no search
+    def unknown_peak(e):  # an unknown peak: no MFU anywhere
+        if isinstance(e, StepSample):
+            return replace(e, mfu=None)
+        return replace(e, peak_flops=None) if isinstance(e, DeviceDetected) else e
+
+    events = [unknown_peak(e) for e in fake_run_events() if not isinstance(e, ProbeResult)]  # fixed batch: no search
     final = events[-1]
     events[-1] = RunFinished(summary=dict(final.summary, search=None, measured=dict(final.summary["measured"], mfu=None)))
     state = folded(events)

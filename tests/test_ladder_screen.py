@@ -10,7 +10,8 @@ from textual.widgets import Static
 
 from profiler.events import Event, LogMessage, RunFinished
 from profiler.ladder import LadderRung
-from tui.app.ladder_screen import BAR_WIDTH, LadderScreen, bar_chart, fold, rung_cells
+from tui.app.ladder_screen import LadderScreen
+from tui.ladder_table import BAR_WIDTH, bar_chart, fold, rung_cells
 
 from fixtures.app_helpers import run, wait_until
 

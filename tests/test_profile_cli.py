@@ -50,7 +50,7 @@ def test_profile_jsonl_streams_events_and_out_records_them(tmp_path):
 def test_profile_human_output_is_a_table():
     result = invoke("profile", *QUICK, "--batch-size", "1", "--steps", "1", "--warmup", "0")
     assert result.exit_code == 0, result.output
-    assert "predicted" in result.stdout and "parameters" in result.stdout and "141,056" in result.stdout
+    assert "predicted" in result.stdout and "Parameters" in result.stdout and "141,056" in result.stdout
 
 
 def test_search_lists_probes_under_a_small_memory_limit():

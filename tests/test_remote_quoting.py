@@ -189,27 +189,37 @@ def test_hostile_arguments_arrive_literally_through_the_shell(fakes, tmp_path):
 
 
 def test_cli_forwards_profile_options_and_extra_args_literally(fakes, tmp_path):
+    """The run options travel as RunConfig.to_argv writes them; unknown options pass through literally."""
     ssh, program, _ = fakes
     values, pwned = hostile_values(tmp_path)
     out = tmp_path / "run.jsonl"
     result = CliRunner().invoke(app, [
         "remote", "me@gpu1", "--ssh", str(ssh), "--remote-mfutop", shlex.quote(str(program)),
-        "--model", values[0], "--device", "cpu", "--batch-size", "2", "--seq-len", "64", "--steps", "3",
-        "--precision", values[1], "--no-compile", "--flash", "--memory-limit", "1GiB", "--peak-tflops", "1.5",
-        "--nproc", "2", "--out", str(out), "--json", "--future-option", values[3],
+        "--model", "gpt-tiny", "--device", "cpu", "--batch-size", "2", "--seq-len", "64", "--steps", "3",
+        "--precision", "fp32", "--no-compile", "--flash", "--memory-limit", "1GiB", "--peak-tflops", "1.5",
+        "--nproc", "2", "--out", str(out), "--json", "--future-option", values[3], values[0],
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary.pop("cancelled") is False  # like `mfutop profile --json`
     assert summary["argv"] == [
-        "profile", "--jsonl", "--model", values[0], "--device", "cpu", "--batch-size", "2", "--seq-len", "64",
-        "--steps", "3", "--precision", values[1], "--memory-limit", "1GiB", "--peak-tflops", "1.5",
-        "--nproc", "2", "--no-compile", "--flash", "--future-option", values[3],
+        "profile", "--jsonl", "--model", "gpt-tiny", "--device", "cpu", "--batch-size", "2", "--seq-len", "64",
+        "--steps", "3", "--precision", "fp32", "--memory-limit", f"{2**30}B", "--peak-tflops", "1.5",
+        "--nproc", "2", "--future-option", values[3], values[0],
     ]
     assert not pwned.exists()
     recorded = list(read_events(out.read_text().splitlines()))
     assert isinstance(recorded[-1], RunFinished) and recorded[-1].summary == summary
     assert any(isinstance(e, LogMessage) and e.text == "fake started" for e in recorded)
+
+
+def test_cli_refuses_a_hostile_model_name_before_connecting(fakes, tmp_path):
+    ssh, program, log = fakes
+    values, pwned = hostile_values(tmp_path)
+    result = CliRunner().invoke(app, ["remote", "me@gpu1", "--ssh", str(ssh), "--remote-mfutop",
+                                      shlex.quote(str(program)), "--model", values[0], "--json"])
+    assert result.exit_code == 2 and "unknown model" in result.stderr
+    assert not log.exists() and not pwned.exists()
 
 
 @pytest.mark.parametrize(

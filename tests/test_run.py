@@ -63,7 +63,10 @@ def test_fixed_batch_run_yields_the_documented_stream():
     err = summary["errors"]["memory.total"]
     assert err == pytest.approx((summary["prediction"]["memory"]["total"] - m["peak_memory_bytes"])
                                 / m["peak_memory_bytes"])
-    assert {row["key"] for row in summary["compare"]} == set(summary["errors"])
+    assert {row["predicted_key"] for row in summary["compare"] if row["kind"] == "prediction"} == set(summary["errors"])
+    assert all(row["batch_size"] == 2 for row in summary["compare"])
+    flops_row = next(row for row in summary["compare"] if row["key"] == "flops_analytic")
+    assert flops_row["predicted"] == flops_row["measured"] and flops_row["error"] == 0.0
     assert summary["config"]["precision_effective"] == "fp32"
 
 
@@ -84,7 +87,9 @@ def test_auto_batch_searches_under_the_memory_limit_and_measures_the_found_batch
     assert finished.summary["measured"]["peak_memory_bytes"] <= 4 * 2**20
     predictions = [e for e in events if isinstance(e, PredictionReady)]
     assert predictions[-1].prediction["setup"]["batch_size"] == found
-    assert [e for e in events if isinstance(e, FlopsCounted)][-1].batch_size == found
+    counted = [e for e in events if isinstance(e, FlopsCounted)]
+    assert [e.batch_size for e in counted] == [found]  # counted once, at the batch that runs (never the seed)
+    assert events.index(counted[0]) > events.index(probes[-1])
     assert finished.summary["errors"]["max_batch_size"] == pytest.approx(
         (predictions[0].prediction["max_batch_size"] - found) / found)
 
@@ -155,7 +160,7 @@ def test_cancel_during_the_search_stops_before_any_step():
 
 @pytest.mark.parametrize("config,match", [
     (RunConfig(device="cpu", seq_len=4096), "longer than gpt-tiny's context"),
-    (RunConfig(model=get_model("mixtral-8x7b"), device="cpu"), "estimate-only"),
+    (RunConfig(model=get_model("mixtral-8x7b"), device="cpu"), "does not fit at batch 1: needs"),
     (RunConfig(model=TINY, device="cpu", memory_limit_bytes=2**20), "does not fit at batch 1"),
     (RunConfig(model=TINY, device="cpu", batch_size=100_000, memory_limit_bytes=64 * 2**20), "predicted to need"),
     (RunConfig(model=TINY, device="cuda"), "CUDA is not available"),

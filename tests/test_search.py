@@ -6,9 +6,12 @@ import statistics
 import pytest
 
 from estimator.presets import get_model
-from profiler.search import (
-    InjectedOOM, ProbeOutcome, StepProbe, binary_search_max_batch, find_max_batch, is_oom,
+from profiler.bracket_search import (
+    ProbeOutcome,
+    binary_search_max_batch,
+    find_max_batch,
 )
+from profiler.search import InjectedOOM, StepProbe, is_oom
 from profiler.step import StepOptions, TrainingStep
 
 

@@ -13,7 +13,8 @@ from profiler.memory_meter import (
 from profiler.step import (
     StepOptions, TrainingStep, cpu_autocast_bf16_works, effective_precision, float32_matmul_mode,
 )
-from profiler.step_timer import StepTimer, steady_state
+from profiler.compare import steady_state
+from profiler.step_timer import StepTimer
 
 TINY = get_model("gpt-tiny")
 

@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: one-line user errors with exit code 2, JSON output, option parsing.
+"""Shared CLI plumbing: one-line user errors with exit code 2, warnings, JSON output.
 
 Imports no torch, so ``mfutop --help`` and ``mfutop estimate`` stay fast.
 """
@@ -6,6 +6,7 @@ Imports no torch, so ``mfutop --help`` and ``mfutop estimate`` stay fast.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, NoReturn
@@ -13,7 +14,6 @@ from typing import Any, Iterator, NoReturn
 import typer
 
 from estimator.errors import ConfigError
-from estimator.units import parse_bytes
 
 USER_ERROR_EXIT = 2
 
@@ -41,23 +41,25 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
-    sys.stdout.flush()
-
-
-def parse_batch(text: str | int | None) -> int | None:
-    """'auto' (or None) -> None; otherwise a positive integer, else ConfigError."""
-    if text is None or str(text).strip().lower() == "auto":
-        return None
-    try:
-        value = int(str(text))
-    except ValueError:
-        raise ConfigError(f"batch-size must be a positive integer or 'auto', got {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"batch-size must be a positive integer or 'auto', got {text!r}")
+def finite_json(value: Any) -> Any:
+    """The same data with every NaN / Infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "to_dict"):
+        return finite_json(value.to_dict())
     return value
 
 
-def parse_memory(text: str | None) -> int | None:
-    return None if text is None else parse_bytes(text)
+def emit_json(obj: Any) -> None:
+    """Valid JSON on stdout, always: non-finite numbers become null."""
+    sys.stdout.write(json.dumps(finite_json(obj), indent=2, default=_default, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (stdout stays the result)."""
+    typer.echo(f"mfutop: warning: {message}", err=True)

@@ -14,11 +14,11 @@ from typing import Optional
 import typer
 
 from estimator.errors import ConfigError
-from tui.cli_support import emit_json, fail, user_errors
-from tui.run_options import build_run_config, check_out_path
+from tui import run_options as opt
+from tui.cli_support import user_errors
+from tui.headless import check_out_path, run_headless
 
 DEFAULT_STEPS = 20  # quick: gpt-tiny finishes in seconds on a CPU, gpt2 in well under a minute on a GPU
-RUN_FAILED_EXIT = 1
 
 
 def check_cuda_request(device: str) -> None:
@@ -45,51 +45,26 @@ def open_default_app() -> None:
     run_app(MfutopApp(run_config=RunConfig(steps=DEFAULT_STEPS), autostart=True))
 
 
-def print_summary(events, what: str) -> None:
-    """Headless: the final RunFinished summary as JSON, or one line and exit 1 for a failed run."""
-    from profiler.events import RunFailed, RunFinished
-
-    last = None
-    for event in events:
-        if isinstance(event, (RunFinished, RunFailed)):
-            last = event
-    if isinstance(last, RunFinished):
-        emit_json(last.summary)
-        return
-    if isinstance(last, RunFailed):
-        if last.error_type == "ConfigError":
-            fail(last.message)
-        typer.echo(f"mfutop: error: {what} failed: {last.message}", err=True)
-        raise typer.Exit(RUN_FAILED_EXIT)
-    fail(f"{what} holds no finished run (no run_finished event)")
-
-
 def register(app: typer.Typer) -> None:
     """Adds `mfutop tui` and `mfutop replay`."""
 
     @app.command("tui")
+    @opt.run_options(*opt.MODEL_PARAMS, *opt.RUN_PARAMS)
     def tui(
-        model: Optional[str] = typer.Option(None, help="Model preset (default: gpt2 on a GPU, gpt-tiny on a CPU)."),
-        device: str = typer.Option("auto", help="auto | cuda | cpu."),
-        batch_size: Optional[str] = typer.Option(None, "--batch-size", help="'auto' (search the max) or a number."),
-        seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Tokens per sequence (default: the model's context)."),
-        steps: int = typer.Option(DEFAULT_STEPS, help="Timed steps after warm-up."),
-        precision: str = typer.Option("bf16-mixed", help="fp32 | tf32 | bf16-mixed | bf16."),
-        compile_: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model."),
-        flash: bool = typer.Option(True, "--flash/--no-flash", help="scaled_dot_product_attention vs explicit matmuls."),
-        memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="Cap usable memory, e.g. 40GiB."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Record the run's events to this JSONL file."),
+        opts: dict,
+        out: Optional[Path] = opt.OUT,
         json_: bool = typer.Option(False, "--json", help="No app: run headless and print the summary as JSON."),
     ) -> None:
         """Open the app and profile a model live: hardware, prediction and measurement side by side."""
         with user_errors():
-            config = build_run_config(model=model, device=device, batch_size=batch_size, seq_len=seq_len,
-                                      steps=steps, precision=precision, compile_=compile_, flash=flash,
-                                      memory_limit=memory_limit)
+            config = opt.run_config(**opts)
             out = check_out_path(out)
             check_cuda_request(config.device)
         if json_:
-            _headless(config, out)
+            from tui.event_sources import live_source
+
+            cancel = threading.Event()
+            run_headless(live_source(config)(cancel), cancel=cancel, what="the run", json_=True, out=out)
             return
         from tui.app import MfutopApp
 
@@ -102,48 +77,18 @@ def register(app: typer.Typer) -> None:
         json_: bool = typer.Option(False, "--json", help="No app: print the recorded run's final summary as JSON."),
     ) -> None:
         """Open the app on a recorded run (or one still being written, with --follow)."""
-        from tui.event_sources import check_run_file, follow_source, read_run_file, replay_source
+        from tui.event_sources import check_run_file, events_source, follow_source, read_run_file, replay_source
 
         with user_errors():
             check_run_file(path)
             if json_ and not follow:
-                print_summary(read_run_file(path), str(path))
-                return
+                source = events_source(read_run_file(path))  # a file with no events at all: exit 2
+            else:
+                source = follow_source(path) if follow else replay_source(path)
         if json_:
             cancel = threading.Event()
-            try:
-                print_summary(follow_source(path)(cancel), str(path))
-            except KeyboardInterrupt:
-                cancel.set()
-                raise typer.Exit(130)
+            run_headless(source(cancel), cancel=cancel, what=str(path), json_=True)
             return
         from tui.app import MfutopApp
 
-        source = follow_source(path) if follow else replay_source(path)
         run_app(MfutopApp(source=source, autostart=True, title=f"mfutop replay {path.name}"))
-
-
-def _headless(config, out: Optional[Path]) -> None:
-    """`mfutop tui --json`: the same live run without the app; the summary on stdout."""
-    from profiler.events import JsonlWriter
-    from tui.event_sources import live_source
-
-    cancel = threading.Event()
-    stream = open(out, "w", encoding="utf-8") if out else None
-    writer = JsonlWriter(stream) if stream else None
-
-    def recorded():
-        for event in live_source(config)(cancel):
-            if writer:
-                writer.write(event)
-            yield event
-
-    try:
-        with user_errors():
-            print_summary(recorded(), "the run")
-    except KeyboardInterrupt:
-        cancel.set()
-        raise typer.Exit(130)
-    finally:
-        if stream:
-            stream.close()

@@ -23,7 +23,8 @@ from typing import Optional
 import typer
 
 from estimator.errors import ConfigError
-from tui.cli_support import emit_json, parse_batch, parse_memory, user_errors
+from profiler.run_config import parse_batch, parse_memory
+from tui.cli_support import emit_json, user_errors
 
 DEFAULT_GPU = "h100-sxm"
 DEFAULT_MODEL = "gpt2"
@@ -57,6 +58,15 @@ def _model(name: str | None, hf_config: Path | None, shape: dict):
         raise ConfigError("give either --model or --hf-config, not both")
     base = from_hf_config(hf_config) if hf_config is not None else get_model(name or DEFAULT_MODEL)
     return customise(base, **shape)
+
+
+def _load_profile(path: Path | None):
+    """The validated profile of ``--device-profile`` (ConfigError naming the file when corrupt)."""
+    if path is None:
+        return None
+    from estimator.device_profile import load
+
+    return load(path)
 
 
 def estimate(
@@ -110,6 +120,9 @@ def estimate(
                                           help="Inference tokens generated (default 128)."),
     peak_tflops: Optional[float] = typer.Option(None, "--peak-tflops",
                                                 help="Dense peak TFLOP/s for the precision's matmul dtype."),
+    device_profile: Optional[Path] = typer.Option(None, "--device-profile",
+                                                  help="A measured device profile (mfutop calibrate --out FILE): "
+                                                       "step time from its kernels, the datasheet beside it."),
     as_json: bool = typer.Option(False, "--json", help="Print the prediction as JSON."),
 ) -> None:
     """Predict params, FLOPs, memory, step time, MFU and max batch (no GPU needed)."""
@@ -138,7 +151,8 @@ def estimate(
         )
         kwargs = dict(mode=mode.lower(), tokens=parse_count(tokens, "token count"), gpu_hour_cost=gpu_hour_cost,
                       memory_limit_bytes=parse_memory(memory_limit), weight_bits=weight_bits,
-                      prompt_len=prompt_len, gen_len=gen_len, overlap_dp=overlap_dp)
+                      prompt_len=prompt_len, gen_len=gen_len, overlap_dp=overlap_dp,
+                      device_profile=_load_profile(device_profile))
         result = predict(cfg, spec, setup, **kwargs)
         if batch is None:  # 'auto': predict again at the largest batch that fits
             from dataclasses import replace
@@ -149,6 +163,9 @@ def estimate(
             result = predict(cfg, spec, replace(setup, batch_size=best), **kwargs)
         if gpu is None:
             result["warnings"].insert(0, f"no --gpu given: assuming {DEFAULT_GPU} ({spec.name})")
+        if kwargs["device_profile"] is not None and kwargs["device_profile"].device_kind == "cpu":
+            result["warnings"].append(f"a CPU device profile with the {spec.name} spec: step time from the CPU's "
+                                      f"kernels, MFU against {spec.name}'s peak")
         result["assumptions"]["gpu"] = spec.key + ("" if gpu else " (default: no --gpu given)")
         if model is None and hf_config is None:
             result["assumptions"]["model"] = f"{DEFAULT_MODEL} (default: no --model given)"

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from tui.cli_support import emit_json, user_errors
+from tui.plain_text import plain
 
 NA = "N/A"
 
@@ -31,6 +32,17 @@ def list_specs() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- rendering
+# NVML strings, the CPU model name and cache notes are outside text: every cell and title goes
+# through ``plain`` (a Rich ``str`` cell is parsed as markup, and escapes would reach the terminal).
+
+def _row(table: Any, *cells: Any) -> None:
+    table.add_row(*(plain(cell, max_chars=400) for cell in cells))
+
+
+def _warn(console: Any, warning: Any) -> None:
+    from rich.text import Text
+
+    console.print(Text("warning: ", style="yellow") + plain(warning, max_chars=2000))
 
 def _tflops(value: float | None) -> str:
     return "–" if value is None else f"{value / 1e12:.4g}"  # 989.4, 1979: at most 5 characters
@@ -54,7 +66,7 @@ def _print_list(data: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    peaks = Table(title="Known GPUs: dense peak TFLOP/s (int8: TOPS)", caption=data["convention"],
+    peaks = Table(title="Known GPUs: dense peak TFLOP/s (int8: TOPS)", caption=plain(data["convention"], max_chars=400),
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     peaks.add_column("key", no_wrap=True)
     for dtype in data["dtypes"]:
@@ -62,7 +74,7 @@ def _print_list(data: dict[str, Any]) -> None:
     for column in ("GiB", "BW GB/s", "link GB/s"):
         peaks.add_column(column, justify="right")
     for row in data["gpus"]:
-        peaks.add_row(row["key"], *(_tflops(row["peak_flops"][d]) for d in data["dtypes"]),
+        _row(peaks, row["key"], *(_tflops(row["peak_flops"][d]) for d in data["dtypes"]),
                       _num(row["memory_bytes"], 2**30, digits=1, sep=""), _num(row["memory_bandwidth"], 1e9, sep=""),
                       _num(row["intra_node_bandwidth"], 1e9, sep=""))
     console.print(peaks)
@@ -70,7 +82,7 @@ def _print_list(data: dict[str, Any]) -> None:
     for column in ("key", "name", "source"):
         sources.add_column(column, no_wrap=column == "key")
     for row in data["gpus"]:
-        sources.add_row(row["key"], row["name"], row["source"].removesuffix("; via reference/gpu-specs.md"))
+        _row(sources, row["key"], row["name"], row["source"].removesuffix("; via reference/gpu-specs.md"))
     console.print(sources)
 
 
@@ -79,7 +91,7 @@ def _print_gpu(gpu: dict[str, Any], console: Any) -> None:
 
     n = gpu["nvml"]
     where = gpu["torch_device"] or "not usable by PyTorch"
-    facts = Table(title=f"{gpu['name']} ({where})", show_header=False)
+    facts = Table(title=plain(f"{gpu['name']} ({where})"), show_header=False)
     facts.add_column("field", style="bold")
     facts.add_column("value")
     procs = n.get("processes")
@@ -103,13 +115,13 @@ def _print_gpu(gpu: dict[str, Any], console: Any) -> None:
         ("compute processes", NA if procs in (None, NA) else str(len(procs))),
         ("spec", f"{gpu['spec']['key']}{' (derived)' if gpu['derived'] else ''}"),
     ):
-        facts.add_row(label, value)
+        _row(facts, label, value)
     console.print(facts)
-    peaks = Table(title="Dense peak per dtype", caption=gpu["peak_source"])
+    peaks = Table(title="Dense peak per dtype", caption=plain(gpu["peak_source"], max_chars=400))
     peaks.add_column("dtype")
     peaks.add_column("TFLOP/s", justify="right")
     for dtype, value in gpu["peak_flops"].items():
-        peaks.add_row(dtype, _tflops(value))
+        _row(peaks, dtype, _tflops(value))
     console.print(peaks)
 
 
@@ -117,7 +129,7 @@ def _print_cpu(cpu: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     info = cpu["info"]
-    facts = Table(title=f"CPU: {info['model_name']}", show_header=False)
+    facts = Table(title=plain(f"CPU: {info['model_name']}"), show_header=False)
     facts.add_column("field", style="bold")
     facts.add_column("value")
     clock = info["clock_max_hz"] or info["clock_current_hz"]
@@ -128,7 +140,7 @@ def _print_cpu(cpu: dict[str, Any], console: Any) -> None:
         ("ISA flags", " ".join(info["isa_flags"]) or NA),
         ("RAM total / available", f"{_bytes(info['memory_total_bytes'])} / {_bytes(info['memory_available_bytes'])}"),
     ):
-        facts.add_row(label, value)
+        _row(facts, label, value)
     console.print(facts)
     peaks = Table(title="Peak per dtype: measured matmul vs theoretical (cores x clock x FLOPs/cycle)")
     for column in ("dtype", "measured TFLOP/s", "theoretical TFLOP/s", "note"):
@@ -138,7 +150,7 @@ def _print_cpu(cpu: dict[str, Any], console: Any) -> None:
         note = result.get("note", "")
         if result.get("cached"):
             note = f"{note} (cached {result.get('measured_at', '')}; --remeasure to refresh)".strip()
-        peaks.add_row(dtype, _tflops(result.get("flops")), _tflops(cpu["theoretical_peak_flops"].get(dtype)), note)
+        _row(peaks, dtype, _tflops(result.get("flops")), _tflops(cpu["theoretical_peak_flops"].get(dtype)), note)
     console.print(peaks)
 
 
@@ -146,15 +158,20 @@ def _print_devices(data: dict[str, Any]) -> None:
     from rich.console import Console
 
     console = Console()
+    from rich.text import Text
+
     for gpu in data["gpus"]:
         _print_gpu(gpu, console)
         for warning in gpu["warnings"]:
-            console.print(f"[yellow]warning:[/] {warning}")
+            _warn(console, warning)
     if data["cpu"] is not None:
-        console.print(f"[bold]No GPU in use:[/] {data['reason']}")
+        console.print(Text("No GPU in use: ", style="bold") + plain(data["reason"], max_chars=2000))
         _print_cpu(data["cpu"], console)
         for warning in data["cpu"]["warnings"]:
-            console.print(f"[yellow]warning:[/] {warning}")
+            _warn(console, warning)
+        for result in data["cpu"]["measured"].values():
+            if isinstance(result, dict) and result.get("cache_problem"):
+                _warn(console, result["cache_problem"])
 
 
 # ---------------------------------------------------------------- command

@@ -13,74 +13,16 @@ torch is imported inside the commands only.
 
 from __future__ import annotations
 
-import signal
-import sys
 import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 
 from estimator.errors import ConfigError
-from tui.cli_support import emit_json, fail, user_errors
-from tui.run_options import build_run_config, check_out_path
-
-INTERRUPTED_EXIT = 130
-RUN_FAILED_EXIT = 1
-
-
-# ----------------------------------------------------------------- helpers
-
-@contextmanager
-def ctrl_c_cancels(cancel: threading.Event) -> Iterator[None]:
-    """First Ctrl-C sets ``cancel`` (the run stops between steps); a second one interrupts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if cancel.is_set():
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        cancel.set()
-        typer.echo("mfutop: stopping after the current step (Ctrl-C again to abort)", err=True)
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def drive(events, *, jsonl: bool, out_path: Optional[Path], human: bool, cancel: threading.Event):
-    """Consume the stream: write JSONL where asked (stdout, ``out_path``), print progress; return the last event."""
-    from profiler.events import JsonlWriter, LogMessage, RunFailed, RunFinished
-
-    writers = [JsonlWriter(sys.stdout)] if jsonl else []
-    out_file = None if out_path is None else open(out_path, "w", encoding="utf-8")
-    if out_file is not None:
-        writers.append(JsonlWriter(out_file))
-    last = None
-    try:
-        with ctrl_c_cancels(cancel), user_errors():
-            for event in events:
-                for writer in writers:
-                    writer.write(event)
-                if human:
-                    _print_progress(event)
-                if isinstance(event, LogMessage) and not human and not jsonl and event.level == "warning":
-                    typer.echo(f"mfutop: warning: {event.text}", err=True)
-                if isinstance(event, (RunFinished, RunFailed)):
-                    last = event
-    except KeyboardInterrupt:  # the second Ctrl-C: abort without a traceback
-        typer.echo("mfutop: aborted", err=True)
-        raise typer.Exit(INTERRUPTED_EXIT) from None
-    finally:
-        if out_file is not None:
-            out_file.close()
-    return last
+from tui import run_options as opt
+from tui.cli_support import emit_json, user_errors
+from tui.headless import check_out_path, run_headless
 
 
 def _print_progress(event) -> None:
@@ -101,70 +43,41 @@ def _print_progress(event) -> None:
                    f"{event.tokens_per_s:,.0f} tok/s  loss {event.loss:.3f}")
 
 
-def finish(last, json_: bool, jsonl: bool, cancel: threading.Event, what: str, table) -> None:
-    """Print the result; exit 2 for user errors, 1 for a failed run, 130 after Ctrl-C."""
-    from profiler.events import RunFailed, RunFinished
-
-    if isinstance(last, RunFailed):
-        if last.error_type == "ConfigError":
-            fail(last.message)
-        typer.echo(f"mfutop: error: {what} failed: {last.message}", err=True)
-        raise typer.Exit(RUN_FAILED_EXIT)
-    if not isinstance(last, RunFinished):
-        typer.echo(f"mfutop: error: {what} ended without a result", err=True)
-        raise typer.Exit(RUN_FAILED_EXIT)
-    if json_:
-        emit_json({**last.summary, "cancelled": last.cancelled})
-    elif not jsonl:
-        table(last.summary, last.cancelled)
-    if last.cancelled or cancel.is_set():
-        raise typer.Exit(INTERRUPTED_EXIT)
-
-
-def _fmt(key: str, value) -> str:
-    from estimator.units import fmt_bytes, fmt_pct, fmt_seconds
-
-    if value is None:
-        return "n/a"
-    if key == "memory.total":
-        return fmt_bytes(value)
-    if key == "step.time_s":
-        return fmt_seconds(value)
-    if key == "step.mfu":
-        return fmt_pct(value)
-    if key == "step.tokens_per_s":
-        return f"{value:,.0f}"
-    return f"{value:,}"
-
-
 def print_profile_table(summary: dict, cancelled: bool) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from estimator.units import fmt_pct
+    from tui.app.comparison import format_value
 
     m = summary["measured"]
     cfg = summary["config"]
     title = (f"{cfg['model']} on {cfg['torch_device']}, batch {m['batch_size']} x {m['seq_len']}, "
              f"{cfg['precision_effective']}" + (" (cancelled)" if cancelled else ""))
-    table = Table(title=title)
+    table = Table(title=Text(title))
     for col in ("", "predicted", "measured", "error"):
         table.add_column(col, justify="right" if col else "left")
     for row in summary["compare"]:
-        error = "n/a" if row["error"] is None else fmt_pct(row["error"])
-        table.add_row(row["label"], _fmt(row["key"], row["predicted"]), _fmt(row["key"], row["measured"]), error)
+        if row["kind"] == "convention":  # a counting convention, not a prediction: no error to grade
+            error = "(convention)"
+        else:
+            error = "n/a" if row["error"] is None else fmt_pct(row["error"])
+        table.add_row(Text(row["label"]), format_value(row["predicted"], row["unit"]),
+                      format_value(row["measured"], row["unit"]), error)
     console = Console()
     console.print(table)
     spread = m.get("step_time_relative_spread")
     console.print(f"{m['steps']} timed steps (+{m['warmup_steps']} warm-up), step-time spread (IQR/median) "
                   f"{fmt_pct(spread) if spread is not None else 'n/a'}; MFU divides the analytic "
-                  f"{m['flops_analytic']:,} FLOPs/step (full TxT attention) by the {m['peak_dtype']} peak; "
-                  f"with causal-halved attention (llm.c/Megatron) it is {fmt_pct(m.get('mfu_causal'))}.")
-    console.print(f"memory: {m['memory_method']}")
+                  f"{m['flops_analytic'] or 0:,} FLOPs/step (full TxT attention) by the {m['peak_dtype']} peak; "
+                  f"with causal-halved attention (llm.c/Megatron) it is {fmt_pct(m.get('mfu_causal'))}.",
+                  markup=False, highlight=False)
+    console.print(f"memory: {m['memory_method']}", markup=False, highlight=False)
     from profiler.ddp_summary import describe_distributed
 
     for line in describe_distributed(summary):
-        console.print(line, highlight=False)
+        console.print(line, markup=False, highlight=False)
 
 
 def print_search_table(summary: dict, cancelled: bool) -> None:
@@ -188,45 +101,20 @@ def register(app: typer.Typer) -> None:
     """Adds `mfutop profile`, `mfutop search` and `mfutop flops`."""
 
     @app.command("profile")
+    @opt.run_options(*opt.MODEL_PARAMS, *opt.RUN_PARAMS, *opt.TORCHRUN_PARAMS)
     def profile(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Preset (default: gpt2 on a GPU, gpt-tiny on a CPU)."),
-        device: str = typer.Option("auto", "--device", help="auto | cuda | cpu."),
-        batch_size: str = typer.Option("auto", "--batch-size", "-b", help="Sequences per step, or 'auto' to search the max."),
-        seq_len: Optional[int] = typer.Option(None, "--seq-len", "-T", help="Tokens per sequence (default: context)."),
-        steps: int = typer.Option(20, "--steps", help="Timed steps (more are added while the spread is > 10 %)."),
-        warmup: Optional[int] = typer.Option(None, "--warmup", help="Warm-up steps (default 3, 10 with --compile)."),
-        precision: str = typer.Option("bf16-mixed", "--precision", help="fp32 | tf32 | bf16-mixed | bf16."),
-        compile_: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model."),
-        flash: bool = typer.Option(True, "--flash/--no-flash", help="scaled_dot_product_attention vs explicit matmuls."),
-        fused_adamw: Optional[bool] = typer.Option(None, "--fused-adamw/--no-fused-adamw",
-                                                   help="Fused AdamW (default: on CUDA) vs foreach."),
-        pin_memory: bool = typer.Option(True, "--pin-memory/--no-pin-memory", help="Pinned host batches (GPU)."),
-        vocab_pad: int = typer.Option(1, "--vocab-pad", help="Pad the vocabulary to a multiple (64: 50257 -> 50304)."),
-        memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="Cap usable memory, e.g. 40GiB."),
-        peak_tflops: Optional[float] = typer.Option(None, "--peak-tflops", help="Override the peak MFU divides by."),
-        seed: int = typer.Option(0, "--seed", help="Seed for weights and synthetic tokens."),
-        nproc: int = typer.Option(1, "--nproc", help="Processes (DDP under torchrun; gloo on CPU, NCCL on GPU)."),
+        opts: dict,
+        nproc: int = opt.NPROC,
         fsdp: bool = typer.Option(False, "--fsdp", help="With --nproc: FSDP2 fully_shard (ZeRO-3) instead of DDP."),
-        baseline_tps: Optional[float] = typer.Option(None, "--baseline-tokens-per-s",
+        baseline_tps: Optional[float] = typer.Option(None, "--baseline-tokens-per-s", min=0.0,
                                                      help="With --nproc: one process's tokens/s (not measured then)."),
-        nnodes: Optional[str] = typer.Option(None, "--nnodes", help="torchrun: nodes (N or MIN:MAX)."),
-        node_rank: Optional[int] = typer.Option(None, "--node-rank", help="torchrun: this node's rank."),
-        rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="torchrun: HOST:PORT of the rendezvous."),
-        rdzv_backend: Optional[str] = typer.Option(None, "--rdzv-backend", help="torchrun: rendezvous backend (c10d)."),
-        rdzv_id: Optional[str] = typer.Option(None, "--rdzv-id", help="torchrun: job id shared by the nodes."),
-        json_: bool = typer.Option(False, "--json", help="Print the final summary as JSON only."),
-        jsonl: bool = typer.Option(False, "--jsonl", help="Stream every event as one JSON line (flushed)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Also record the event stream to this JSONL file."),
+        json_: bool = opt.JSON, jsonl: bool = opt.JSONL, out: Optional[Path] = opt.OUT,
     ) -> None:
         """Measure a real training step: detect, predict, search the batch, time steady-state steps."""
         with user_errors():
-            if json_ and jsonl:
-                raise ConfigError("give --json or --jsonl, not both")
-            config = build_run_config(model, device, batch_size, seq_len, steps, warmup, precision, compile_,
-                                      flash, fused_adamw, pin_memory, vocab_pad, memory_limit, peak_tflops, seed)
-            from profiler.ddp import torchrun_args
-
-            passthrough = torchrun_args(nnodes, node_rank, rdzv_endpoint, rdzv_backend, rdzv_id)
+            opt.exclusive_json(json_, jsonl)
+            passthrough = opt.torchrun_passthrough(opts)
+            config = opt.run_config(**opts)
             out = check_out_path(out)
         cancel = threading.Event()
         if nproc > 1 or passthrough or fsdp:
@@ -239,37 +127,25 @@ def register(app: typer.Typer) -> None:
             from profiler.run import run_profile
 
             events = run_profile(config, cancel)
-        last = drive(events, jsonl=jsonl, out_path=out, human=not (json_ or jsonl), cancel=cancel)
-        finish(last, json_, jsonl, cancel, "profile", print_profile_table)
+        human = not (json_ or jsonl)
+        run_headless(events, cancel=cancel, what="profile", json_=json_, jsonl=jsonl, out=out,
+                     on_event=_print_progress if human else None, table=print_profile_table)
 
     @app.command("search")
-    def search(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Preset (default: gpt2 on a GPU, gpt-tiny on a CPU)."),
-        device: str = typer.Option("auto", "--device", help="auto | cuda | cpu."),
-        seq_len: Optional[int] = typer.Option(None, "--seq-len", "-T", help="Tokens per sequence (default: context)."),
-        precision: str = typer.Option("bf16-mixed", "--precision", help="fp32 | tf32 | bf16-mixed | bf16."),
-        compile_: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model."),
-        flash: bool = typer.Option(True, "--flash/--no-flash", help="scaled_dot_product_attention vs explicit matmuls."),
-        fused_adamw: Optional[bool] = typer.Option(None, "--fused-adamw/--no-fused-adamw", help="Fused AdamW vs foreach."),
-        vocab_pad: int = typer.Option(1, "--vocab-pad", help="Pad the vocabulary to a multiple."),
-        memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="Cap usable memory, e.g. 40GiB."),
-        json_: bool = typer.Option(False, "--json", help="Print the summary (with the probes) as JSON only."),
-        jsonl: bool = typer.Option(False, "--jsonl", help="Stream every event as one JSON line (flushed)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Also record the event stream to this JSONL file."),
-    ) -> None:
+    @opt.run_options(*opt.MODEL_PARAMS, "device", "seq_len", "precision", "compile_", "flash", "fused_adamw",
+                     "vocab_pad", "memory_limit", "seed")
+    def search(opts: dict, json_: bool = opt.JSON, jsonl: bool = opt.JSONL, out: Optional[Path] = opt.OUT) -> None:
         """The largest batch whose full training step fits, seeded by the prediction; lists every probe."""
         with user_errors():
-            if json_ and jsonl:
-                raise ConfigError("give --json or --jsonl, not both")
-            config = build_run_config(model, device, None, seq_len, 1, None, precision, compile_, flash,
-                                      fused_adamw, True, vocab_pad, memory_limit, None)
+            opt.exclusive_json(json_, jsonl)
+            config = opt.run_config(**opts, batch_size="auto", steps=1)
             out = check_out_path(out)
         from profiler.run import run_profile
 
         cancel = threading.Event()
-        last = drive(run_profile(config, cancel, measure=False), jsonl=jsonl, out_path=out,
-                     human=not (json_ or jsonl), cancel=cancel)
-        finish(last, json_, jsonl, cancel, "search", print_search_table)
+        human = not (json_ or jsonl)
+        run_headless(run_profile(config, cancel, measure=False), cancel=cancel, what="search", json_=json_,
+                     jsonl=jsonl, out=out, on_event=_print_progress if human else None, table=print_search_table)
 
     @app.command("flops")
     def flops(

@@ -11,71 +11,17 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import List, Optional
 
 import typer
 
-from tui.cli_support import emit_json, fail, parse_batch, parse_memory, user_errors
-from tui.run_options import check_out_path
+from tui import run_options as opt
+from tui.cli_support import fail, user_errors
+from tui.headless import check_out_path, run_headless
 
 # Remote verdicts that are the user's to fix (wrong host, key, program, argument): exit 2 like local bad input.
 USER_ERROR_TYPES = ("ConfigError", "RemoteMfutopNotFound", "SshFailed")
 RUN_FAILED_EXIT = 1
-
-
-def profile_args(
-    model: Optional[str],
-    device: Optional[str],
-    batch_size: Optional[str],
-    seq_len: Optional[int],
-    steps: Optional[int],
-    warmup: Optional[int],
-    precision: Optional[str],
-    compile_: Optional[bool],
-    flash: Optional[bool],
-    memory_limit: Optional[str],
-    peak_tflops: Optional[float],
-    vocab_pad: Optional[int],
-    seed: Optional[int],
-    fused_adamw: Optional[bool] = None,
-    nproc: Optional[int] = None,
-    extra: Iterable[str] = (),
-) -> list[str]:
-    """The remote ``mfutop profile`` arguments, as literal strings; only what the user gave.
-
-    Checked here only for syntax (a batch is 'auto' or a positive integer, a
-    memory size parses); whether the host has that model, precision or memory
-    is the remote's call.
-    """
-    out: list[str] = []
-    if batch_size is not None:
-        parse_batch(batch_size)
-    if memory_limit is not None:
-        parse_memory(memory_limit)
-    for flag, value in (
-        ("--model", model),
-        ("--device", device),
-        ("--batch-size", batch_size),
-        ("--seq-len", seq_len),
-        ("--steps", steps),
-        ("--warmup", warmup),
-        ("--precision", precision),
-        ("--memory-limit", memory_limit),
-        ("--peak-tflops", peak_tflops),
-        ("--vocab-pad", vocab_pad),
-        ("--seed", seed),
-        ("--nproc", nproc),
-    ):
-        if value is not None:
-            out += [flag, str(value)]
-    for positive, negative, value in (
-        ("--compile", "--no-compile", compile_),
-        ("--flash", "--no-flash", flash),
-        ("--fused-adamw", "--no-fused-adamw", fused_adamw),
-    ):
-        if value is not None:
-            out.append(positive if value else negative)
-    return out + list(extra)
 
 
 def register(app: typer.Typer) -> None:
@@ -86,24 +32,12 @@ def register(app: typer.Typer) -> None:
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
         epilog="Options not listed here are passed on to the remote `mfutop profile` unchanged.",
     )
+    @opt.run_options(*(name for name in opt.MODEL_PARAMS if name != "model_json"), *opt.RUN_PARAMS)
     def remote(
         ctx: typer.Context,
+        opts: dict,
         destination: str = typer.Argument(..., help="user@host or a ~/.ssh/config alias, as you would give it to ssh."),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model preset, checked by the remote."),
-        device: Optional[str] = typer.Option(None, help="auto | cuda | cpu on the remote."),
-        batch_size: Optional[str] = typer.Option(None, "--batch-size", "-b", help="'auto' (search) or a number."),
-        seq_len: Optional[int] = typer.Option(None, "--seq-len", "-T", min=1),
-        steps: Optional[int] = typer.Option(None, min=1, help="Timed steps."),
-        warmup: Optional[int] = typer.Option(None, min=0),
-        precision: Optional[str] = typer.Option(None, help="fp32 | tf32 | bf16-mixed | bf16."),
-        compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile on the remote."),
-        flash: Optional[bool] = typer.Option(None, "--flash/--no-flash", help="scaled_dot_product_attention."),
-        memory_limit: Optional[str] = typer.Option(None, "--memory-limit", help="Cap usable memory, e.g. 40GiB."),
-        peak_tflops: Optional[float] = typer.Option(None, "--peak-tflops", min=0.0, help="Override the peak MFU divides by."),
-        vocab_pad: Optional[int] = typer.Option(None, "--vocab-pad", min=1),
-        seed: Optional[int] = typer.Option(None),
-        fused_adamw: Optional[bool] = typer.Option(None, "--fused-adamw/--no-fused-adamw"),
-        nproc: Optional[int] = typer.Option(None, "--nproc", min=1, help="Processes on the remote (DDP under torchrun)."),
+        nproc: int = opt.NPROC,
         out: Optional[Path] = typer.Option(None, "--out", help="Save the received stream here (mfutop replay reads it)."),
         json_: bool = typer.Option(False, "--json", help="No app: print the remote run's summary as JSON."),
         port: Optional[int] = typer.Option(None, "--port", "-p", min=1, max=65535, help="ssh -p"),
@@ -132,50 +66,28 @@ def register(app: typer.Typer) -> None:
                 batch_mode=batch_mode,
                 ssh_binary=ssh_binary,
             )
-            args = profile_args(
-                model, device, batch_size, seq_len, steps, warmup, precision,
-                compile_, flash, memory_limit, peak_tflops, vocab_pad, seed, fused_adamw, nproc, ctx.args,
-            )
+            # Checked here, before ssh is called; the remote then decides what its device does with it.
+            config = opt.run_config(**opts)
+            args = [*config.to_argv(), *(["--nproc", str(nproc)] if nproc > 1 else []), *ctx.args]
             argv = remote_profile_argv(remote_mfutop, args)
-            check_out_path(out)
+            out = check_out_path(out)
             if json_:
-                _print_summary(RemoteRun(destination, argv, ssh, record_path=out))
+                _print_summary(RemoteRun(destination, argv, ssh), out)
             else:  # the app records to --out itself, as for a local run
                 _open_app(lambda: RemoteRun(destination, argv, ssh), out)
 
 
-def _print_summary(run) -> None:
+def _print_summary(run, out: Optional[Path]) -> None:
     """Headless, like ``mfutop profile --json``: the summary (plus ``cancelled``), or one line and 1 / 2.
 
     The first Ctrl-C stops the remote run gracefully (its summary of what was
     measured still arrives, exit 130); a second one drops the connection.
     """
-    from profiler.events import RunFailed, RunFinished
-    from tui.cmd_profile import INTERRUPTED_EXIT, ctrl_c_cancels
-
     cancel = threading.Event()
     events = run.events(cancel)
-    last = None
-    try:
-        with ctrl_c_cancels(cancel):
-            for event in events:
-                if isinstance(event, (RunFinished, RunFailed)):
-                    last = event
-    except KeyboardInterrupt:  # the second Ctrl-C: do not wait for the remote's last words
-        cancel.set()
-        run.stop(grace_s=0)
-        events.close()
-        raise typer.Exit(INTERRUPTED_EXIT)
-    if isinstance(last, RunFinished):
-        emit_json({**last.summary, "cancelled": last.cancelled})
-        if last.cancelled or cancel.is_set():
-            raise typer.Exit(INTERRUPTED_EXIT)
-        return
-    if isinstance(last, RunFailed):
-        _exit_failed(last.message, 2 if last.error_type in USER_ERROR_TYPES else RUN_FAILED_EXIT)
-    if cancel.is_set():
-        _exit_failed(f"the run on {run.host} was stopped before it sent a summary", INTERRUPTED_EXIT)
-    _exit_failed(f"the run on {run.host} ended without a result", RUN_FAILED_EXIT)
+    run_headless(events, cancel=cancel, what=f"the run on {run.host}", json_=True, out=out,
+                 on_event=lambda event: None,  # the remote's stderr arrives as warnings: the verdict says enough
+                 user_error_types=USER_ERROR_TYPES, on_abort=lambda: run.stop(grace_s=0))
 
 
 def _exit_failed(message: str, code: int) -> None:

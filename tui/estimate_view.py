@@ -126,7 +126,17 @@ def time_table(r: dict) -> Table:
     t = _table("Time", "figure", "value")
     step = r.get("step")
     if r["mode"] == "train" and step:
-        t.add_row("[bold]step time[/]", f"[bold]{fmt_seconds(step['time_s'])}[/]")
+        source = "from the device profile" if step.get("source") == "measured" else "datasheet"
+        t.add_row(f"[bold]step time[/] ({source})", f"[bold]{fmt_seconds(step['time_s'])}[/]")
+        spec = step.get("spec")
+        if spec:
+            t.add_row("  spec (datasheet) step time", fmt_seconds(spec["time_s"]))
+            t.add_row("  spec tokens/s / MFU", f"{fmt_si(spec['tokens_per_s'], ' tok/s')} / {fmt_pct(spec['mfu'])}")
+        for category, seconds in (step.get("categories") or {}).items() if spec else ():
+            if seconds:
+                t.add_row(f"  {category}", f"{fmt_seconds(seconds)} ({fmt_pct(seconds / step['time_s'])})")
+        if spec:
+            t.add_row("datasheet roofline parts", "")
         parts = dict(step["breakdown"])
         dp_comm, dp_exposed = parts.pop("dp_comm_s"), parts.pop("dp_exposed_s")
         for key, value in parts.items():

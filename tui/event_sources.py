@@ -8,11 +8,16 @@ with the same shape. Nothing here imports torch at import time.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from estimator.errors import ConfigError
+from profiler.event_pump import EventPump
 from profiler.events import Event, RunFailed, RunFinished, read_events
 
 EventSource = Callable[[threading.Event], Iterable[Event]]
@@ -20,12 +25,100 @@ EventSource = Callable[[threading.Event], Iterable[Event]]
 FOLLOW_POLL_S = 0.2  # how long a follower sleeps when the file has nothing new
 
 
-def live_source(config) -> EventSource:
-    """A real profiling run of ``config`` (a ``RunConfig``) in a child process (see profiler.run_process:
-    in the app's own process the UI thread would starve the measured step of the GIL)."""
-    from profiler.run_process import process_source
+CHILD_GRACE_S = 15.0  # after a cancel, how long the child may take to send its final event
+_PR_SET_PDEATHSIG = 1
 
-    return process_source(config)
+
+def live_source(config) -> EventSource:
+    """A real profiling run of ``config`` (a ``RunConfig``): ``mfutop profile --jsonl`` in a child process.
+
+    Why a process: a small model's step is hundreds of short torch ops, each
+    re-taking the GIL; in the app's own process the UI's redraws would compete
+    for it and the step measured would be the app's. The child is the CLI
+    itself, so the app shows exactly what ``mfutop profile`` measures.
+    """
+    source = child_source(["profile", "--jsonl", *config.to_argv()])
+    source.label = f"live · {config.model.name if config.model else 'default model'} · {config.device}"
+    return source
+
+
+def ladder_source(config, *, rungs=(), skip=(), nproc: int | None = None) -> EventSource:
+    """A live ``mfutop ladder --jsonl`` of ``config`` in a child process, so the UI cannot slow the rungs."""
+    argv = ["ladder", "--jsonl", *config.to_argv(explicit=("steps",))]
+    if rungs:
+        argv += ["--rungs", ",".join(rungs)]
+    for name in skip:
+        argv += ["--skip", name]
+    if nproc:
+        argv += ["--nproc", str(nproc)]
+    source = child_source(argv)
+    source.label = "ladder"
+    return source
+
+
+def child_source(mfutop_argv: list[str]) -> EventSource:
+    """``mfutop <argv>`` in a child process, its JSONL stdout read as events.
+
+    Cancel is the child's own Ctrl-C (SIGINT): it stops between steps and still
+    sends its summary. The child also gets SIGINT if this process dies, and is
+    killed if it has not ended ``CHILD_GRACE_S`` after being told to stop.
+    """
+    command = [sys.executable, "-m", "tui", *mfutop_argv]
+
+    def start(cancel: threading.Event) -> Iterator[Event]:
+        return _child_events(command, cancel)
+
+    start.command = command  # type: ignore[attr-defined]
+    return start
+
+
+def _interrupt_when_parent_dies() -> None:  # runs in the child, before exec
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_events(command: list[str], cancel: threading.Event) -> Iterator[Event]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, encoding="utf-8", errors="replace", env=env,
+                            preexec_fn=_interrupt_when_parent_dies if sys.platform.startswith("linux") else None)
+    pump = EventPump(proc)
+    ended, interrupted = False, False
+    try:
+        while True:
+            if cancel.is_set() and not interrupted and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                interrupted = True
+            item = pump.get(timeout=0.1)
+            if item is None:
+                continue
+            kind, payload = item
+            if kind == "end":
+                break
+            if kind == "event":
+                ended = ended or isinstance(payload, (RunFinished, RunFailed))
+                yield payload
+        if not ended:
+            detail = pump.last_error_line() or f"exit code {pump.returncode}"
+            yield RunFailed(message=f"the profiling process ended without a result: {detail}",
+                            error_type="ProcessDied")
+    finally:
+        _stop_child(proc)
+
+
+def _stop_child(proc: subprocess.Popen) -> None:
+    """No child outlives its source: ask (SIGINT), then insist."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(CHILD_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def check_run_file(path: Path) -> Path:
@@ -105,18 +198,6 @@ def follow_lines(path: Path, cancel: threading.Event, poll_s: float = FOLLOW_POL
             continue
         cancel.wait(poll_s)
     return
-
-
-def paced(source: EventSource, delay_s: float) -> EventSource:
-    """The same events with a pause between them (demos, and tests that cancel mid-run)."""
-
-    def start(cancel: threading.Event) -> Iterator[Event]:
-        for event in source(cancel):
-            yield event
-            if cancel.wait(delay_s):
-                return
-
-    return start
 
 
 def events_source(events: Iterable[Event]) -> EventSource:

@@ -26,18 +26,17 @@ sequence runs against an empty group and the watchdog ends itself.
 
 from __future__ import annotations
 
-import collections
-import queue
 import re
 import shlex
 import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from estimator.errors import ConfigError
-from profiler.events import Event, JsonlWriter, LogMessage, RunFailed, RunFinished, read_events
+from profiler.event_pump import EventPump
+from profiler.events import Event, JsonlWriter, LogMessage, RunFailed, RunFinished
 
 DEFAULT_REMOTE_MFUTOP = "mfutop"
 INSTALL_HINT = "pip install mfutop (or from a checkout: pip install -e .)"
@@ -187,13 +186,10 @@ class RemoteRun:
         self.detach = not ssh.may_prompt
         self.host = host_of(destination)
         self.record_path = record_path
-        self.returncode: int | None = None
-        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.remote_events = 0
         self.cancelled = False
         self._proc: subprocess.Popen[str] | None = None
-        self._queue: queue.Queue[tuple[str, object]] = queue.Queue()
-        self._first_output = threading.Event()
+        self._pump: EventPump | None = None
         self._stop_lock = threading.Lock()
 
     # -- process ---------------------------------------------------------------------------
@@ -214,40 +210,19 @@ class RemoteRun:
             )
         except FileNotFoundError:
             raise ConfigError(f"{self.command[0]!r} not found: install an OpenSSH client (apt install openssh-client)") from None
-        proc = self._proc
-        stdout_reader = threading.Thread(target=self._read_stdout, args=(proc.stdout,), name="remote-stdout", daemon=True)
-        stderr_reader = threading.Thread(target=self._read_stderr, args=(proc.stderr,), name="remote-stderr", daemon=True)
-        stdout_reader.start()
-        stderr_reader.start()
-        threading.Thread(target=self._reap, args=(proc, stdout_reader, stderr_reader), name="remote-reap",
-                         daemon=True).start()
+        self._pump = EventPump(self._proc, drain_s=READER_DRAIN_S)
 
-    def _read_stdout(self, stdout: IO[str]) -> None:
-        for event in read_events(self._lines(stdout)):
-            self._queue.put(("event", event))
+    @property
+    def returncode(self) -> int | None:
+        return self._pump.returncode if self._pump else None
 
-    def _lines(self, stream: IO[str]) -> Iterator[str]:
-        for line in stream:
-            self._first_output.set()
-            yield line
-
-    def _read_stderr(self, stderr: IO[str]) -> None:
-        for line in stderr:
-            line = line.rstrip()
-            if line:
-                self.stderr_tail.append(line)
-                self._queue.put(("stderr", line))
-
-    def _reap(self, proc: subprocess.Popen, *readers: threading.Thread) -> None:
-        self.returncode = proc.wait()
-        for reader in readers:
-            reader.join(READER_DRAIN_S)
-        self._first_output.set()
-        self._queue.put(("end", self.returncode))
+    @property
+    def stderr_tail(self) -> Sequence[str]:
+        return self._pump.stderr_tail if self._pump else ()
 
     def wait_started(self, timeout: float | None = None) -> bool:
         """True once the remote wrote its first line or ssh ended (then ``returncode`` is set)."""
-        return self._first_output.wait(timeout)
+        return self._pump.first_output.wait(timeout) if self._pump else False
 
     @property
     def running(self) -> bool:
@@ -299,7 +274,7 @@ class RemoteRun:
         try:
             yield self._emit(writer, LogMessage("info", f"ssh {self.host}: {shlex.join(self.remote_argv)}"))
             while True:
-                kind, payload = self._queue.get()
+                kind, payload = self._pump.get()
                 if kind == "end":
                     break
                 if kind == "stderr":

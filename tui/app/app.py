@@ -235,7 +235,8 @@ class MfutopApp(App):
         if config is None:
             self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error")
             return
-        from tui.app.ladder_screen import LadderScreen, ladder_source
+        from tui.app.ladder_screen import LadderScreen
+        from tui.event_sources import ladder_source
 
         # torch.compile of a CPU model takes about a minute: the rung is listed as skipped there.
         skip = ("compile",) if self.state.device is not None and self.state.device.device == "cpu" else ()
@@ -299,7 +300,7 @@ class MfutopApp(App):
     # ---- GPU figures --------------------------------------------------------------------------
 
     def _start_gpu_poll(self) -> None:
-        if self._gpu_timer is None and _sample_gpus_fn() is not None:
+        if self._gpu_timer is None:
             self._gpu_timer = self.set_interval(GPU_POLL_S, self._poll_gpus)
 
     def _stop_gpu_poll(self) -> None:
@@ -309,12 +310,13 @@ class MfutopApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="nvml")
     def _poll_gpus(self) -> None:
-        sample = _sample_gpus_fn()
+        from profiler import nvml_probe
+
         try:
-            gpus = list(sample()) if sample else []
+            gpus = list(nvml_probe.sample_gpus())
         except Exception:  # NVML unsupported / gone: keep the last figures
             return
-        self.call_from_thread(self._set_gpus, [g if isinstance(g, dict) else _as_dict(g) for g in gpus])
+        self.call_from_thread(self._set_gpus, [g for g in gpus if isinstance(g, dict)])
 
     def _set_gpus(self, gpus: list[dict]) -> None:
         self.state.gpus = gpus
@@ -341,20 +343,3 @@ def save_events(events: list[Event], path: Path) -> None:
 def default_save_path(directory: Path | None = None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return (directory or Path.cwd()) / f"mfutop-run-{stamp}.jsonl"
-
-
-def _sample_gpus_fn():
-    """``profiler.nvml_probe.sample_gpus`` where that module exists and imports, else None."""
-    try:
-        from profiler import nvml_probe  # noqa: PLC0415 - optional, written by another module owner
-    except Exception:
-        return None
-    return getattr(nvml_probe, "sample_gpus", None)
-
-
-def _as_dict(obj) -> dict:
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if hasattr(obj, "__dict__"):
-        return dict(vars(obj))
-    return {}

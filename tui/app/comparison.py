@@ -1,9 +1,10 @@
-"""Prediction beside measurement: which rows the comparison table shows and how.
+"""Prediction beside measurement, as the app's comparison table draws it.
 
-Each row pairs a key of the estimator's prediction (``mfutop estimate --json``)
-with a key of the profiler's ``measured`` summary (``mfutop profile --json``);
-the error is (predicted - measured) / measured, signed, so +10 % means the
-estimator over-predicted. Pure Python: the widget only draws these rows.
+The rows themselves (which quantities, the lookup, the error, the batch they
+are compared at) come from ``profiler.compare``: once a run has finished, the
+table shows its summary's own ``compare`` rows; while it runs, the same
+function builds them from the events so far. This module only formats them.
+Pure Python: the widget only draws these rows.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from estimator.units import fmt_bytes, fmt_flops, fmt_pct, fmt_seconds, fmt_si
-from tui.app.run_state import RunState, lookup
+from profiler.compare import ROW_BY_KEY, ROWS, Row, compare_rows
+from tui.app.run_state import RunState
 
 GOOD_ERROR = 0.10  # |error| below this: green
 FAIR_ERROR = 0.25  # below this: yellow; above: red
@@ -30,35 +32,24 @@ def fmt_batch(value: float | None) -> str:
     return "n/a" if value is None else str(int(value))
 
 
-@dataclass(frozen=True)
-class RowSpec:
-    key: str
-    label: str
-    predicted_key: str  # in the prediction dict (dotted)
-    measured_key: str  # in RunState.measured()
-    fmt: Callable[[Any], str]
-    note: str = ""  # what the measured column is, where it is not obvious
+FORMATS: dict[str, Callable[[Any], str]] = {
+    "count": fmt_count, "flops": fmt_flops, "bytes": fmt_bytes, "batch": fmt_batch, "seconds": fmt_seconds,
+    "tokens_per_s": fmt_tokens, "fraction": fmt_pct,
+}
 
 
-ROWS: tuple[RowSpec, ...] = (
-    RowSpec("params", "Parameters", "params.total", "params", fmt_count),
-    RowSpec("flops_analytic", "FLOPs/step analytic", "flops.total", "flops_analytic", fmt_flops,
-            "profiler's analytic count at the measured batch"),
-    RowSpec("flops_thop", "FLOPs/step thop", "flops.total", "flops_thop", fmt_flops,
-            "thop misses q@k, att@v, SDPA, embeddings, GELU"),
-    RowSpec("flops_counter", "FLOPs/step FlopCounter", "flops.total", "flops_counter", fmt_flops,
-            "torch FlopCounterMode"),
-    RowSpec("peak_memory", "Peak memory", "memory.total", "peak_memory_bytes", fmt_bytes),
-    RowSpec("max_batch", "Max batch", "max_batch_size", "max_batch_size", fmt_batch),
-    RowSpec("step_time", "Step time", "step.time_s", "step_time_s", fmt_seconds),
-    RowSpec("tokens_per_s", "Tokens/s", "step.tokens_per_s", "tokens_per_s", fmt_tokens),
-    RowSpec("mfu", "MFU", "step.mfu", "mfu", fmt_pct),
-)
+def format_value(value: Any, unit: str) -> str:
+    """'…' until known; 'n/a' for a non-number (e.g. the estimator's "MFU n/a (unknown peak)")."""
+    if value is None:
+        return "…"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "n/a"
+    return FORMATS[unit](value)
 
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    spec: RowSpec
+    spec: Row
     predicted: Any
     measured: Any
     error: float | None
@@ -66,11 +57,11 @@ class ComparisonRow:
 
     @property
     def predicted_text(self) -> str:
-        return _cell(self.predicted, self.spec)
+        return format_value(self.predicted, self.spec.unit)
 
     @property
     def measured_text(self) -> str:
-        return self.measured_note or _cell(self.measured, self.spec)
+        return self.measured_note or format_value(self.measured, self.spec.unit)
 
     @property
     def error_text(self) -> str:
@@ -80,23 +71,6 @@ class ComparisonRow:
     def grade(self) -> str:
         """'good' | 'fair' | 'poor' | '' — drives the colour, and a marker that survives NO_COLOR."""
         return error_grade(self.error)
-
-
-def _cell(value: Any, spec: RowSpec) -> str:
-    """'…' until known; 'n/a' for a non-number (e.g. the estimator's "MFU n/a (unknown peak)")."""
-    if value is None:
-        return "…"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "n/a"
-    return spec.fmt(value)
-
-
-def relative_error(predicted: Any, measured: Any) -> float | None:
-    if not isinstance(predicted, (int, float)) or not isinstance(measured, (int, float)):
-        return None
-    if isinstance(predicted, bool) or isinstance(measured, bool) or measured == 0:
-        return None
-    return (float(predicted) - float(measured)) / float(measured)
 
 
 def error_grade(error: float | None) -> str:
@@ -111,16 +85,23 @@ def error_grade(error: float | None) -> str:
 
 
 def comparison_rows(state: RunState) -> list[ComparisonRow]:
+    """The table's rows: the finished summary's own rows, else built from the events so far."""
     measured = state.measured()
-    rows = []
-    for spec in ROWS:
-        predicted = lookup(state.prediction, spec.predicted_key)
-        value = measured.get(spec.measured_key)
+    rows = (state.summary or {}).get("compare")
+    if not isinstance(rows, list) or len(rows) != len(ROWS):
+        rows = compare_rows(state.prediction, measured)
+    out = []
+    for row in rows:
+        spec = ROW_BY_KEY.get(row.get("key")) if isinstance(row, dict) else None
+        if spec is None:
+            continue
+        value = row.get("measured")
         note = ""
         if spec.key == "max_batch" and value is None and measured.get("max_batch_floor"):
             # a lower bound is no measurement of the memory limit: no error for it (the search panel says why)
             note = f"≥ {measured['max_batch_floor']}"
         elif value is None and state.done:  # the run is over and did not measure this
             note = "not searched" if spec.key == "max_batch" and not state.probes else "—"
-        rows.append(ComparisonRow(spec, predicted, value, relative_error(predicted, value), note))
-    return rows
+        out.append(ComparisonRow(spec, row.get("predicted"), value, row.get("error"), note))
+    return out
+

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.app.comparison import ROWS, ComparisonRow, comparison_rows
+from profiler.compare import ROWS
+from tui.app.comparison import ComparisonRow, comparison_rows
 from tui.app.run_state import RunState
 from tui.app.view import StateView
 

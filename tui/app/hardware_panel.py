@@ -7,6 +7,7 @@ by ``profiler.nvml_probe.sample_gpus()`` readings (one block per visible GPU).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.table import Table
@@ -17,17 +18,19 @@ from estimator.units import fmt_bytes, fmt_rate
 from profiler.events import DeviceDetected
 from tui.app.run_state import RunState
 from tui.app.view import StateView
+from tui.plain_text import plain
 
 BAR_WIDTH = 14
 MATMUL_ISA_PREFIXES = ("avx2", "avx512", "amx", "fma", "neon", "sve", "asimd", "bf16", "i8mm")  # what sets a CPU's peak
 NA = "N/A"
+LABEL_CHARS = 10
 
 
 def memory_bar(used: Any, total: Any, width: int = BAR_WIDTH) -> Text:
     """'████░░░░ 1.2/16.0 GiB' — or just the total when usage is unknown."""
-    if not isinstance(total, (int, float)) or not total:
-        return Text(fmt_bytes(used) if isinstance(used, (int, float)) else NA)
-    if not isinstance(used, (int, float)):
+    if not _num(total) or total <= 0:
+        return Text(fmt_bytes(used) if _num(used) else NA)
+    if not _num(used):
         return Text(f"{fmt_bytes(total, 1)} total")
     fraction = max(0.0, min(1.0, used / total))
     filled = round(fraction * width)
@@ -37,7 +40,19 @@ def memory_bar(used: Any, total: Any, width: int = BAR_WIDTH) -> Text:
 
 
 def _num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real, finite number (outside data may hold a string, a bool, NaN where a figure goes)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _row(grid: Table, label: Any, value: Any) -> None:
+    """A grid row whose cells are plain Text: a str cell would be parsed as Rich markup.
+    A label from the data (the device kind) is kept short so the value column keeps its room."""
+    grid.add_row(label if isinstance(label, Text) else plain(label, max_chars=LABEL_CHARS),
+                 value if isinstance(value, Text) else plain(value))
 
 
 def _mhz(hz: Any) -> str:
@@ -56,48 +71,49 @@ def _grid() -> Table:
 
 
 def cpu_rows(grid: Table, device: DeviceDetected) -> None:
-    d = device.details if isinstance(device.details, dict) else {}
+    d = _dict(device.details)
     if _num(d.get("physical_cores")):
-        grid.add_row("cores", f"{d['physical_cores']} physical · {d.get('logical_cores', '?')} logical"
+        _row(grid, "cores", f"{d['physical_cores']} physical · {d.get('logical_cores', '?')} logical"
                               f" · torch {d.get('torch_threads', '?')} threads")
     clock = d.get("clock_max_hz") if _num(d.get("clock_max_hz")) else d.get("clock_current_hz")
     if _num(clock):
-        grid.add_row("clock", f"{clock / 1e9:.2f} GHz")
-    theoretical = (d.get("theoretical_peak_flops") or {}).get(device.peak_dtype)
+        _row(grid, "clock", f"{clock / 1e9:.2f} GHz")
+    theoretical = _dict(d.get("theoretical_peak_flops")).get(device.peak_dtype)
     if _num(theoretical):
-        grid.add_row("theory", f"{fmt_rate(theoretical)} {device.peak_dtype} (cores x clock x ISA)")
-    flags = [f for f in d.get("isa_flags") or [] if str(f).startswith(MATMUL_ISA_PREFIXES)]
+        _row(grid, "theory", f"{fmt_rate(theoretical)} {device.peak_dtype} (cores x clock x ISA)")
+    isa = d.get("isa_flags") if isinstance(d.get("isa_flags"), list) else []
+    flags = [f for f in isa if str(f).startswith(MATMUL_ISA_PREFIXES)]
     if flags:
-        grid.add_row("ISA", Text(" ".join(map(str, flags)), style="dim"))
+        _row(grid, "ISA", plain(" ".join(map(str, flags)), style="dim"))
 
 
 def gpu_static_rows(grid: Table, d: dict[str, Any]) -> None:
     """What does not change during a run: driver, SMs, max clock, power limit, links, MIG."""
     if d.get("driver_version") not in (None, NA):
-        grid.add_row("driver", f"{d['driver_version']} · CUDA {d.get('cuda_driver_version', NA)}")
+        _row(grid, "driver", f"{d['driver_version']} · CUDA {d.get('cuda_driver_version', NA)}")
     if d.get("sm_count") is not None:
-        grid.add_row("SMs", f"{d['sm_count']} · CC {d.get('compute_capability', NA)} · max {_mhz(d.get('sm_clock_max_hz'))}")
+        _row(grid, "SMs", f"{d['sm_count']} · CC {d.get('compute_capability', NA)} · max {_mhz(d.get('sm_clock_max_hz'))}")
     if d.get("pcie_gen_current") not in (None, NA):
-        grid.add_row("PCIe", f"gen {d['pcie_gen_current']} x{d.get('pcie_width_current', '?')}"
+        _row(grid, "PCIe", f"gen {d['pcie_gen_current']} x{d.get('pcie_width_current', '?')}"
                              f" · NVLink {d.get('nvlink_active_links', NA)} · MIG {d.get('mig_mode', NA)}")
     if d.get("nvml"):
-        grid.add_row("NVML", Text(str(d["nvml"]), style="yellow"))
+        _row(grid, "NVML", plain(d["nvml"], style="yellow"))
 
 
 def gpu_live_rows(grid: Table, g: dict[str, Any], power_limit: Any) -> None:
     """Figures NVML refreshes: memory used, clocks, power, temperature, utilisation."""
-    grid.add_row("memory", memory_bar(g.get("memory_used_bytes"), g.get("memory_total_bytes")))
-    grid.add_row("clocks", f"SM {_mhz(g.get('sm_clock_hz'))} · mem {_mhz(g.get('mem_clock_hz'))}")
-    grid.add_row("power", f"{_unit(g.get('power_draw_w'), 'W')} / {_unit(power_limit, 'W')}")
-    grid.add_row("temp", _unit(g.get("temperature_c"), "°C"))
-    grid.add_row("util", f"GPU {_unit(g.get('utilization_gpu_pct'), '%')}"
+    _row(grid, "memory", memory_bar(g.get("memory_used_bytes"), g.get("memory_total_bytes")))
+    _row(grid, "clocks", f"SM {_mhz(g.get('sm_clock_hz'))} · mem {_mhz(g.get('mem_clock_hz'))}")
+    _row(grid, "power", f"{_unit(g.get('power_draw_w'), 'W')} / {_unit(power_limit, 'W')}")
+    _row(grid, "temp", _unit(g.get("temperature_c"), "°C"))
+    _row(grid, "util", f"GPU {_unit(g.get('utilization_gpu_pct'), '%')}"
                          f" · mem {_unit(g.get('utilization_memory_pct'), '%')}")
 
 
 def other_gpu_line(g: dict[str, Any]) -> Text:
     """'█░░░░ 12/80 GiB · 30°C · 5%' for a GPU beside the one measured (fits the sidebar's width)."""
     used, total = g.get("memory_used_bytes"), g.get("memory_total_bytes")
-    if _num(used) and _num(total) and total:
+    if _num(used) and _num(total) and total > 0:
         filled = round(max(0.0, min(1.0, used / total)) * 5)
         line = Text("█" * filled) + Text("░" * (5 - filled), style="dim")
         line.append(f" {used / 2**30:.0f}/{total / 2**30:.0f} GiB")
@@ -123,29 +139,30 @@ class HardwarePanel(Static, StateView):
         if device is None:
             self.update(Text("waiting for the run to detect the device…", style="dim"))
             return
-        details = device.details if isinstance(device.details, dict) else {}
+        details = _dict(device.details)
         grid = _grid()
-        grid.add_row(device.device.upper(), Text(device.name, style="bold"))
-        peak = f"{fmt_rate(device.peak_flops)} {device.peak_dtype}" if device.peak_flops else \
+        _row(grid, str(device.device).upper(), plain(device.name, style="bold"))
+        known = _num(device.peak_flops) and device.peak_flops > 0
+        peak = f"{fmt_rate(device.peak_flops)} {device.peak_dtype}" if known else \
             f"n/a ({device.peak_dtype}; --peak-tflops)"
-        grid.add_row("peak", Text(peak, style="cyan" if device.peak_flops else "yellow"))
-        grid.add_row("source", Text(str(device.peak_source or "unknown"), style="dim"))
+        _row(grid, "peak", plain(peak, style="cyan" if known else "yellow"))
+        _row(grid, "source", plain(device.peak_source or "unknown", style="dim"))
         if device.device == "cpu":
-            grid.add_row("run peak", memory_bar(self._run_peak(state), device.memory_total_bytes))
+            _row(grid, "run peak", memory_bar(self._run_peak(state), device.memory_total_bytes))
             cpu_rows(grid, device)
             self.update(grid)
             return
         gpu_static_rows(grid, details)
         own = details.get("index")
-        samples = state.gpus or [details]  # replay / remote: the readings taken at detection
+        samples = [g for g in state.gpus if isinstance(g, dict)] or [details]  # replay / remote: at detection
         mine = next((g for g in samples if g.get("index") == own), samples[0] if len(samples) == 1 else None)
         if mine is not None:
             gpu_live_rows(grid, mine, details.get("power_limit_w"))
         if not state.gpus:
-            grid.add_row("", Text("readings at detection", style="dim"))
+            _row(grid, "", Text("readings at detection", style="dim"))
         for other in samples:
             if other is not mine:  # GPUs this run does not use: one line each
-                grid.add_row(f"GPU {other.get('index', '?')}", other_gpu_line(other))
+                _row(grid, f"GPU {other.get('index', '?')}", other_gpu_line(other))
         self.update(grid)
 
     @staticmethod

@@ -4,17 +4,15 @@ The screen shows rows it is given (a finished ladder's ``rungs``) and/or runs
 a source ``source(cancel) -> events`` in a thread worker, folding each
 ``LadderRung`` into its table as it arrives — the same shape of source the
 app uses for runs, so a recorded ladder (JSONL) replays here too. ``c``
-cancels between steps, ``escape`` closes (and cancels). The pure helpers
-(``rung_cells``, ``bar_chart``, ``fold``) are shared with ``mfutop ladder``'s
-text output and tested without a terminal.
+cancels between steps, ``escape`` closes (and cancels). The rows' text comes
+from ``tui.ladder_table``, as ``mfutop ladder``'s does.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
-from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -22,87 +20,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from estimator.units import fmt_bytes, fmt_pct
 from profiler.events import Event, LogMessage, RunFailed, RunFinished
+from tui.ladder_table import COLUMNS, bar_chart, fold, rung_cells, rung_name
+from tui.plain_text import plain
 
 EventSource = Callable[[threading.Event], Iterable[Event]]
-COLUMNS = (
-    ("rung", "Rung"), ("status", "Status"), ("tokens", "tok/s"), ("prev", "x prev"), ("base", "x base"),
-    ("memory", "Peak mem"), ("mfu", "MFU"), ("predicted", "Predicted tok/s"), ("batch", "Batch"),
-    ("precision", "Precision"), ("note", "Note"),
-)
 STATUS_STYLE = {"measured": "green", "n/a": "dim", "skipped": "yellow", "failed": "bold red",
                 "timeout": "yellow", "cancelled": "dim", "running": "cyan"}
-BAR_WIDTH = 40
-EIGHTHS = " ▏▎▍▌▋▊▉"
-
-
-# ----------------------------------------------------------------- pure helpers
-
-def _num(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def _times(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def rung_cells(row: dict[str, Any]) -> tuple[str, ...]:
-    """One table row as text, in ``COLUMNS`` order; "-" where a rung has no figure."""
-    measured = row.get("tokens_per_s") is not None
-    return (
-        row["name"], row.get("status", ""), _num(row.get("tokens_per_s")),
-        _times(row.get("speedup_prev")), _times(row.get("speedup_base")),
-        fmt_bytes(row["peak_memory_bytes"]) if row.get("peak_memory_bytes") else "-",
-        (fmt_pct(row["mfu"]) if row.get("mfu") is not None else ("n/a" if measured else "-")),
-        _num(row.get("predicted_tokens_per_s")),
-        "-" if row.get("batch_size") is None or not measured else str(row["batch_size"]),
-        (row.get("precision") or "-") if measured else "-",
-        row.get("reason") or row.get("title", ""),
-    )
-
-
-def _bar(value: float, top: float, width: int) -> str:
-    eighths = round(value / top * width * 8) if top > 0 else 0
-    full, part = divmod(max(eighths, 1), 8)
-    return "█" * full + (EIGHTHS[part] if part else "")
-
-
-def bar_chart(rows: Sequence[dict[str, Any]], width: int = BAR_WIDTH) -> str:
-    """Horizontal bars of tokens/s, scaled to the fastest rung; unmeasured rungs say why not."""
-    measured = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s")]
-    top = max(measured, default=0.0)
-    name_w = max((len(r["name"]) for r in rows), default=4)
-    lines = []
-    for row in rows:
-        tps = row.get("tokens_per_s")
-        if tps:
-            lines.append(f"{row['name']:<{name_w}} {_bar(tps, top, width):<{width}} {tps:,.0f} tok/s")
-        else:
-            lines.append(f"{row['name']:<{name_w}} {'':<{width}} {row.get('status') or '...'}")
-    return "\n".join(lines)
-
-
-def fold(rows: list[dict[str, Any]], event: Event) -> list[dict[str, Any]]:
-    """The rows after ``event``: a rung replaces the row of the same name (or is appended);
-    RunFinished's summary, when it has ``rungs``, replaces them all (final speed-ups)."""
-    rung = getattr(event, "rung", None)
-    if event.kind == "ladder_rung" and isinstance(rung, dict):
-        out = [r for r in rows if r["name"] != rung["name"]]
-        index = next((i for i, r in enumerate(rows) if r["name"] == rung["name"]), len(rows))
-        out.insert(min(index, len(out)), rung)
-        return out
-    if isinstance(event, RunFinished) and isinstance(event.summary.get("rungs"), list):
-        return list(event.summary["rungs"])
-    return rows
-
-
-def ladder_source(config, **options) -> EventSource:
-    """A live ladder of ``config`` (a ``RunConfig``) in a child process, so the UI cannot slow the rungs;
-    ``options`` go to ``run_ladder`` (rungs, skip, nproc...)."""
-    from profiler.run_process import process_source
-
-    return process_source(config, "ladder", **options)
 
 
 # ----------------------------------------------------------------- the screen
@@ -188,7 +112,7 @@ class LadderScreen(Screen):
         if isinstance(event, LogMessage):
             self.set_status(event.text)
         elif event.kind == "ladder_rung":
-            self.set_status(f"rung {event.index}/{event.total}: {event.rung['name']} {event.rung['status']}")
+            self.set_status(f"rung {event.index}/{event.total}: {rung_name(event.rung)} {event.rung.get('status', '')}")
         elif isinstance(event, RunFinished):
             self.done = True
             self.set_status("ladder cancelled" if event.cancelled else f"ladder finished: {len(self.rows)} rungs")
@@ -224,20 +148,24 @@ class LadderScreen(Screen):
     def set_status(self, text: str) -> None:
         self.status_text = text
         if self._ready:
-            self.query_one("#ladder-status", Static).update(text)
+            self.query_one("#ladder-status", Static).update(plain(text))  # log text: never markup
 
     def refresh_view(self) -> None:
         if not self._ready:
             return
         table = self.query_one("#ladder-table", DataTable)
         table.clear()
+        keys: set[str] = set()
         for row in self.rows:
             cells = rung_cells(row)
-            style = STATUS_STYLE.get(row.get("status", ""), "")
-            table.add_row(*(Text(c, style=style) if i == 1 else
-                            Text(c, justify="right") if 2 <= i <= 8 else c for i, c in enumerate(cells)),
-                          key=row["name"])
-        self.query_one("#ladder-bars", Static).update(Text(bar_chart(self.rows)))
+            status = row.get("status", "")
+            style = STATUS_STYLE.get(status, "") if isinstance(status, str) else ""
+            key = rung_name(row) if rung_name(row) not in keys else None  # a repeated name must not end the screen
+            keys.add(rung_name(row))
+            table.add_row(*(plain(c, style=style) if i == 1 else
+                            plain(c, justify="right") if 2 <= i <= 8 else plain(c) for i, c in enumerate(cells)),
+                          key=key)
+        self.query_one("#ladder-bars", Static).update(plain(bar_chart(self.rows), max_chars=20_000))
 
     def cell_text(self, rung: str, column: str) -> str:
         """Plain text of one cell (tests read the table through this)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
@@ -9,6 +11,7 @@ from textual.widgets import Sparkline, Static
 from estimator.units import fmt_bytes, fmt_pct, fmt_seconds, fmt_si
 from tui.app.run_state import RunState, steps_of
 from tui.app.view import StateView
+from tui.plain_text import plain
 
 # (sample field, label, formatter of the latest value)
 METRICS = (
@@ -20,6 +23,11 @@ METRICS = (
 
 def _last(values: list[float]) -> float | None:
     return values[-1] if values else None
+
+
+def finite(values: list[float]) -> list[float]:
+    """The plottable values: a NaN or an infinity in a recording would break the Sparkline's scaling."""
+    return [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
 
 
 class LiveCharts(Vertical, StateView):
@@ -41,7 +49,7 @@ class LiveCharts(Vertical, StateView):
 
     def show(self, state: RunState) -> None:
         for field, label, fmt in METRICS:
-            series = state.series(field)
+            series = finite(state.series(field))
             latest = _last(series)
             if latest is not None:
                 value = fmt(latest)
@@ -50,9 +58,9 @@ class LiveCharts(Vertical, StateView):
             else:
                 value = "…"
             text = f"{label:<9}{value:>11}"
-            self.query_one(f"#label-{field}", Static).update(text)
+            self.query_one(f"#label-{field}", Static).update(plain(text))
             self.query_one(f"#spark-{field}", Sparkline).data = series
-        self.query_one("#live-steps", Static).update(self._steps_line(state))
+        self.query_one("#live-steps", Static).update(plain(self._steps_line(state)))
 
     @staticmethod
     def _steps_line(state: RunState) -> str:

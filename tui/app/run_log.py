@@ -7,6 +7,7 @@ from textual.widgets import RichLog
 
 from tui.app.run_state import RunState
 from tui.app.view import StateView
+from tui.plain_text import LOG_CHARS, plain
 
 LEVEL_STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
 LEVEL_TAG = {"info": "", "warning": "warning: ", "error": "error: "}
@@ -30,5 +31,7 @@ class RunLog(RichLog, StateView):
             self._written = 0
             self._state = state
         for level, text in state.logs[self._written:]:
-            self.write(Text(LEVEL_TAG.get(level, "") + text, style=LEVEL_STYLE.get(level, "")))
+            tag = LEVEL_TAG.get(level, "") if isinstance(level, str) else ""
+            style = LEVEL_STYLE.get(level, "") if isinstance(level, str) else ""
+            self.write(Text(tag, style=style) + plain(text, style=style, max_chars=LOG_CHARS))
         self._written = len(state.logs)

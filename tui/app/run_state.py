@@ -12,6 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from profiler.compare import lookup, prediction_batch, timed_figures
 from profiler.events import (
     DeviceDetected,
     Event,
@@ -29,22 +30,6 @@ from profiler.events import (
 # (a replay file cut short, a cancelled follow).
 STATUSES = ("idle", "running", "cancelling", "finished", "cancelled", "failed", "ended")
 DONE_STATUSES = ("finished", "cancelled", "failed", "ended")
-
-
-def lookup(mapping: dict[str, Any] | None, dotted: str) -> Any:
-    """``lookup(pred, "step.mfu")``: nested keys first, then a flat dotted key; None if absent."""
-    if not mapping:
-        return None
-    node: Any = mapping
-    for part in dotted.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            node = None
-            break
-    if node is None and dotted in mapping:
-        node = mapping[dotted]
-    return node
 
 
 @dataclass
@@ -135,17 +120,24 @@ class RunState:
         """
         timed = self.timed_samples
         floor, exact, limited_by = self._search_outcome()
+        batch = timed[-1].batch_size if timed else (self.flops.batch_size if self.flops else None)
+        seq_len = self.flops.seq_len if self.flops else None
+        peak = self.device.peak_flops if self.device else None
+        flops = self.flops.analytic if self.flops and self.flops.batch_size == batch else None
         derived: dict[str, Any] = {
             "params": None,
             "flops_analytic": self.flops.analytic if self.flops else None,
             "flops_thop": self.flops.thop if self.flops else None,
             "flops_counter": self.flops.counter if self.flops else None,
-            "batch_size": timed[-1].batch_size if timed else (self.flops.batch_size if self.flops else None),
-            "step_time_s": statistics.median(s.step_time_s for s in timed) if timed else None,
-            "tokens_per_s": statistics.median(s.tokens_per_s for s in timed) if timed else None,
-            "mfu": _median_or_none([s.mfu for s in timed]),
+            "batch_size": batch,
+            **timed_figures([s.step_time_s for s in timed], batch * seq_len if batch and seq_len else None,
+                            flops, peak),
             "peak_memory_bytes": max((s.memory_peak_bytes for s in timed), default=None),
         }
+        for key in ("tokens_per_s", "mfu"):  # no FLOPs count at this batch (a DDP run): the samples' own figures
+            known = [getattr(s, key) for s in timed if getattr(s, key) is not None]
+            if derived[key] is None and known:
+                derived[key] = statistics.median(known)
         if self.summary:
             for key, value in (self.summary.get("measured") or {}).items():
                 if value is not None:
@@ -171,7 +163,7 @@ class RunState:
     @property
     def predicted_batch(self) -> int | None:
         """The micro-batch the prediction's step figures are for."""
-        return lookup(self.prediction, "setup.batch_size") or lookup(self.prediction, "flops.batch_size")
+        return prediction_batch(self.prediction)
 
     @property
     def model_name(self) -> str | None:
@@ -198,8 +190,3 @@ def steps_of(timed: int, expected: int | None) -> str:
     if not expected:
         return ""
     return f"/{expected}" if timed <= expected else f"/{expected}+"
-
-
-def _median_or_none(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None

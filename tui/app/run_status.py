@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.text import Text
 from textual.widgets import Static
 
 from estimator.units import fmt_pct, fmt_si
 from tui.app.run_state import RunState, steps_of
 from tui.app.view import StateView
+from tui.plain_text import plain
 
 STATUS_STYLE = {
     "idle": "dim", "running": "bold cyan", "cancelling": "bold yellow", "finished": "bold green",
@@ -30,9 +33,9 @@ def status_line(state: RunState, source_label: str = "") -> Text:
         words = f"✗ failed  {state.failure.message if state.failure else ''}"
     else:
         words = "■ ended  the source stopped before the run finished"
-    text = Text(words, style=STATUS_STYLE.get(status, ""))
+    text = plain(words, style=STATUS_STYLE.get(status, ""))  # a failure's message is outside data
     if source_label:
-        text.append(f"   {source_label}", style="dim")
+        text.append_text(plain(f"   {source_label}", style="dim"))
     return text
 
 
@@ -42,11 +45,15 @@ def _headline(state: RunState) -> str:
     parts = []
     if measured.get("batch_size"):
         parts.append(f"batch {measured['batch_size']}")
-    if measured.get("tokens_per_s") is not None:
+    if _number(measured.get("tokens_per_s")):  # a recorded summary may hold anything here
         parts.append(fmt_si(measured["tokens_per_s"], " tok/s", 1).replace("  ", " "))
-    if measured.get("mfu") is not None:
+    if _number(measured.get("mfu")):
         parts.append(f"MFU {fmt_pct(measured['mfu'])}")
     return "".join(f" · {p}" for p in parts)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _progress(state: RunState) -> str:

@@ -9,6 +9,7 @@ from estimator.units import fmt_bytes, fmt_seconds
 from profiler.events import ProbeResult
 from tui.app.run_state import RunState
 from tui.app.view import StateView
+from tui.plain_text import plain
 
 OUTCOME_STYLE = {"ok": "green", "oom": "red", "gated": "yellow", "cancelled": "dim"}
 OUTCOME_TEXT = {"ok": "fits", "oom": "OOM", "gated": "gated", "cancelled": "cancelled"}
@@ -42,17 +43,17 @@ class SearchTable(DataTable, StateView):
             self.add_row(*self._cells(state.probes[index]), key=str(index))
         if self.row_count:
             self.move_cursor(row=self.row_count - 1, animate=False)
-        self.border_subtitle = self._subtitle(state)
+        self.border_subtitle = plain(self._subtitle(state))  # holds the summary's words: never markup
 
     @staticmethod
     def _cells(probe: ProbeResult) -> tuple:
         outcome = probe.outcome if probe.outcome in OUTCOME_TEXT else ("ok" if probe.fits else "oom")
         return (
-            Text(str(probe.batch_size), justify="right"),
+            plain(probe.batch_size, justify="right"),
             Text(OUTCOME_TEXT[outcome], style=OUTCOME_STYLE[outcome]),
             Text(fmt_bytes(probe.peak_memory_bytes, 1) if probe.peak_memory_bytes else "—", justify="right"),
             Text(fmt_seconds(probe.seconds), justify="right"),
-            Text(bracket_text(probe.low, probe.high)),
+            plain(bracket_text(probe.low, probe.high)),
         )
 
     @staticmethod

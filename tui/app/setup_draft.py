@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from estimator.errors import ConfigError
 from estimator.presets import get_model
 from profiler.run_config import RunConfig
-from tui.cli_support import parse_batch, parse_memory
+from profiler.run_config import parse_batch, parse_memory
 
 DEVICE_DEFAULT = "device default"  # model None: gpt2 on a GPU, gpt-tiny on a CPU
 

@@ -11,10 +11,12 @@ from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from estimator.presets import PRESETS
+from profiler.compare import lookup
 from profiler.run_config import RUN_PRECISIONS
-from tui.app.run_state import RunState, lookup
+from tui.app.run_state import RunState
 from tui.app.setup_draft import DEVICE_DEFAULT, SetupDraft, size_text
 from tui.app.view import StateView
+from tui.plain_text import plain
 
 INPUTS = (  # (draft field, label, placeholder)
     ("seq_len", "seq len", "context"),
@@ -31,6 +33,8 @@ def recorded_setup(state: RunState, draft: SetupDraft) -> list[tuple[str, str]]:
     """
     config = (state.summary or {}).get("config") or {}
     setup = lookup(state.prediction, "setup") or {}
+    config = config if isinstance(config, dict) else {}  # a recording may hold anything here
+    setup = setup if isinstance(setup, dict) else {}
 
     def pick(config_key: str, setup_key: str | None = None) -> Any:
         if config_key in config:
@@ -51,6 +55,8 @@ def recorded_setup(state: RunState, draft: SetupDraft) -> list[tuple[str, str]]:
     if effective and effective != precision:
         precision = f"{precision} (ran {effective})"
     limit = config.get("memory_limit_bytes")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        limit = str(limit)
     flags = [(name, pick(key, skey)) for name, key, skey in
              (("compile", "compile", "compile"), ("flash", "flash_attention", "flash_attention"))]
     return [
@@ -61,7 +67,8 @@ def recorded_setup(state: RunState, draft: SetupDraft) -> list[tuple[str, str]]:
         ("steps", text(config.get("steps"))),
         ("precision", text(precision)),
         ("toggles", " · ".join(f"{n}: {'…' if v is None else ('on' if v else 'off')}" for n, v in flags)),
-        ("mem limit", "none" if known and limit is None else ("…" if limit is None else size_text(limit))),
+        ("mem limit", "none" if known and limit is None else
+         ("…" if limit is None else limit if isinstance(limit, str) else size_text(limit))),
     ]
 
 
@@ -95,7 +102,7 @@ class SetupForm(Vertical, StateView):
     def compose(self) -> ComposeResult:
         if not self._editable:
             yield Static("", id="recorded-setup")
-            yield Static(self._note, id="setup-errors", classes="setup-errors")
+            yield Static(plain(self._note), id="setup-errors", classes="setup-errors")
             return
         draft = self._draft
         models = list(PRESETS)
@@ -103,7 +110,7 @@ class SetupForm(Vertical, StateView):
             models.insert(0, draft.model)
         with Horizontal(classes="field"):
             yield Label("model", classes="field-label")
-            yield Select([(DEVICE_DEFAULT, DEVICE_DEFAULT)] + [(m, m) for m in models], value=draft.model,
+            yield Select([(DEVICE_DEFAULT, DEVICE_DEFAULT)] + [(plain(m), m) for m in models], value=draft.model,
                          allow_blank=False, id="setup-model", compact=True, disabled=not self._editable)
         for field, label, placeholder in INPUTS:
             with Horizontal(classes="field"):
@@ -119,7 +126,7 @@ class SetupForm(Vertical, StateView):
                            compact=True, disabled=not self._editable)
             yield Checkbox(toggle_label("flash", draft.flash), draft.flash, id="setup-flash",
                            compact=True, disabled=not self._editable)
-        yield Static(self._note, id="setup-errors", classes="setup-errors")
+        yield Static(plain(self._note), id="setup-errors", classes="setup-errors")
 
     def show(self, state: RunState) -> None:
         """Read-only form: what the recorded / remote run used, as far as its events tell."""
@@ -129,7 +136,7 @@ class SetupForm(Vertical, StateView):
         grid.add_column(style="dim", no_wrap=True, min_width=10)
         grid.add_column()
         for label, value in recorded_setup(state, self._draft):
-            grid.add_row(label, value)
+            grid.add_row(plain(label), plain(value))  # the recording's words, never markup
         self.query_one("#recorded-setup", Static).update(grid)
 
     def show_errors(self, errors: dict[str, str]) -> None:
@@ -139,10 +146,10 @@ class SetupForm(Vertical, StateView):
                 widget.set_class(field in errors, "-bad")
         box = self.query_one("#setup-errors", Static)
         if errors:
-            box.update("\n".join(errors.values()))
+            box.update(plain("\n".join(errors.values()), max_chars=2000))  # they quote what was typed
             box.add_class("-bad")
         else:
-            box.update(self._note)
+            box.update(plain(self._note))
             box.remove_class("-bad")
 
     def _changed(self, **changes) -> None:

@@ -1,0 +1,266 @@
+"""The device profile: measured kernel times on one device, as a readable, strictly validated JSON file.
+
+A profile is a micro-benchmark grid, not the shapes of any model: GEMM seconds
+per dtype over log-spaced (m, n, k), the attention core (SDPA and explicit)
+over (batch·heads, seq, head_dim), elementwise kernels over tensor sizes from
+cache- to DRAM-sized, the per-op dispatch costs of a training step and the
+optimizer's per-step / per-tensor / per-element cost. ``profiler.calibrate``
+measures it; ``estimator.cost_model`` interpolates it. A file comes from
+outside (the cache, a user's ``--device-profile``), so ``from_dict`` trusts
+nothing: every number must be finite and positive, every grid complete and
+ascending, or a ``ConfigError`` names the file and the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from estimator.errors import ConfigError
+
+SCHEMA = "mfutop.device_profile/1"
+DISPATCH_KEYS = ("bare_s", "op_s", "view_s", "module_s")
+OPTIMIZER_KEYS = ("step_s", "per_tensor_s", "per_element_s")
+GEMM_AXES = ("m", "n", "k")
+ATTENTION_AXES = ("bh", "seq", "head_dim")
+ELEMENTWISE_AXES = ("elements",)
+ATTENTION_PASSES = ("forward_s", "backward_s")
+MAX_AXIS_POINTS = 64
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Seconds on a log-spaced grid; ``values`` flattened in row-major order of ``axes``."""
+
+    names: tuple[str, ...]
+    axes: tuple[tuple[int, ...], ...]
+    values: tuple[float, ...]
+
+    def lookup(self, point: tuple[float, ...]) -> tuple[float, bool]:
+        """(seconds, extrapolated): multilinear in log(size) -> log(seconds) inside the grid.
+
+        Outside it, a size above the largest point scales the time in proportion
+        (throughput held at the edge), one below the smallest keeps the edge's
+        time (a fixed per-call cost dominates there); either says ``True``.
+        """
+        extrapolated = False
+        scale = 1.0
+        cells = []  # per axis: (lower index, weight of the upper point)
+        for x, axis in zip(point, self.axes):
+            if x > axis[-1]:
+                scale *= x / axis[-1]
+                x, extrapolated = axis[-1], True
+            elif x < axis[0]:
+                x, extrapolated = axis[0], True
+            if len(axis) == 1:
+                cells.append((0, 0.0))
+                continue
+            i = min(bisect_right(axis, x) - 1, len(axis) - 2)
+            lo, hi = math.log(axis[i]), math.log(axis[i + 1])
+            cells.append((i, (math.log(x) - lo) / (hi - lo)))
+        log_t = 0.0
+        for corner in range(1 << len(self.axes)):
+            weight, index = 1.0, 0
+            for d, (i, w) in enumerate(cells):
+                upper = (corner >> d) & 1
+                if upper and len(self.axes[d]) == 1:
+                    weight = 0.0
+                    break
+                weight *= w if upper else 1.0 - w
+                index = index * len(self.axes[d]) + i + upper
+            if weight:
+                log_t += weight * math.log(self.values[index])
+        return math.exp(log_t) * scale, extrapolated
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"axes": {n: list(a) for n, a in zip(self.names, self.axes)}, "seconds": list(self.values)}
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    device_kind: str  # "cpu" | "cuda"
+    device_name: str
+    torch_version: str
+    threads: int
+    measured_at: str
+    load_average: float | None
+    busy: bool
+    measure_seconds: float
+    dispatch: dict[str, float]
+    gemm: dict[str, Grid]  # dtype -> (m, n, k)
+    attention: dict[str, dict[str, dict[str, Grid]]]  # kind -> dtype -> pass -> (bh, seq, head_dim)
+    elementwise: dict[str, dict[str, dict[str, Grid]]]  # kernel -> dtype -> pass -> (elements,)
+    optimizer: dict[str, dict[str, float]]  # "adamw.foreach" -> OPTIMIZER_KEYS
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "device": {"kind": self.device_kind, "name": self.device_name},
+            "torch_version": self.torch_version, "threads": self.threads, "measured_at": self.measured_at,
+            "load_average": self.load_average, "busy": self.busy, "measure_seconds": self.measure_seconds,
+            "dispatch": dict(self.dispatch),
+            "gemm": {d: g.to_dict() for d, g in self.gemm.items()},
+            "attention": {k: {d: {p: g.to_dict() for p, g in by.items()} for d, by in kd.items()}
+                          for k, kd in self.attention.items()},
+            "elementwise": {k: {d: {p: g.to_dict() for p, g in by.items()} for d, by in kd.items()}
+                            for k, kd in self.elementwise.items()},
+            "optimizer": {k: dict(v) for k, v in self.optimizer.items()},
+            "notes": list(self.notes),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The headline figures a person reads: best GEMM rate per dtype, dispatch costs, grid sizes."""
+        rates = {}
+        for dtype, grid in self.gemm.items():
+            best = 0.0
+            for idx, t in enumerate(grid.values):
+                m, n, k = _unflatten(idx, grid.axes)
+                best = max(best, 2 * m * n * k / t)
+            rates[dtype] = best
+        return {"gemm_best_flops": rates, "dispatch": dict(self.dispatch),
+                "points": sum(len(g.values) for g in self._grids())}
+
+    def _grids(self):
+        yield from self.gemm.values()
+        for tree in (self.attention, self.elementwise):
+            for by_dtype in tree.values():
+                for by_pass in by_dtype.values():
+                    yield from by_pass.values()
+
+
+def _unflatten(index: int, axes: tuple[tuple[int, ...], ...]) -> tuple[int, ...]:
+    out = []
+    for axis in reversed(axes):
+        out.append(axis[index % len(axis)])
+        index //= len(axis)
+    return tuple(reversed(out))
+
+
+# ----------------------------------------------------------------- validation
+
+class _Reader:
+    """Strict accessors that name the file and the entry in every error."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, what: str) -> ConfigError:
+        return ConfigError(f"device profile {self.source}: {where}: {what}")
+
+    def obj(self, data: Any, where: str) -> dict:
+        if not isinstance(data, dict):
+            raise self.fail(where, f"expected an object, got {type(data).__name__}")
+        return data
+
+    def seconds(self, value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise self.fail(where, f"expected a finite positive number of seconds, got {value!r}")
+        return float(value)
+
+    def text(self, value: Any, where: str, limit: int = 200) -> str:
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise self.fail(where, f"expected a non-empty string of at most {limit} characters")
+        return "".join(ch for ch in value if ch.isprintable())
+
+    def grid(self, data: Any, names: tuple[str, ...], where: str) -> Grid:
+        data = self.obj(data, where)
+        axes_in = self.obj(data.get("axes"), f"{where}.axes")
+        axes = []
+        for name in names:
+            axis = axes_in.get(name)
+            if not isinstance(axis, list) or not 1 <= len(axis) <= MAX_AXIS_POINTS:
+                raise self.fail(f"{where}.axes.{name}", f"expected 1 to {MAX_AXIS_POINTS} sizes")
+            for x in axis:
+                if isinstance(x, bool) or not isinstance(x, int) or x <= 0:
+                    raise self.fail(f"{where}.axes.{name}", f"sizes must be positive integers, got {x!r}")
+            if any(b <= a for a, b in zip(axis, axis[1:])):
+                raise self.fail(f"{where}.axes.{name}", "sizes must be strictly ascending")
+            axes.append(tuple(axis))
+        values = data.get("seconds")
+        expected = math.prod(len(a) for a in axes)
+        if not isinstance(values, list) or len(values) != expected:
+            raise self.fail(f"{where}.seconds", f"expected {expected} values")
+        return Grid(names, tuple(axes), tuple(self.seconds(v, f"{where}.seconds[{i}]") for i, v in enumerate(values)))
+
+    def tree(self, data: Any, names: tuple[str, ...], where: str, passes: tuple[str, ...] | None = None
+             ) -> dict[str, dict[str, dict[str, Grid]]]:
+        out: dict[str, dict[str, dict[str, Grid]]] = {}
+        for kind, by_dtype in self.obj(data, where).items():
+            for dtype, by_pass in self.obj(by_dtype, f"{where}.{kind}").items():
+                at = f"{where}.{kind}.{dtype}"
+                by_pass = self.obj(by_pass, at)
+                if passes is not None and set(by_pass) != set(passes):
+                    raise self.fail(at, f"expected the passes {', '.join(passes)}")
+                out.setdefault(str(kind), {})[str(dtype)] = {
+                    str(p): self.grid(g, names, f"{at}.{p}") for p, g in by_pass.items()}
+        return out
+
+
+def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
+    """A validated profile, or a ConfigError naming ``source`` and the offending entry."""
+    r = _Reader(source)
+    data = r.obj(data, "top level")
+    if data.get("schema") != SCHEMA:
+        raise r.fail("schema", f"expected {SCHEMA!r}, got {data.get('schema')!r}")
+    device = r.obj(data.get("device"), "device")
+    kind = device.get("kind")
+    if kind not in ("cpu", "cuda"):
+        raise r.fail("device.kind", f"expected 'cpu' or 'cuda', got {kind!r}")
+    threads = data.get("threads")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise r.fail("threads", f"expected a positive integer, got {threads!r}")
+    load = data.get("load_average")
+    if load is not None and (isinstance(load, bool) or not isinstance(load, (int, float))
+                             or not math.isfinite(load) or load < 0):
+        raise r.fail("load_average", f"expected a finite non-negative number or null, got {load!r}")
+    if not isinstance(data.get("busy"), bool):
+        raise r.fail("busy", "expected true or false")
+    dispatch = r.obj(data.get("dispatch"), "dispatch")
+    optimizer = r.obj(data.get("optimizer"), "optimizer")
+    gemm = r.obj(data.get("gemm"), "gemm")
+    if not gemm:
+        raise r.fail("gemm", "no dtype measured")
+    notes = data.get("notes", [])
+    if not isinstance(notes, list):
+        raise r.fail("notes", "expected a list of strings")
+    return DeviceProfile(
+        device_kind=kind,
+        device_name=r.text(device.get("name"), "device.name"),
+        torch_version=r.text(data.get("torch_version"), "torch_version", 64),
+        threads=threads,
+        measured_at=r.text(data.get("measured_at"), "measured_at", 64),
+        load_average=None if load is None else float(load),
+        busy=data["busy"],
+        measure_seconds=r.seconds(data.get("measure_seconds"), "measure_seconds"),
+        dispatch={k: r.seconds(dispatch.get(k), f"dispatch.{k}") for k in DISPATCH_KEYS},
+        gemm={str(d): r.grid(g, GEMM_AXES, f"gemm.{d}") for d, g in gemm.items()},
+        attention=r.tree(data.get("attention"), ATTENTION_AXES, "attention", ATTENTION_PASSES),
+        elementwise=r.tree(data.get("elementwise"), ELEMENTWISE_AXES, "elementwise"),
+        optimizer={str(name): {k: r.seconds(r.obj(v, f"optimizer.{name}").get(k), f"optimizer.{name}.{k}")
+                               for k in OPTIMIZER_KEYS} for name, v in optimizer.items()},
+        notes=tuple(r.text(n, f"notes[{i}]", 500) for i, n in enumerate(notes)),
+    )
+
+
+def load(path: str | Path) -> DeviceProfile:
+    """Read and validate a profile file; ConfigError (naming the file) when it is missing or corrupt."""
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no device profile at {p}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"device profile {p}: cannot read it ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"device profile {p}: nested too deeply") from None
+    return from_dict(raw, str(p))
+
+
+def dumps(profile: DeviceProfile) -> str:
+    """The file's text: indented JSON, non-finite numbers refused (they never reach a file)."""
+    return json.dumps(profile.to_dict(), indent=1, allow_nan=False)

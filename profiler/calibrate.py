@@ -1,0 +1,399 @@
+"""Measure this device's kernels once: the device profile the measured cost model interpolates.
+
+The grid is generic (log-spaced GEMM shapes including skinny ones, attention
+over (batch·heads, seq, head_dim), elementwise kernels from cache- to
+DRAM-sized tensors, dispatch costs, the optimizer), never a model's own shapes,
+so one profile predicts any model. It runs with the thread count and dtypes of
+the run. Each point is timed after one warm-up call, best of a few calls (noise
+on a shared machine only slows a call down); points whose FLOPs exceed a cap
+are not run: the cost model scales the nearest measured point. On CUDA the
+same code times with CUDA events (``_Timer``).
+
+Cached per device, torch version and thread count under the directory of
+``profiler.cpu_probe.default_cache_path``; a busy machine's profile is marked,
+returned, and not reused; a corrupt file is re-measured. Written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+from estimator.device_profile import (
+    ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, DeviceProfile, Grid, dumps, load,
+)
+from estimator.errors import ConfigError
+from profiler.cpu_probe import BUSY_LOAD_PER_CPU, _load_average, _model_name, _cpuinfo_fields, default_cache_path
+
+GEMM_SIZES = (16, 64, 256, 1024, 4096)
+GEMM_M = (16, 64, 256, 1024, 4096, 16384)
+GEMM_FLOP_CAP = 2**28  # a point above this is not run (the cost model scales a measured one)
+ATTN_BH = (4, 32)
+ATTN_SEQ = (32, 128, 512)
+ATTN_HEAD_DIM = (16, 64)
+ATTN_SCORE_CAP = 2**21  # bh·T² above this: not run
+ELEMENT_SIZES = (2**10, 2**13, 2**16, 2**19, 2**21)
+ROW = 256  # row width of norm / activation / loss tensors
+CPU_POINT_SECONDS = 0.004  # repeat a point while this lasts (at least MIN_REPEATS, at most MAX_REPEATS)
+MIN_REPEATS, MAX_REPEATS = 2, 8
+CHAIN = 200  # tiny ops per dispatch-cost chain
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+# ----------------------------------------------------------------- timing seam
+
+class _Timer:
+    """Seconds of one call: ``perf_counter`` on the CPU, CUDA events (then a sync) on a GPU."""
+
+    def __init__(self, device):
+        import torch
+
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        if self.cuda:
+            self._a, self._b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def __call__(self, fn: Callable[[], object]) -> float:
+        if self.cuda:
+            self._a.record()
+            fn()
+            self._b.record()
+            self._b.synchronize()
+            return self._a.elapsed_time(self._b) / 1e3
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+
+def best_time(timer: Callable[[Callable[[], object]], float], fn: Callable[[], object],
+              point_seconds: float = CPU_POINT_SECONDS) -> float:
+    """Best of repeated calls after one warm-up call; the repeats fit ``point_seconds``."""
+    timer(fn)  # warm-up: allocator, caches, lazy init
+    first = timer(fn)
+    reps = int(max(MIN_REPEATS, min(MAX_REPEATS, point_seconds / max(first, 1e-7))))
+    return max(min([first] + [timer(fn) for _ in range(reps - 1)]), 1e-9)
+
+
+def _fill(points: dict[tuple[int, ...], float], axes: tuple[tuple[int, ...], ...]) -> list[float]:
+    """Grid values in row-major order; an unmeasured (capped) point scales the nearest measured one below
+    it along its largest axis, in proportion to the size (throughput held)."""
+    import itertools
+
+    out = []
+    for point in itertools.product(*axes):
+        if point in points:
+            out.append(points[point])
+            continue
+        q = list(point)
+        while tuple(q) not in points:
+            d = max(range(len(q)), key=lambda i: (axes[i].index(q[i]) > 0, q[i]))
+            if axes[d].index(q[d]) == 0:
+                raise RuntimeError(f"no measured point below {point}")
+            q[d] = axes[d][axes[d].index(q[d]) - 1]
+        out.append(points[tuple(q)] * math.prod(point) / math.prod(q))
+    return out
+
+
+# ----------------------------------------------------------------- the grids
+
+def measure_gemm(dtype: str, device, timer, flop_cap: int = GEMM_FLOP_CAP, sizes=GEMM_SIZES, ms=GEMM_M) -> Grid:
+    import torch
+
+    td = getattr(torch, TORCH_DTYPES[dtype])
+    points = {}
+    shapes = [(m, n, k) for m in ms for n in sizes for k in sizes if 2 * m * n * k <= flop_cap]
+    left = torch.empty(max(m * k for m, _, k in shapes), device=device, dtype=td).uniform_(-1, 1)
+    right = torch.empty(max(n * k for _, n, k in shapes), device=device, dtype=td).uniform_(-1, 1)
+    for m, n, k in shapes:
+        a = left[:m * k].view(m, k)
+        b = right[:n * k].view(n, k).t()  # x @ Wᵀ, as nn.Linear calls it
+        points[(m, n, k)] = best_time(timer, lambda: torch.mm(a, b))
+    axes = (tuple(ms), tuple(sizes), tuple(sizes))
+    return Grid(GEMM_AXES, axes, tuple(_fill(points, axes)))
+
+
+def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq_axis=ATTN_SEQ,
+                      dim_axis=ATTN_HEAD_DIM, score_cap: int = ATTN_SCORE_CAP) -> dict[str, Grid]:
+    """Forward and backward (through autograd, as in a step) of the causal attention core."""
+    import torch
+    import torch.nn.functional as F
+
+    from profiler.model import explicit_attention
+
+    td = getattr(torch, TORCH_DTYPES[dtype])
+    fwd, bwd = {}, {}
+    for bh in bh_axis:
+        for t in seq_axis:
+            for d in dim_axis:
+                if bh * t * t > score_cap:
+                    continue
+                q, k, v = (torch.randn(1, bh, t, d, device=device, dtype=td, requires_grad=True) for _ in range(3))
+                grad = torch.randn(1, bh, t, d, device=device, dtype=td)
+                call = ((lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)) if kind == "sdpa"
+                        else (lambda: explicit_attention(q, k, v)))
+                fwd[(bh, t, d)] = best_time(timer, call)
+                holder = {}
+
+                def setup_and_backward():
+                    holder["y"].backward(grad)
+
+                def timed_backward():
+                    holder["y"] = call()
+                    return timer(setup_and_backward)
+
+                times = [timed_backward() for _ in range(3)]
+                bwd[(bh, t, d)] = max(min(times), 1e-9)
+    axes = (tuple(bh_axis), tuple(seq_axis), tuple(dim_axis))
+    return {"forward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(fwd, axes))),
+            "backward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(bwd, axes)))}
+
+
+def _elementwise_calls(kernel: str, n: int, dtype: str, device) -> dict[str, Callable[[], object]]:
+    """Raw calls (no autograd) of one kernel on n elements: the forward and, where it differs, the backward."""
+    import torch
+    import torch.nn.functional as F
+
+    td = getattr(torch, TORCH_DTYPES[dtype])
+    rows = max(1, n // ROW)
+    x = torch.randn(rows, ROW, device=device, dtype=td)
+    g = torch.randn(rows, ROW, device=device, dtype=td)
+    if kernel == "binary":
+        return {"forward": lambda: torch.add(x, g)}
+    if kernel == "cast":  # to ``dtype`` from the other one
+        src = x.float() if dtype != "fp32" else x.to(torch.bfloat16)
+        return {"forward": lambda: src.to(td)}
+    if kernel == "copy":
+        y = x.view(-1, 64, ROW // 64)
+        return {"forward": lambda: y.transpose(1, 2).contiguous()}
+    if kernel == "sum":
+        return {"backward": lambda: g.sum(0)}
+    if kernel == "layernorm":
+        w, b = torch.ones(ROW, device=device, dtype=td), torch.zeros(ROW, device=device, dtype=td)
+        _, mean, rstd = torch.ops.aten.native_layer_norm(x, [ROW], w, b, 1e-5)
+        return {"forward": lambda: F.layer_norm(x, (ROW,), w, b),
+                "backward": lambda: torch.ops.aten.native_layer_norm_backward(g, x, [ROW], mean, rstd, w, b,
+                                                                              [True, True, True])}
+    if kernel == "rmsnorm":
+        w = torch.ones(ROW, device=device, dtype=td, requires_grad=True)
+        xg = x.clone().requires_grad_(True)
+        return {"forward": lambda: F.rms_norm(x, (ROW,), w.detach()),
+                "backward": lambda: _grad(lambda: F.rms_norm(xg, (ROW,), w), (xg, w), g)}
+    if kernel == "gelu":
+        return {"forward": lambda: F.gelu(x, approximate="tanh"),
+                "backward": lambda: torch.ops.aten.gelu_backward(g, x, approximate="tanh")}
+    if kernel == "silu":
+        return {"forward": lambda: F.silu(x), "backward": lambda: torch.ops.aten.silu_backward(g, x)}
+    if kernel == "cross_entropy":
+        vocab = 1024
+        logits = torch.randn(max(1, n // vocab), vocab, device=device, dtype=td)
+        target = torch.randint(0, vocab, (logits.shape[0],), device=device)
+        lg = logits.clone().requires_grad_(True)
+        return {"forward": lambda: F.cross_entropy(logits, target),
+                "backward": lambda: _grad(lambda: F.cross_entropy(lg, target), (lg,))}
+    if kernel == "embedding":
+        table = torch.randn(4096, ROW, device=device, dtype=td)
+        idx = torch.randint(0, 4096, (rows,), device=device)
+        return {"forward": lambda: F.embedding(idx, table),
+                "backward": lambda: torch.ops.aten.embedding_dense_backward(g, idx, 4096, -1, False)}
+    raise ConfigError(f"no micro-benchmark for the elementwise kernel {kernel!r}")
+
+
+def _grad(forward, inputs, grad=None):
+    """Forward + backward through autograd (the kernels with no public backward op)."""
+    import torch
+
+    with torch.enable_grad():
+        return torch.autograd.grad(forward(), inputs, grad)
+
+
+AUTOGRAD_BACKWARD = ("rmsnorm", "cross_entropy")  # their backward timing includes a forward: subtracted
+ELEMENTWISE_MEASURED = ("binary", "cast", "copy", "sum", "layernorm", "rmsnorm", "gelu", "silu",
+                        "cross_entropy", "embedding")
+
+
+def measure_elementwise(kernel: str, dtype: str, device, timer, sizes=ELEMENT_SIZES) -> dict[str, Grid]:
+    out: dict[str, dict[tuple[int], float]] = {}
+    for n in sizes:
+        for phase, call in _elementwise_calls(kernel, n, dtype, device).items():
+            out.setdefault(phase, {})[(n,)] = best_time(timer, call)
+    if kernel in AUTOGRAD_BACKWARD:
+        out["backward"] = {n: max(t - out["forward"][n], 0.1 * t) for n, t in out["backward"].items()}
+    axes = (tuple(sizes),)
+    return {phase: Grid(ELEMENTWISE_AXES, axes, tuple(_fill(pts, axes))) for phase, pts in out.items()}
+
+
+def measure_dispatch(device, timer) -> dict[str, float]:
+    """Per-op host costs of a training step: a bare kernel call, the autograd bookkeeping per kernel op
+    (forward record + backward node), per view, per nn.Module call — from chains of tiny ops."""
+    import torch
+
+    a = torch.randn(4, device=device)
+    b = torch.randn(4, device=device)
+    bare = best_time(timer, lambda: torch.mul(a, b))
+    w = torch.randn(4, device=device, requires_grad=True)
+
+    def mul_chain():
+        y = w
+        for _ in range(CHAIN):
+            y = y * a
+        y.sum().backward()
+
+    def view_chain():
+        y = w * a
+        for i in range(CHAIN):
+            y = y.view(2, 2) if i % 2 == 0 else y.view(4)
+        y.sum().backward()
+
+    module = torch.nn.Identity()
+
+    def module_chain():
+        y = a
+        for _ in range(CHAIN):
+            y = module(y)
+
+    kernels = 3 * CHAIN  # mul forward, and its backward's two muls (grad wrt w path and the chain)
+    op = max((best_time(timer, mul_chain, 0.02) - kernels * bare) / kernels, 1e-9)
+    view = max((best_time(timer, view_chain, 0.02)) / (2 * CHAIN), 1e-9)
+    mod = max(best_time(timer, module_chain, 0.01) / CHAIN, 1e-9)
+    return {"bare_s": bare, "op_s": op, "view_s": view, "module_s": mod}
+
+
+def measure_optimizer(impl: str, device, timer) -> dict[str, float]:
+    """AdamW step (+ zero_grad) cost = step_s + per_tensor_s·tensors + per_element_s·elements, solved from
+    three tensor lists (few small, many small, few large)."""
+    import torch
+
+    def cost(tensors: int, size: int) -> float:
+        params = [torch.nn.Parameter(torch.randn(size, device=device)) for _ in range(tensors)]
+        kind = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
+        opt = torch.optim.AdamW(params, lr=1e-4, **kind)
+
+        def step():
+            for p in params:
+                p.grad = torch.ones_like(p)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        grads_only = best_time(timer, lambda: [torch.ones_like(p) for p in params])
+        return max(best_time(timer, step, 0.02) - grads_only, 1e-9)
+
+    few_small, many_small, few_large = cost(4, 256), cost(64, 256), cost(4, 2**17)
+    per_tensor = max((many_small - few_small) / 60, 1e-9)
+    per_element = max((few_large - few_small) / (4 * (2**17 - 256)), 1e-12)
+    step = max(few_small - 4 * per_tensor - 4 * 256 * per_element, 1e-9)
+    return {"step_s": step, "per_tensor_s": per_tensor, "per_element_s": per_element}
+
+
+def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), optimizer_impl: str | None = None,
+                    point_seconds: float | None = None) -> DeviceProfile:
+    """Measure every grid on ``device`` with torch's current thread count (a few seconds on a CPU)."""
+    import torch
+
+    global CPU_POINT_SECONDS
+    dev = torch.device(device)
+    timer = _Timer(dev)
+    impl = optimizer_impl or ("fused" if dev.type == "cuda" else "foreach")
+    load = _load_average()
+    busy = load is not None and load > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
+    saved = CPU_POINT_SECONDS
+    if point_seconds is not None:
+        CPU_POINT_SECONDS = point_seconds
+    start = time.perf_counter()
+    try:
+        with torch.no_grad():
+            gemm = {d: measure_gemm(d, dev, timer) for d in dtypes}
+            elementwise: dict = {}
+            for kernel in ELEMENTWISE_MEASURED:
+                for d in dtypes if kernel != "cross_entropy" else ("fp32",):
+                    elementwise.setdefault(kernel, {})[d] = measure_elementwise(kernel, d, dev, timer)
+        attention: dict = {}
+        for kind in ("sdpa", "explicit"):
+            for d in dtypes:
+                attention.setdefault(kind, {})[d] = measure_attention(kind, d, dev, timer)
+        dispatch = measure_dispatch(dev, timer)
+        optimizer = {f"adamw.{impl}": measure_optimizer(impl, dev, timer)}
+    finally:
+        CPU_POINT_SECONDS = saved
+    elapsed = time.perf_counter() - start
+    notes = [f"best of {MIN_REPEATS}-{MAX_REPEATS} calls per point after a warm-up; GEMMs over "
+             f"{2 * GEMM_FLOP_CAP / 2 / 1e9:.2g} GFLOP, attention over {ATTN_SCORE_CAP} scores scaled from the "
+             "nearest measured point"]
+    if busy:
+        notes.append(f"machine busy (load average {load} on {os.cpu_count()} CPUs): not cached")
+    return DeviceProfile(
+        device_kind="cuda" if dev.type == "cuda" else "cpu", device_name=device_name(dev),
+        torch_version=torch.__version__, threads=torch.get_num_threads(),
+        measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=load, busy=busy,
+        measure_seconds=elapsed, dispatch=dispatch, gemm=gemm, attention=attention, elementwise=elementwise,
+        optimizer=optimizer, notes=tuple(notes))
+
+
+def device_name(device) -> str:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return _model_name(_cpuinfo_fields())
+
+
+# ----------------------------------------------------------------- cache
+
+def cache_path(device="cpu", cache_dir: str | os.PathLike | None = None) -> Path:
+    """One file per device, torch version and thread count, beside the CPU peak cache."""
+    import torch
+
+    base = Path(cache_dir) if cache_dir is not None else default_cache_path().parent
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{device_name(device)}-torch{torch.__version__}"
+                  f"-t{torch.get_num_threads()}").strip("-")
+    return base / "device_profiles" / f"{slug}.json"
+
+
+def reusable(profile: DeviceProfile, device="cpu") -> str | None:
+    """None when a cached profile fits this process, else why not."""
+    import torch
+
+    if profile.busy:
+        return "measured on a busy machine"
+    if profile.torch_version != torch.__version__:
+        return f"measured with torch {profile.torch_version}, this is {torch.__version__}"
+    if profile.threads != torch.get_num_threads():
+        return f"measured with {profile.threads} threads, this run has {torch.get_num_threads()}"
+    if profile.device_name != device_name(device):
+        return f"measured on {profile.device_name}"
+    return None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def device_profile(device="cpu", *, remeasure: bool = False, cache_dir: str | os.PathLike | None = None,
+                   dtypes: tuple[str, ...] = ("fp32", "bf16"), use_cache: bool = True
+                   ) -> tuple[DeviceProfile, dict]:
+    """The cached profile for this device / torch / threads, or a fresh measurement (then cached unless the
+    machine was busy). Returns (profile, info) with info ``cached``, ``path`` and ``reason`` (why re-measured)."""
+    path = cache_path(device, cache_dir)
+    reason = "remeasure requested" if remeasure else None
+    if use_cache and not remeasure:
+        try:
+            cached = load(path)
+            reason = reusable(cached, device)
+            if reason is None and all(d in cached.gemm for d in dtypes):
+                return cached, {"cached": True, "path": str(path), "reason": None}
+            reason = reason or "a dtype is missing"
+        except ConfigError as exc:
+            reason = str(exc)
+    profile = measure_profile(device, dtypes)
+    if use_cache and not profile.busy:
+        try:
+            write_atomic(path, dumps(profile))
+        except OSError as exc:
+            reason = f"{reason}; not cached ({exc})"
+    return profile, {"cached": False, "path": str(path), "reason": reason}

@@ -1,0 +1,110 @@
+"""The cost model: measured (interpolated from a profile) and datasheet sources, and their composition."""
+
+from __future__ import annotations
+
+import pytest
+
+from estimator.cost_model import DatasheetCost, MeasuredCost, compose, predict_step
+from estimator.hardware import get_gpu
+from estimator.op_graph import CATEGORIES, gemm, step_graph
+from estimator.predict import predict
+from estimator.presets import get_model
+from estimator.setup import TrainSetup
+from tests.fixtures.device_profiles import (
+    CALL_S, DISPATCH, GEMM_RATE, gemm_seconds, log_close, synthetic_profile,
+)
+
+H100 = get_gpu("h100-sxm")
+
+
+def _measured(setup=None):
+    return MeasuredCost(synthetic_profile(), H100, setup or TrainSetup())
+
+
+def test_measured_gemm_interpolates_inside_the_grid():
+    cost = _measured()
+    on_grid = cost.cost(gemm("g", "forward", 256, 1024, 64, "fp32"))
+    assert on_grid.device_s == pytest.approx(gemm_seconds(256, 1024, 64)) and not on_grid.extrapolated
+    between = cost.cost(gemm("g", "forward", 512, 1024, 64, "fp32"))
+    assert not between.extrapolated
+    assert gemm_seconds(256, 1024, 64) < between.device_s < gemm_seconds(1024, 1024, 64)
+    assert log_close(between.device_s, gemm_seconds(512, 1024, 64), 0.05)
+    assert on_grid.host_s == pytest.approx(DISPATCH["op_s"])
+    bf16 = cost.cost(gemm("g", "forward", 4096, 4096, 4096, "bf16")).device_s
+    assert bf16 == pytest.approx(CALL_S + 2 * 4096**3 / GEMM_RATE["bf16"])
+
+
+def test_measured_gemm_says_when_it_extrapolates():
+    cost = _measured()
+    big = cost.cost(gemm("g", "forward", 16384, 4096, 4096, "fp32"))
+    assert big.extrapolated
+    assert big.device_s == pytest.approx(4 * gemm_seconds(4096, 4096, 4096))  # throughput held at the edge
+    cfg = get_model("gpt-small")
+    setup = TrainSetup(batch_size=32, seq_len=256, precision="fp32")
+    step = predict_step(cfg, setup, MeasuredCost(synthetic_profile(), H100, setup))
+    assert "gemm" in step["extrapolated"]
+
+
+def test_cpu_composition_is_the_sum_of_every_op():
+    cfg = get_model("gpt-tiny")
+    setup = TrainSetup(batch_size=2, seq_len=64, precision="fp32")
+    cost = _measured(setup)
+    graph = step_graph(cfg, setup)
+    total = sum(cost.seconds(op) for op in graph.ops())
+    step = compose({"only": graph}, cost, setup)
+    assert step["time_s"] == pytest.approx(total)
+    assert sum(step["categories"].values()) == pytest.approx(total)
+    assert set(step["categories"]) == set(CATEGORIES)
+    assert step["categories"]["host"] > 0 and step["categories"]["matmul"] > 0
+
+
+def test_gpu_micro_batch_is_the_larger_of_host_and_device():
+    cfg = get_model("gpt-tiny")
+    setup = TrainSetup(batch_size=1, seq_len=8)
+    cost = DatasheetCost(H100, setup)
+    graph = step_graph(cfg, setup)
+    costs = [cost.cost(op) for op in graph.micro_batch]
+    device, host = sum(c.device_s for c in costs), sum(c.host_s for c in costs)
+    assert host > device  # a tiny model on an H100 is launch-bound
+    step = compose({"only": graph}, cost, setup)
+    assert step["micro_batch_s"] == pytest.approx(host)
+    big = TrainSetup(batch_size=8, seq_len=1024)
+    step = predict_step(get_model("gpt2"), big, DatasheetCost(H100, big))
+    assert step["categories"]["host"] == 0  # hidden behind the device
+
+
+def test_datasheet_gemm_is_its_roofline_plus_a_launch():
+    setup = TrainSetup()
+    cost = DatasheetCost(H100, setup)
+    op = gemm("g", "forward", 8192, 8192, 8192, "bf16")
+    eff = cost.matmul_efficiency(op)
+    c = cost.cost(op)
+    assert c.device_s == pytest.approx(op.flops / (H100.peak("bf16") * eff))
+    assert c.host_s == pytest.approx(cost.overheads.op_overhead_s)
+
+
+def test_data_parallel_all_reduce_is_hidden_behind_the_backward():
+    cfg = get_model("gpt2")
+    one = TrainSetup(batch_size=8, seq_len=1024)
+    eight = TrainSetup(batch_size=8, seq_len=1024, dp=8)
+    a = predict_step(cfg, one, DatasheetCost(H100, one))
+    b = predict_step(cfg, eight, DatasheetCost(H100, eight))
+    assert b["dp_comm_s"] > 0 and b["dp_exposed_s"] == 0
+    assert b["time_s"] == pytest.approx(a["time_s"])
+    c = predict_step(cfg, eight, DatasheetCost(H100, eight), overlap_dp=False)
+    assert c["time_s"] == pytest.approx(a["time_s"] + c["dp_comm_s"])
+
+
+def test_predict_with_a_profile_keeps_the_datasheet_beside_it():
+    cfg = get_model("gpt-tiny")
+    setup = TrainSetup(batch_size=4, seq_len=64, precision="fp32")
+    plain = predict(cfg, H100, setup)
+    measured = predict(cfg, H100, setup, device_profile=synthetic_profile())
+    step = measured["step"]
+    assert step["source"] == "measured" and plain["step"]["source"] == "datasheet"
+    assert step["spec"]["time_s"] == pytest.approx(plain["step"]["time_s"])
+    expected = predict_step(cfg, setup, MeasuredCost(synthetic_profile(), H100, setup))["time_s"]
+    assert step["time_s"] == pytest.approx(expected)
+    assert step["tokens_per_s"] == pytest.approx(4 * 64 / expected)
+    assert step["mfu"] == pytest.approx(measured["flops"]["total"] / expected / H100.peak("fp32"))
+    assert sum(step["categories"].values()) == pytest.approx(expected)

@@ -1,0 +1,93 @@
+"""`mfutop calibrate`: measure this device's kernel profile (or load the cached one) and print it.
+
+The profile is what ``mfutop estimate --device-profile FILE`` and the run's
+prediction time the op graph with. torch is imported inside the command only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from tui.cli_support import emit_json, fail, user_errors, warn
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        fail(f"device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        fail("no CUDA device is usable by PyTorch here")
+    return name
+
+
+def _print(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    p = data["profile"]
+    head = Table(title=f"Device profile: {p['device']['name']}", show_header=False)
+    head.add_column("field", style="bold")
+    head.add_column("value")
+    for label, value in (
+        ("torch / threads", f"{p['torch_version']} / {p['threads']}"),
+        ("measured at", f"{p['measured_at']} (load average {p['load_average']}, "
+                        f"{'busy: not cached' if p['busy'] else 'idle'})"),
+        ("measurement", f"{p['measure_seconds']:.1f} s"),
+        ("file", f"{data['path']} ({'cached' if data['cached'] else 'measured now'})"),
+    ):
+        head.add_row(label, str(value))
+    console.print(head, markup=False)
+    rates = Table(title="GEMM: best measured rate per dtype")
+    rates.add_column("dtype")
+    rates.add_column("GFLOP/s", justify="right")
+    for dtype, flops in data["summary"]["gemm_best_flops"].items():
+        rates.add_row(dtype, f"{flops / 1e9:,.1f}")
+    console.print(rates)
+    disp = Table(title="Per-op host cost in a training step")
+    disp.add_column("what")
+    disp.add_column("µs", justify="right")
+    for key, label in (("bare_s", "bare kernel call"), ("op_s", "autograd bookkeeping per kernel op"),
+                       ("view_s", "view / reshape (forward + backward)"), ("module_s", "nn.Module call")):
+        disp.add_row(label, f"{p['dispatch'][key] * 1e6:.2f}")
+    console.print(disp)
+
+
+def calibrate(
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    remeasure: bool = typer.Option(False, "--remeasure", help="Measure again, replacing the cached profile."),
+    out: str = typer.Option(None, "--out", help="Also write the profile to this file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (the profile itself under 'profile')."),
+) -> None:
+    """Measure this device's kernels (GEMM, attention, elementwise, dispatch, optimizer): the device profile."""
+    from pathlib import Path
+
+    with user_errors():
+        from estimator.device_profile import dumps
+        from profiler.calibrate import device_profile, write_atomic
+
+        dev = _device(device)
+        profile, info = device_profile(dev, remeasure=remeasure)
+        if out:
+            try:
+                write_atomic(Path(out), dumps(profile))
+            except OSError as exc:
+                fail(f"cannot write {out}: {exc}")
+    data = {"profile": profile.to_dict(), "summary": profile.summary(), **info}
+    if profile.busy:
+        warn(f"the machine was busy (load average {profile.load_average}): this profile is not cached; "
+             "calibrate again when it is quiet")
+    if as_json:
+        emit_json(data)
+    else:
+        _print(data)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds `mfutop calibrate` to the app."""
+    app.command("calibrate")(calibrate)
