@@ -21,9 +21,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from fixtures.fake_run import fake_run_events  # noqa: E402
+from fixtures.fake_run import fake_run_events
 
-from profiler.event_validation import MAX_LINE_CHARS, bounded_lines, parse_event_line  # noqa: E402
+from profiler.event_validation import MAX_LINE_CHARS, bounded_lines, parse_event_line
 
 GOALS_S = {"typical line": 50e-6, "over-cap line": 1e-3, "50 MB line": 1.0}
 

@@ -39,7 +39,7 @@ ATTN_SCORE_CAP = 2**21  # bh·T² above this: not run
 ELEMENT_SIZES = (2**10, 2**13, 2**16, 2**19, 2**21)
 ROW = 256  # row width of norm / activation / loss tensors
 CPU_POINT_SECONDS = 0.004  # repeat a point while this lasts (at least MIN_REPEATS, at most MAX_REPEATS)
-MIN_REPEATS, MAX_REPEATS = 2, 8
+MIN_REPEATS, MAX_CALLS = 2, 20000
 CHAIN = 200  # tiny ops per dispatch-cost chain
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -57,6 +57,27 @@ class _Timer:
         if self.cuda:
             self._a, self._b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
+    def window(self, fn: Callable[[], object], seconds: float, min_calls: int) -> float:
+        """Mean seconds per call of ``fn`` called until ``seconds`` have passed and ``min_calls`` were made."""
+        import torch
+
+        calls = 0
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        if self.cuda:
+            self._a.record()
+        while True:
+            fn()
+            calls += 1
+            if calls >= min_calls and (calls >= MAX_CALLS or time.perf_counter() - start >= seconds):
+                break
+        if self.cuda:
+            self._b.record()
+            self._b.synchronize()
+            return self._a.elapsed_time(self._b) / 1e3 / calls
+        return (time.perf_counter() - start) / calls
+
     def __call__(self, fn: Callable[[], object]) -> float:
         if self.cuda:
             self._a.record()
@@ -69,13 +90,16 @@ class _Timer:
         return time.perf_counter() - start
 
 
-def best_time(timer: Callable[[Callable[[], object]], float], fn: Callable[[], object],
-              point_seconds: float = CPU_POINT_SECONDS) -> float:
-    """Best of repeated calls after one warm-up call; the repeats fit ``point_seconds``."""
-    timer(fn)  # warm-up: allocator, caches, lazy init
-    first = timer(fn)
-    reps = int(max(MIN_REPEATS, min(MAX_REPEATS, point_seconds / max(first, 1e-7))))
-    return max(min([first] + [timer(fn) for _ in range(reps - 1)]), 1e-9)
+def best_time(timer: "_Timer", fn: Callable[[], object], point_seconds: float = CPU_POINT_SECONDS) -> float:
+    """Mean seconds per call over a window of ``point_seconds`` (at least ``MIN_REPEATS`` calls), after one
+    warm-up call.
+
+    The mean, not the best: a step's time is the sum of its ops' times, so each op counts with its
+    expected cost — on a shared machine that includes the stalls a busy neighbour causes, as it does in
+    the step the profile predicts; on an idle machine mean, median and best agree.
+    """
+    fn()  # warm-up: allocator, caches, lazy init
+    return max(timer.window(fn, point_seconds, MIN_REPEATS), 1e-9)
 
 
 def _fill(points: dict[tuple[int, ...], float], axes: tuple[tuple[int, ...], ...]) -> list[float]:
@@ -136,17 +160,8 @@ def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq
                 call = ((lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)) if kind == "sdpa"
                         else (lambda: explicit_attention(q, k, v)))
                 fwd[(bh, t, d)] = best_time(timer, call)
-                holder = {}
-
-                def setup_and_backward():
-                    holder["y"].backward(grad)
-
-                def timed_backward():
-                    holder["y"] = call()
-                    return timer(setup_and_backward)
-
-                times = [timed_backward() for _ in range(3)]
-                bwd[(bh, t, d)] = max(min(times), 1e-9)
+                both = best_time(timer, lambda: call().backward(grad))
+                bwd[(bh, t, d)] = max(both - fwd[(bh, t, d)], 0.1 * both)
     axes = (tuple(bh_axis), tuple(seq_axis), tuple(dim_axis))
     return {"forward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(fwd, axes))),
             "backward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(bwd, axes)))}
@@ -319,7 +334,8 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
     finally:
         CPU_POINT_SECONDS = saved
     elapsed = time.perf_counter() - start
-    notes = [f"best of {MIN_REPEATS}-{MAX_REPEATS} calls per point after a warm-up; GEMMs over "
+    notes = [f"mean of the calls in a {CPU_POINT_SECONDS * 1e3:g} ms window (at least {MIN_REPEATS}) per point after "
+             "a warm-up call; GEMMs over "
              f"{2 * GEMM_FLOP_CAP / 2 / 1e9:.2g} GFLOP, attention over {ATTN_SCORE_CAP} scores scaled from the "
              "nearest measured point"]
     if busy:

@@ -188,7 +188,13 @@ def entry_problem(entry: Any, dtype: str) -> str | None:
     if not isinstance(entry, dict):
         return f"not an object ({type(entry).__name__})"
     if entry.get("dtype") != dtype:
-        return f"dtype {entry.get('dtype')!r} under the key of {dtype}"
+        return f"dtype {str(entry.get('dtype'))[:40]!r} under the key of {dtype}"
+    for key, kind in (("note", str), ("measured_at", str), ("usable", bool)):
+        if key in entry and not isinstance(entry[key], kind):
+            return f"{key} is not a {kind.__name__}"
+    size = entry.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 2**20:
+        return f"size {str(size)[:40]!r} is not a matmul size"  # the peak's label names it
     flops = entry.get("flops", "missing")
     if flops is None:
         return None if entry.get("usable") is False else "flops null but the dtype is not marked unusable"

@@ -92,9 +92,10 @@ class SkipCounter:
 def parse_event_line(line: str, line_no: int | None = None) -> Event | Skipped | None:
     """One JSONL line -> the event it holds, ``Skipped`` (why not), or None for noise.
 
-    Noise is a blank line or one that does not start with ``{`` (a shell banner,
-    a progress bar): not counted. Everything that looks like a JSON object must
-    be a valid event or it is ``Skipped``.
+    Noise is a blank line, one that does not start with ``{`` (a shell banner, a
+    progress bar), or a JSON object without an ``"event"`` key (a ``--json``
+    summary printed beside the stream): not counted. Anything else must be a
+    valid event or it is ``Skipped``: a cut line, an unknown event type, a bad field.
     """
     where = f"line {line_no}: " if line_no is not None else ""
     if len(line) > MAX_LINE_CHARS:
@@ -110,6 +111,8 @@ def parse_event_line(line: str, line_no: int | None = None) -> Event | Skipped |
         return Skipped(line_no, f"{where}not JSON: {_short(str(exc))}")
     if not isinstance(data, dict):
         return Skipped(line_no, f"{where}not an event: not a JSON object")
+    if "event" not in data:
+        return None  # another JSON object beside the stream (a --json summary, a tool's log): not ours
     tag = data.get("event")
     cls = EVENT_TYPES.get(tag) if isinstance(tag, str) else None
     if cls is None:
@@ -150,6 +153,47 @@ def bounded_lines(stream: IO[str], max_chars: int = MAX_LINE_CHARS) -> Iterator[
                 if not rest or rest.endswith("\n"):
                     break
         yield line
+
+
+class LineBuffer:
+    """Complete lines out of the chunks of a growing file or a pipe, in bounded memory.
+
+    ``feed(chunk)`` returns the lines the chunk completed (without their newline).
+    A line that grows past ``max_chars`` before its newline arrives is handed out
+    at once, cut at ``max_chars + 1`` (so ``parse_event_line`` refuses it unread),
+    and the rest of it is dropped as it comes: a writer stuck in a 50 MB line
+    cannot make the follower hold 50 MB.
+    """
+
+    def __init__(self, max_chars: int = MAX_LINE_CHARS) -> None:
+        self.max_chars = max_chars
+        self._pending = ""
+        self._dropping = False
+
+    def reset(self) -> None:
+        """Forget the partial line (the file was truncated and is read again from the top)."""
+        self._pending, self._dropping = "", False
+
+    @property
+    def pending(self) -> str:
+        return self._pending
+
+    def feed(self, chunk: str) -> list[str]:
+        out = []
+        parts = chunk.split("\n")
+        for index, part in enumerate(parts):
+            complete = index < len(parts) - 1
+            if self._dropping:
+                self._dropping = not complete  # the part before a newline is the long line's tail
+                continue
+            self._pending += part
+            if complete:
+                out.append(self._pending[: self.max_chars + 1])
+                self._pending = ""
+            elif len(self._pending) > self.max_chars:
+                out.append(self._pending[: self.max_chars + 1])
+                self._pending, self._dropping = "", True
+        return out
 
 
 # ---------------------------------------------------------------- the schema

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
@@ -61,6 +62,7 @@ from profiler.step_timer import StepTimer
 CPU_RAM_SHARE = 0.5  # default CPU cap: this share of the RAM available at start
 CPU_SEARCH_TOKENS = 4096  # CPU without --memory-limit: the search stops at this many tokens per step
 SPREAD_TOLERANCE = 0.10  # IQR / median under which the timed steps count as steady
+LOAD_RECHECK_S = 5.0  # how often the machine's load is checked again during the timed steps
 
 
 @dataclass
@@ -345,12 +347,18 @@ def _measure(state: ProfileProgress, trainer: TrainingStep, batch: int, cancel: 
         yield _record(state, _with_memory(sample, meter))
     timed = 0
     limit = config.steps
+    load_checked = time.monotonic()
     while timed < limit:
         if cancel.is_set():
             return
         step_no += 1
         timed += 1
         yield _record(state, one_step(step_no, False))
+        if time.monotonic() - load_checked > LOAD_RECHECK_S:  # a neighbour that starts mid-run is noticed too
+            load_checked = time.monotonic()
+            busy = busy_machine_warning(state.device.kind)
+            if busy and not any("machine is busy" in w for w in state.warnings):
+                yield _warn(state, busy)
         if timed == limit and limit < config.steps + max_extra:
             times = [s.step_time_s for s in state.samples if not s.warmup]
             if not steady_state(times).is_steady(SPREAD_TOLERANCE):

@@ -87,7 +87,8 @@ def _search(progress) -> dict[str, Any] | None:
         "priming_step": progress.priming,
         "probes": [
             {"batch_size": p.batch_size, "fits": p.fits, "peak_memory_bytes": p.peak_memory_bytes,
-             "seconds": p.seconds, "outcome": p.outcome, "detail": p.detail}
+             "seconds": p.seconds, "outcome": p.outcome, "detail": p.detail,
+             "baseline_bytes": p.baseline_bytes, "after_bytes": p.after_bytes}  # memory before / after the probe
             for p in result.probes
         ],
     }

@@ -172,7 +172,12 @@ class Tracker:
         detect = self._detect
         if detect is None:
             from profiler.detect import detect_device as detect
-        det = detect(s.torch_device if self._cuda else "cpu", s.precision, self._peak_tflops)
+        try:
+            det = detect(s.torch_device if self._cuda else "cpu", s.precision, self._peak_tflops)
+        except ConfigError as exc:  # --peak-tflops out of range, a CUDA device that is not there
+            self._emit(RunFailed(message=str(exc), error_type="ConfigError"))
+            self._close()
+            raise
         s.device_event = det.event
         s.peak_flops = det.event.peak_flops
         self._spec = det.spec

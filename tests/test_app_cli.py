@@ -40,6 +40,7 @@ def test_replay_json_prints_the_recorded_summary():
     summary = json.loads(result.stdout)
     last = json.loads(RECORDED.read_text().strip().splitlines()[-1])
     assert summary.pop("cancelled") is False  # the same keys as `mfutop profile --json`
+    assert summary.pop("schema_version") == 1
     assert summary == last["summary"]
     assert summary["measured"]["params"] == summary["prediction"]["params"]["total"]
 

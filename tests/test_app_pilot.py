@@ -286,3 +286,21 @@ def test_the_command_palette_runs_save(tmp_path, monkeypatch):
     app = run(go())
     saved = next(tmp_path.glob("mfutop-run-*.jsonl"))
     assert list(replay_source(saved)(threading.Event())) == app.state.events
+
+
+def test_escape_closes_the_keys_panel():
+    from textual.widgets import HelpPanel
+
+    async def go():
+        app = MfutopApp(source=lambda cancel: fake_run_events(cancel))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.state.done)
+            app.action_show_help_panel()
+            await pilot.pause(0.1)
+            shown = bool(app.screen.query(HelpPanel))
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            return shown, bool(app.screen.query(HelpPanel))
+
+    shown, still = run(go())
+    assert shown and not still

@@ -83,7 +83,7 @@ def test_comparison_rows_pair_prediction_and_measurement():
     assert params.predicted_text == params.measured_text == f"{TINY_PARAMS:,}"
     thop = rows["flops_thop"]  # the fake's thop counts 87 % of the analytic FLOPs
     assert thop.error == pytest.approx(1 / 0.87 - 1, rel=1e-6)
-    assert thop.grade == "fair" and thop.error_text == "+14.9 %"
+    assert thop.grade == "" and thop.error_text == "+14.9 % (convention)"  # information, not a miss
     assert rows["mfu"].measured_text.endswith("%")
     assert rows["tokens_per_s"].measured_text.endswith("tok/s")
 
@@ -118,7 +118,7 @@ def test_a_cancelled_run_keeps_its_measured_steps():
 
 def test_steps_of_marks_extra_steps():
     assert steps_of(3, 20) == "/20"
-    assert steps_of(22, 20) == "/20+"
+    assert steps_of(22, 20) == " (20 + 2 while the timings settled)"
     assert steps_of(3, None) == ""
 
 
@@ -181,3 +181,15 @@ def test_figures_a_finished_run_never_measured_say_so():
     rows = {r.spec.key: r for r in comparison_rows(state)}
     assert rows["max_batch"].measured_text == "not searched"
     assert rows["mfu"].measured_text == "—" and rows["mfu"].error is None
+
+
+def test_a_large_miss_reads_as_one_ratio_both_ways():
+    from profiler.compare import ROW_BY_KEY
+    from tui.app.comparison import ComparisonRow
+
+    step = ComparisonRow(ROW_BY_KEY["step_time"], 0.05, 0.22, relative_error(0.05, 0.22))
+    tokens = ComparisonRow(ROW_BY_KEY["tokens_per_s"], 4400.0, 1000.0, relative_error(4400.0, 1000.0))
+    assert step.error_text == "0.23×" and tokens.error_text == "4.40×"  # not "-77.3 %" beside "+340.0 %"
+    assert step.grade == tokens.grade == "poor"
+    small = ComparisonRow(ROW_BY_KEY["step_time"], 0.105, 0.1, relative_error(0.105, 0.1))
+    assert small.error_text == "+5.0 %" and small.grade == "good"

@@ -16,7 +16,7 @@ from profiler.cpu_probe import _cache_key, _load_cache, _store_cache, entry_prob
 N = 64
 FAKE_SECONDS = 1e-3  # every fake matmul takes 1 ms: the measured peak is exactly 2 n^3 / 1 ms
 EXPECTED_FLOPS = 2.0 * N**3 / FAKE_SECONDS
-TINY = dict(max_size=N, repeats=1, warmup_seconds=0.0)
+TINY = {"max_size": N, "repeats": 1, "warmup_seconds": 0.0}
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,7 @@ def _deterministic(monkeypatch):
 
 
 def good_entry(flops: float = 3.0e11) -> dict:
-    return {"dtype": "fp32", "flops": flops, "usable": True, "stable": True, "note": "best of 5"}
+    return {"dtype": "fp32", "flops": flops, "usable": True, "stable": True, "note": "best of 5", "size": 2048}
 
 
 @pytest.mark.parametrize("flops, problem", [
@@ -38,11 +38,21 @@ def good_entry(flops: float = 3.0e11) -> dict:
     (True, "flops 'True' is not a number"),
     (1e-300, "flops 1e-300 is outside"),
     (None, "flops null but the dtype is not marked unusable"),
+    ("drop:size", "size 'None' is not a matmul size"),
+    ("size:true", "size 'True' is not a matmul size"),
+    ("note:7", "note is not a str"),
 ])
 def test_a_bad_cached_peak_is_named_discarded_and_measured_again(tmp_path, flops, problem):
     path = tmp_path / "cpu_peak.json"
     key = _cache_key("fp32", N)
-    path.write_text(json.dumps({key: {**good_entry(), "flops": flops}, "other": good_entry(1e12)}))
+    entry = {**good_entry(), "flops": flops}
+    if flops == "drop:size":
+        entry = {k: v for k, v in good_entry().items() if k != "size"}
+    elif flops == "size:true":
+        entry["flops"], entry["size"] = 3e11, True
+    elif flops == "note:7":
+        entry["flops"], entry["note"] = 3e11, 7
+    path.write_text(json.dumps({key: entry, "other": good_entry(1e12)}))
     result = measured_peak("fp32", path, **TINY)
     assert result["cached"] is False
     assert result["flops"] == EXPECTED_FLOPS
@@ -64,7 +74,7 @@ def test_a_good_entry_is_used_without_measuring(tmp_path, monkeypatch):
 
 
 def test_an_unusable_dtype_entry_is_valid_and_a_wrong_dtype_is_not():
-    assert entry_problem({"dtype": "fp16", "flops": None, "usable": False}, "fp16") is None
+    assert entry_problem({"dtype": "fp16", "flops": None, "usable": False, "size": 256}, "fp16") is None
     assert entry_problem({"dtype": "bf16", "flops": 1e11}, "fp32") == "dtype 'bf16' under the key of fp32"
     assert entry_problem([1e11], "fp32") == "not an object (list)"
 

@@ -11,6 +11,7 @@ import pytest
 from estimator.safe_text import clean_text, strip_controls
 from profiler.event_validation import (
     MAX_DEPTH,
+    LineBuffer,
     MAX_LINE_CHARS,
     MAX_STRING_CHARS,
     SkipCounter,
@@ -62,7 +63,7 @@ def test_every_event_of_a_real_run_round_trips_unchanged():
 
 def test_noise_is_none_and_not_counted():
     counter = SkipCounter()
-    events = list(validated_events(["", "   ", "Welcome to host", "[progress 50%]"], counter))
+    events = list(validated_events(["", "   ", "Welcome to host", "[progress 50%]", '{"summary": 1}'], counter))
     assert events == [] and counter.count == 0 and counter.report() == ""
 
 
@@ -173,3 +174,16 @@ def test_a_run_cut_short_yields_all_its_steps():
     cut[-1] = cut[-1][: len(cut[-1]) // 2]  # kill -9 mid-line
     got = list(validated_events(cut))
     assert got == [e for e in events if not isinstance(e, RunFinished)][:-1]
+
+
+def test_line_buffer_joins_chunks_and_drops_an_over_long_line_as_it_grows():
+    buffer = LineBuffer(max_chars=10)
+    assert buffer.feed("ab") == [] and buffer.pending == "ab"
+    assert buffer.feed("c\nde") == ["abc"]
+    assert buffer.feed("f" * 20) == ["de" + "f" * 9]  # cut at 11 characters: refused unread
+    assert buffer.feed("g" * 1000) == [] and buffer.pending == ""  # its rest is dropped as it comes
+    assert buffer.feed("gg\nok\n\nnext") == ["ok", ""]
+    assert buffer.pending == "next"
+    buffer.reset()
+    assert buffer.feed("x\n") == ["x"]
+    assert LineBuffer(max_chars=4).feed("0123456789\nz\n") == ["01234", "z"]

@@ -53,6 +53,7 @@ def test_gpus_json_on_this_machine(small_benchmark):
     result = CliRunner().invoke(_app(), ["gpus", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
+    assert data.pop("schema_version") == 1
     assert set(data) == {"device", "reason", "nvml", "gpus", "cpu"}
     if _has_cuda():  # pragma: no cover - a GPU machine
         assert data["device"].startswith("cuda") and data["gpus"]
@@ -86,6 +87,7 @@ def test_gpus_list_json_has_every_row_and_dtype():
     result = CliRunner().invoke(_app(), ["gpus", "--list", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
+    assert data.pop("schema_version") == 1
     assert set(data) == {"dtypes", "convention", "gpus"}
     assert data["dtypes"] == list(DTYPES)
     rows = {row["key"]: row for row in data["gpus"]}

@@ -100,7 +100,7 @@ def test_hostile_model_name_is_stripped_of_escapes(tmp_path):
 
 @pytest.mark.parametrize("field", sorted(set(LIMITS) - {"n_kv_heads", "top_k", "sliding_window", "head_dim"}))
 def test_model_sizes_are_bounded(field):
-    base = dict(name="m", vocab_size=100, context_length=64, d_model=64, n_layers=2, n_heads=4)
+    base = {"name": "m", "vocab_size": 100, "context_length": 64, "d_model": 64, "n_layers": 2, "n_heads": 4}
     with pytest.raises(ConfigError, match=f"{field} must be at most {LIMITS[field]:,}"):
         ModelConfig(**{**base, field: LIMITS[field] + 1})
     with pytest.raises(ConfigError, match="a 400-digit number"):

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from estimator.hardware import list_gpus
 from estimator.presets import PRESETS
 from profiler import cpu_probe
-from profiler.event_validation import SkipCounter, Skipped, parse_event_line, validated_events
+from profiler.event_validation import LineBuffer, SkipCounter, Skipped, parse_event_line, validated_events
 from profiler.events import Event
 from tui.cli import app
 
@@ -155,11 +155,12 @@ cache_entry = st.one_of(
     json_value,
     st.fixed_dictionaries({"dtype": st.sampled_from(["fp32", "bf16", "x"]),
                            "flops": st.one_of(json_value, st.sampled_from([math.nan, math.inf, -1.0, 1e-300, True]))},
-                          optional={"usable": st.booleans(), "note": free_text}),
+                          optional={"usable": st.booleans(), "note": free_text,
+                                    "size": st.one_of(st.integers(min_value=-1, max_value=4096), json_value)}),
 )
 
 
-@profile(examples=8)
+@profile(examples=12)
 @given(entry=cache_entry, garbage=st.one_of(st.none(), st.binary(max_size=40)), listing=st.booleans(),
        as_json=st.booleans())
 def test_gpus_with_a_corrupt_cache_never_escapes(entry, garbage, listing, as_json):
@@ -257,3 +258,20 @@ def test_a_stream_keeps_every_valid_event_and_counts_the_rest(lines):
     assert events == [o for o in outcomes if isinstance(o, Event)]
     assert counter.count == sum(isinstance(o, Skipped) for o in outcomes)
     assert (counter.report() == "") == (counter.count == 0)
+
+
+@profile(examples=100)
+@given(lines=st.lists(st.text(alphabet="ab{}\"", max_size=30), max_size=8), cuts=st.lists(st.integers(0, 300)),
+       cap=st.integers(min_value=1, max_value=40))
+def test_line_buffer_yields_the_same_lines_however_the_stream_is_chunked(lines, cuts, cap):
+    text = "".join(line + "\n" for line in lines)
+    buffer = LineBuffer(max_chars=cap)
+    got, start = [], 0
+    for cut in sorted(set(cuts)) + [len(text)]:
+        got += buffer.feed(text[start:max(start, cut)])
+        start = max(start, cut)
+    assert buffer.pending == ""
+    short = [line for line in lines if len(line) <= cap]
+    assert [line for line in got if len(line) <= cap] == short  # every line within the cap, whole, in order
+    assert all(len(line) == cap + 1 for line in got if len(line) > cap)  # the others cut, to be refused
+    assert len(got) == len(lines)

@@ -202,6 +202,7 @@ def test_cli_forwards_profile_options_and_extra_args_literally(fakes, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary.pop("cancelled") is False  # like `mfutop profile --json`
+    assert summary.pop("schema_version") == 1
     assert summary["argv"] == [
         "profile", "--jsonl", "--model", "gpt-tiny", "--device", "cpu", "--batch-size", "2", "--seq-len", "64",
         "--steps", "3", "--precision", "fp32", "--memory-limit", f"{2**30}B", "--peak-tflops", "1.5",

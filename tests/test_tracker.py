@@ -197,3 +197,12 @@ def test_on_cuda_steps_are_timed_with_events_and_memory_comes_from_the_allocator
     assert all(s.step_time_s > 0 and math.isfinite(s.loss) and s.memory_peak_bytes > 0 for s in steps)
     m = t.summary["measured"]
     assert m["peak_dtype"] == "bf16" and 0 < m["mfu"] < 1 and "CUDA events" in m["step_time_method"]
+
+
+def test_a_bad_peak_override_fails_at_enter_and_the_file_says_why(tmp_path, llama):
+    out = tmp_path / "run.jsonl"
+    with pytest.raises(ConfigError, match="peak-tflops must be a positive number"):
+        with Tracker(llama[0], tokens_per_step=B * T, out=out, peak_tflops=-1.0):
+            pass
+    events = list(read_events(out.read_text().splitlines()))
+    assert isinstance(events[-1], RunFailed) and "peak-tflops" in events[-1].message

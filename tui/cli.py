@@ -11,7 +11,8 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from tui.cli_support import USER_ERROR_EXIT
+from tui.cli_support import USER_ERROR_EXIT, emit_json
+from tui.run_options import MODEL_PARAMS, RUN_PARAMS, run_options
 from tui import cmd_app, cmd_estimate, cmd_gpus, cmd_ladder, cmd_plan, cmd_profile, cmd_remote
 
 app = typer.Typer(
@@ -39,23 +40,31 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback(invoke_without_command=True)
+@run_options(*MODEL_PARAMS, *RUN_PARAMS)
 def main(
     ctx: typer.Context,
+    opts: dict,
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the installed version and exit."),
 ) -> None:
-    """With no subcommand: open the app on the detected device with a quick default model."""
+    """With no subcommand: open the app on the detected device (the run options as for `mfutop tui`)."""
     if ctx.invoked_subcommand is None:
-        cmd_app.open_default_app()
+        cmd_app.open_default_app(opts)
 
 
 def run() -> None:
     """Entry point: usage errors (a bad option value, an unknown flag) also get one line and exit 2."""
+    from tui.cli_support import output
+
+    output.json_errors = any(arg in ("--json", "--jsonl") for arg in sys.argv[1:])
     try:
         code = app(standalone_mode=False)
     except TyperException as exc:
+        code = exc.exit_code if exc.exit_code else USER_ERROR_EXIT
+        if output.json_errors:
+            emit_json({"error": exc.format_message(), "exit_code": code})
         typer.echo(f"mfutop: error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code if exc.exit_code else USER_ERROR_EXIT)
+        sys.exit(code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("mfutop: interrupted", err=True)
         sys.exit(130)

@@ -16,10 +16,21 @@ import typer
 from estimator.errors import ConfigError
 
 USER_ERROR_EXIT = 2
+SCHEMA_VERSION = 1  # of every --json object; raised when a key changes meaning or goes away
+
+
+class _Output:
+    json_errors = False  # set by ``tui.cli.run`` when the command line asks for --json / --jsonl
+
+
+output = _Output()
 
 
 def fail(message: str) -> NoReturn:
-    """Print one line to stderr and exit 2: the contract for every bad input."""
+    """Print one line to stderr and exit 2: the contract for every bad input. Under ``--json`` the
+    error is also a JSON object on stdout, so a script reading stdout never gets nothing."""
+    if output.json_errors:
+        emit_json({"error": message, "exit_code": USER_ERROR_EXIT})
     typer.echo(f"mfutop: error: {message}", err=True)
     raise typer.Exit(USER_ERROR_EXIT)
 
@@ -55,7 +66,9 @@ def finite_json(value: Any) -> Any:
 
 
 def emit_json(obj: Any) -> None:
-    """Valid JSON on stdout, always: non-finite numbers become null."""
+    """Valid JSON on stdout, always: non-finite numbers become null; an object carries ``schema_version``."""
+    if isinstance(obj, dict):
+        obj = {"schema_version": SCHEMA_VERSION, **obj}
     sys.stdout.write(json.dumps(finite_json(obj), indent=2, default=_default, allow_nan=False) + "\n")
     sys.stdout.flush()
 

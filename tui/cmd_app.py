@@ -18,7 +18,6 @@ from tui import run_options as opt
 from tui.cli_support import user_errors
 from tui.headless import check_out_path, run_headless
 
-DEFAULT_STEPS = 20  # quick: gpt-tiny finishes in seconds on a CPU, gpt2 in well under a minute on a GPU
 
 
 def check_cuda_request(device: str) -> None:
@@ -37,12 +36,14 @@ def run_app(app) -> None:
     app.run()
 
 
-def open_default_app() -> None:
-    """`mfutop`: the app on the detected device with the device's default model and a quick run."""
-    from profiler.run_config import RunConfig
+def open_default_app(opts: dict) -> None:
+    """`mfutop [run options]`: the app on the detected device, the device's default model, a quick run."""
+    with user_errors():
+        config = opt.run_config(**opts)
+        check_cuda_request(config.device)
     from tui.app import MfutopApp
 
-    run_app(MfutopApp(run_config=RunConfig(steps=DEFAULT_STEPS), autostart=True))
+    run_app(MfutopApp(run_config=config, autostart=True))
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ import typer
 
 from estimator.errors import ConfigError
 from tui.cli_support import emit_json, fail, warn
+from tui.recording import Recording
 
 INTERRUPTED_EXIT = 130
 RUN_FAILED_EXIT = 1
@@ -72,47 +73,6 @@ def check_out_path(out: Optional[Path]) -> Optional[Path]:
     return out
 
 
-class Recording:
-    """The ``--out`` file: every event as one flushed JSONL line; a failed write warns once and stops
-    recording, never the run."""
-
-    def __init__(self, path: Optional[Path]):
-        from profiler.events import JsonlWriter
-
-        self.path = path
-        self.failed: str | None = None
-        self._stream = None
-        self._writer = None
-        if path is not None:
-            try:
-                self._stream = open(path, "w", encoding="utf-8")
-                self._writer = JsonlWriter(self._stream)
-            except OSError as exc:
-                self._fail(exc)
-
-    def write(self, event) -> None:
-        if self._writer is None:
-            return
-        try:
-            self._writer.write(event)
-        except OSError as exc:
-            self._fail(exc)
-
-    def _fail(self, exc: OSError) -> None:
-        self.failed = f"recording to {self.path} stopped: {exc.strerror or exc}; the run goes on"
-        warn(self.failed)
-        self._writer = None
-
-    def close(self) -> None:
-        if self._stream is not None:
-            try:
-                self._stream.close()
-            except OSError as exc:
-                if self.failed is None:
-                    self._fail(exc)
-            self._stream = None
-
-
 def drive(events: Iterable, *, cancel: threading.Event, jsonl: bool = False, out: Optional[Path] = None,
           on_event: Callable[[object], None] | None = None, warnings_to_stderr: bool = True,
           on_abort: Callable[[], None] | None = None):
@@ -124,7 +84,7 @@ def drive(events: Iterable, *, cancel: threading.Event, jsonl: bool = False, out
     from profiler.events import JsonlWriter, LogMessage, RunFailed, RunFinished
 
     stdout = JsonlWriter(sys.stdout) if jsonl else None
-    recording = Recording(out)
+    recording = Recording(out, on_fail=warn)
     last = None
     try:
         with cancel_on_signals(cancel):

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from profiler.events import DeviceDetected, Event, JsonlWriter, PredictionReady, RunFailed, RunFinished
+from profiler.events import DeviceDetected, Event, JsonlWriter, LogMessage, PredictionReady, RunFailed, RunFinished
 from profiler.run_config import RunConfig
 from tui.app.body import Body
 from tui.app.messages import RunEnded, RunEvent
@@ -30,6 +30,7 @@ from tui.app.setup_draft import check_draft, draft_from_config
 from tui.app.setup_form import SetupForm
 from tui.app.view import StateView
 from tui.event_sources import EventSource, live_source
+from tui.recording import Recording
 
 REDRAW_S = 0.25  # panels redraw at most this often while events stream
 GPU_POLL_S = 1.0  # NVML refresh of the hardware panel during a live GPU run
@@ -161,25 +162,22 @@ class MfutopApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run")
     def _run_worker(self, source: EventSource, run_id: int, cancel: threading.Event, done: threading.Event) -> None:
-        """Pull events from the source (in this thread) and post them to the app."""
-        stream = None
+        """Pull events from the source (in this thread) and post them to the app.
+
+        A recording that cannot be written is a warning in the log; the run goes on.
+        """
+        recording = Recording(self.out_path, on_fail=lambda text: self.post_message(
+            RunEvent(LogMessage("warning", text), run_id)))
         try:
-            writer = None
-            if self.out_path:
-                stream = open(self.out_path, "w", encoding="utf-8")
-                writer = JsonlWriter(stream)
             for event in source(cancel):
-                if writer:
-                    writer.write(event)
+                recording.write(event)
                 self.post_message(RunEvent(event, run_id))
         except Exception as exc:  # the run's failure is data to show, not a crash of the app
             failed = RunFailed(message=str(exc) or type(exc).__name__, error_type=type(exc).__name__)
-            if stream is not None and not stream.closed:
-                JsonlWriter(stream).write(failed)
+            recording.write(failed)
             self.post_message(RunEvent(failed, run_id))
         finally:
-            if stream is not None:
-                stream.close()
+            recording.close()
             self.post_message(RunEnded(run_id, cancel.is_set()))
             done.set()
 
@@ -294,7 +292,13 @@ class MfutopApp(App):
             _, self.setup_errors = check_draft(self.setup_draft, self.run_config)
 
     def action_leave_field(self) -> None:
-        """Escape: leave a text field so the single-key bindings (r, c, s, q) work again."""
+        """Escape: close the keys panel if it is open, else leave a text field so the single-key
+        bindings (r, c, s, q) work again."""
+        from textual.widgets import HelpPanel
+
+        if self.screen.query(HelpPanel):
+            self.action_hide_help_panel()
+            return
         self.set_focus(None)
 
     # ---- GPU figures --------------------------------------------------------------------------

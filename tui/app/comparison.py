@@ -65,12 +65,18 @@ class ComparisonRow:
 
     @property
     def error_text(self) -> str:
-        return "" if self.error is None else f"{self.error * 100:+.1f} %"
+        """A small miss as a signed percentage; a large one as the ratio predicted / measured, which reads
+        the same both ways ("0.23×" for step time is "4.35×" for tokens/s, not "-77 %" beside "+335 %")."""
+        if self.error is None:
+            return ""
+        text = f"{self.error * 100:+.1f} %" if abs(self.error) < FAIR_ERROR else f"{1 + self.error:.2f}×"
+        return f"{text} (convention)" if self.spec.kind == "convention" else text
 
     @property
     def grade(self) -> str:
-        """'good' | 'fair' | 'poor' | '' — drives the colour, and a marker that survives NO_COLOR."""
-        return error_grade(self.error)
+        """'good' | 'fair' | 'poor' | '' — drives the colour, and a marker that survives NO_COLOR.
+        A counting convention (thop, FlopCounterMode) is information, not a prediction: never graded."""
+        return "" if self.spec.kind == "convention" else error_grade(self.error)
 
 
 def error_grade(error: float | None) -> str:

@@ -16,14 +16,19 @@ GRADE_MARK = {"good": "", "fair": " !", "poor": " !!", "": ""}  # the size still
 COLUMNS = (("quantity", "Quantity"), ("predicted", "Predicted"), ("measured", "Measured"), ("error", "Error"))
 
 
+ERROR_RULE = "error (pred - meas) / meas; beyond ±25 %: pred / meas"
+
+
 def batches_note(state: RunState) -> str:
-    """Which batch each column is at: step figures compare only at the same batch."""
+    """Which batch each column is at (step figures compare only at the same batch), and whether the
+    machine was too busy for the timings to mean much: said beside the red figures, not only in the log."""
     predicted, measured = state.predicted_batch, state.measured().get("batch_size")
+    busy = "busy machine: timings read low · " if state.busy_machine else ""
     if predicted and measured and predicted != measured:
-        return f"pred. at batch {predicted}, meas. at batch {measured} · error = (pred - meas) / meas"
+        return f"{busy}pred. at batch {predicted}, meas. at batch {measured} · {ERROR_RULE}"
     if measured or predicted:
-        return f"batch {measured or predicted} · error = (pred - meas) / meas"
-    return "error = (pred - meas) / meas"
+        return f"{busy}batch {measured or predicted} · {ERROR_RULE}"
+    return busy + ERROR_RULE
 
 
 class ComparisonTable(DataTable, StateView):

@@ -90,6 +90,11 @@ class RunState:
         return self.status in DONE_STATUSES
 
     @property
+    def busy_machine(self) -> bool:
+        """Whether the run warned that the machine was busy (CPU timings read low)."""
+        return any(level == "warning" and "machine is busy" in text for level, text in self.logs)
+
+    @property
     def timed_samples(self) -> list[StepSample]:
         return [s for s in self.samples if not s.warmup]
 
@@ -186,7 +191,8 @@ def _shape(text: str) -> str:
 
 
 def steps_of(timed: int, expected: int | None) -> str:
-    """'/20' while within the asked steps; '/20+' once the runner adds steps because timings still spread."""
+    """'/20' while within the asked steps; ' (20 + 2 while the timings settled)' once the runner adds
+    steps because the spread was still over 10 %."""
     if not expected:
         return ""
-    return f"/{expected}" if timed <= expected else f"/{expected}+"
+    return f"/{expected}" if timed <= expected else f" ({expected} + {timed - expected} while the timings settled)"

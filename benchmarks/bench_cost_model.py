@@ -1,0 +1,159 @@
+"""Accuracy of the measured cost model on the CPU: the op graph timed by a device profile vs real steps.
+
+One device profile is measured first (``profiler.calibrate.measure_profile``,
+never the models' own shapes); then for each config — gpt-tiny, gpt-mini,
+gpt-small, llama-tiny x two batch sizes x fp32 / bf16-mixed x SDPA / explicit —
+the profiled GPT trains (``profiler.step.TrainingStep``): warm-up steps, then
+timed steps (``profiler.step_timer.StepTimer``, median), then one separate step
+under ``torch.profiler`` for the measured per-category breakdown. Printed per
+config: predicted (profile) and measured step time and their error, the
+datasheet prediction's error beside it, and the load average. Then the
+extrapolation cases (batch x4, and larger shapes than any grid point), and
+per category the predicted vs measured time for categories that take >= 10 %
+of the step.
+
+    python benchmarks/bench_cost_model.py [--steps 5] [--quick] [--json out.json]
+
+Targets (issue 17, idle machine): median |error| <= 5 %, max <= 12 %;
+extrapolation max <= 15 %; categories >= 10 % of the step within 20 %.
+Threads: torch's default unless OMP_NUM_THREADS is set (printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+from estimator.predict import predict
+from estimator.presets import get_model
+from estimator.setup import TrainSetup
+
+BATCHES = {"gpt-tiny": ((8, 128), (32, 128)), "gpt-mini": ((4, 256), (8, 256)),
+           "gpt-small": ((2, 256), (8, 256)), "llama-tiny": ((4, 256), (8, 256))}
+EXTRAPOLATION = (("gpt-mini", 32, 256), ("gpt-small", 16, 256), ("llama-tiny", 32, 256))
+PRECISIONS = ("fp32", "bf16-mixed")
+MIN_SHARE = 0.10
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _err(p: float, m: float) -> float:
+    return (p - m) / m
+
+
+def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bool, steps: int,
+             warmup: int) -> dict:
+    from profiler.compare import steady_state
+    from profiler.detect import detect_device
+    from profiler.step import StepOptions, TrainingStep
+    from profiler.step_breakdown import measure_breakdown
+    from profiler.step_timer import StepTimer
+
+    cfg = get_model(name)
+    setup = TrainSetup(batch_size=batch, seq_len=seq, precision=precision, flash_attention=flash)
+    spec = detect_device("cpu", precision, None).spec
+    pred = predict(cfg, spec, setup, check_fit=False, device_profile=profile)["step"]
+    trainer = TrainingStep(cfg, "cpu", StepOptions(precision=precision, flash_attention=flash))
+    x, y = trainer.make_batch(batch, seq)
+    load = _load()
+    for _ in range(warmup):
+        trainer.step(x, y)
+    timer, times = StepTimer("cpu"), []
+    for _ in range(steps):
+        timer.start()
+        trainer.step(x, y)
+        times.append(timer.stop())
+    median = steady_state(times).median
+    breakdown = measure_breakdown(trainer, x, y, reference_s=median)
+    trainer.close()
+    return {"model": name, "batch_size": batch, "seq_len": seq, "precision": precision,
+            "attention": "sdpa" if flash else "explicit", "load": load, "predicted_s": pred["time_s"],
+            "datasheet_s": pred["spec"]["time_s"], "measured_s": median, "measured_min_s": min(times),
+            "extrapolated": pred.get("extrapolated", []), "predicted_categories": pred["categories"],
+            "measured_categories": breakdown["categories"], "profiled_step_s": breakdown["profiled_step_s"]}
+
+
+def print_rows(title: str, rows: list[dict]) -> list[float]:
+    print(f"\n{title}")
+    print(f"{'model':10} {'B x T':>7} {'precision':>10} {'attn':>8} {'load':>4} | {'pred':>8} {'meas':>8} "
+          f"{'err':>7} | {'spec':>8} {'err':>7} | extrapolated")
+    errs = []
+    for r in rows:
+        e, ds = _err(r["predicted_s"], r["measured_s"]), _err(r["datasheet_s"], r["measured_s"])
+        errs.append(abs(e))
+        print(f"{r['model']:10} {r['batch_size']:>3}x{r['seq_len']:<3} {r['precision']:>10} {r['attention']:>8} "
+              f"{r['load']:>4.1f} | {r['predicted_s'] * 1e3:>6.1f}ms {r['measured_s'] * 1e3:>6.1f}ms {e:>+7.1%} | "
+              f"{r['datasheet_s'] * 1e3:>6.1f}ms {ds:>+7.1%} | {','.join(r['extrapolated']) or '-'}")
+    if errs:
+        spec = [abs(_err(r["datasheet_s"], r["measured_s"])) for r in rows]
+        print(f"|error| profile: median {statistics.median(errs):.1%}, max {max(errs):.1%};  "
+              f"datasheet: median {statistics.median(spec):.1%}, max {max(spec):.1%}")
+    return errs
+
+
+def print_categories(rows: list[dict]) -> None:
+    from profiler.step_breakdown import category_errors
+
+    print(f"\nper category (categories >= {MIN_SHARE:.0%} of the measured step): predicted / measured ms (error)")
+    worst: dict[str, float] = {}
+    for r in rows:
+        cats = category_errors(r["predicted_categories"], r["measured_categories"], MIN_SHARE)
+        cells = []
+        for c, v in cats.items():
+            cells.append(f"{c} {v['predicted_s'] * 1e3:.1f}/{v['measured_s'] * 1e3:.1f} "
+                         f"({v['error']:+.0%}, {v['share']:.0%} of step)" if v["error"] is not None else c)
+            if v["error"] is not None:
+                worst[c] = max(worst.get(c, 0.0), abs(v["error"]))
+        print(f"  {r['model']:10} {r['batch_size']:>3}x{r['seq_len']:<3} {r['precision']:>10} {r['attention']:>8}: "
+              + "; ".join(cells))
+    print("worst |error| per category: " + ", ".join(f"{c} {e:.0%}" for c, e in worst.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per config")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="one batch size per model, SDPA only")
+    parser.add_argument("--json", help="also write every case to this file")
+    args = parser.parse_args()
+
+    import torch
+
+    from profiler.calibrate import measure_profile
+
+    print(f"uptime before: load average {os.getloadavg()}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+    start = time.perf_counter()
+    profile = measure_profile("cpu")
+    print(f"device profile: {profile.measure_seconds:.2f} s to measure ({time.perf_counter() - start:.2f} s with "
+          f"setup), load average {profile.load_average}, busy {profile.busy}")
+    rows = []
+    for name, shapes in BATCHES.items():
+        for batch, seq in shapes[-1:] if args.quick else shapes:
+            for precision in PRECISIONS:
+                for flash in (True,) if args.quick else (True, False):
+                    rows.append(run_case(profile, name, batch, seq, precision, flash, args.steps, args.warmup))
+                    print(f"measured {name} {batch}x{seq} {precision} {'sdpa' if flash else 'explicit'}",
+                          file=sys.stderr)
+    extra = []
+    for name, batch, seq in EXTRAPOLATION:
+        for precision in PRECISIONS:
+            extra.append(run_case(profile, name, batch, seq, precision, True, args.steps, args.warmup))
+            print(f"measured {name} {batch}x{seq} {precision} (extrapolation)", file=sys.stderr)
+    print_rows("grid configs (profile measured once; no model shape in its grid)", rows)
+    print_rows("extrapolation: batch x4 and more tokens than the grid's largest points", extra)
+    print_categories(rows + extra)
+    print(f"\nuptime after: load average {os.getloadavg()}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"profile": profile.to_dict(), "cases": rows, "extrapolation": extra}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The device-profile calibration: real (tiny) grids, and the cache's rules (torch, threads, busy, corrupt)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from estimator.device_profile import dumps, from_dict, load  # noqa: E402
+from profiler import calibrate  # noqa: E402
+from tests.fixtures.device_profiles import synthetic_profile  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _here(**changes):
+    """A synthetic profile that claims to come from this process's device, torch and threads."""
+    fields = dict(device_name=calibrate.device_name("cpu"), torch_version=torch.__version__,
+                  threads=torch.get_num_threads())
+    fields.update(changes)
+    return synthetic_profile(**fields)
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """Count the measurements and return a fresh 'measured' profile without timing anything."""
+    calls = []
+
+    def fake(device="cpu", dtypes=("fp32", "bf16"), optimizer_impl=None, point_seconds=None):
+        calls.append(device)
+        return _here(measured_at=f"fresh-{len(calls)}")
+
+    monkeypatch.setattr(calibrate, "measure_profile", fake)
+    return calls
+
+
+def test_a_fresh_profile_is_cached_and_then_reused(tmp_path, measured):
+    first, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
+    assert not info["cached"] and len(measured) == 1
+    again, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
+    assert info["cached"] and again == first and len(measured) == 1
+    assert load(info["path"]) == first
+
+
+@pytest.mark.parametrize("changes, why", [
+    (dict(torch_version="1.0.0"), "torch 1.0.0"),
+    (dict(threads=999), "999 threads"),
+    (dict(busy=True), "busy"),
+])
+def test_a_profile_from_another_torch_thread_count_or_a_busy_machine_is_not_used(tmp_path, measured, changes,
+                                                                                 why):
+    path = calibrate.cache_path("cpu", tmp_path)
+    calibrate.write_atomic(path, dumps(_here(**changes)))
+    profile, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
+    assert not info["cached"] and why in info["reason"] and len(measured) == 1
+    assert profile.torch_version == torch.__version__ and not profile.busy
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda d: d["gemm"]["fp32"]["seconds"].__setitem__(0, float("nan")),
+    lambda d: d["dispatch"].__setitem__("op_s", -1),
+    lambda d: d.pop("elementwise"),
+])
+def test_a_corrupt_or_non_finite_cache_entry_is_remeasured(tmp_path, measured, corrupt):
+    path = calibrate.cache_path("cpu", tmp_path)
+    data = json.loads(dumps(_here()))
+    corrupt(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    profile, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
+    assert not info["cached"] and str(path) in info["reason"] and len(measured) == 1
+    assert load(path) == profile  # the re-measured profile replaced the corrupt file
+
+
+def test_a_busy_measurement_is_returned_but_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(calibrate, "measure_profile", lambda *a, **k: _here(busy=True))
+    profile, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
+    assert profile.busy and not calibrate.cache_path("cpu", tmp_path).exists()
+
+
+def test_cache_files_are_per_torch_version_and_threads(tmp_path, monkeypatch):
+    a = calibrate.cache_path("cpu", tmp_path)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 97)
+    assert calibrate.cache_path("cpu", tmp_path) != a and "t97" in calibrate.cache_path("cpu", tmp_path).name
+
+
+def test_unmeasured_points_scale_the_nearest_measured_one():
+    axes = ((1, 10), (1, 10))
+    values = calibrate._fill({(1, 1): 1.0, (1, 10): 5.0, (10, 1): 3.0}, axes)
+    assert values == [1.0, 5.0, 3.0, pytest.approx(50.0)]  # (10, 10) from (1, 10) x 10
+
+
+def test_a_real_small_grid_is_valid_and_monotone():
+    timer = calibrate._Timer("cpu")
+    with torch.no_grad():
+        grid = calibrate.measure_gemm("fp32", torch.device("cpu"), timer, flop_cap=2 * 256**3, sizes=(16, 256),
+                                      ms=(16, 256))
+    small, _ = grid.lookup((16, 16, 16))
+    large, _ = grid.lookup((256, 256, 256))
+    assert 0 < small < large
+    attention = calibrate.measure_attention("sdpa", "fp32", torch.device("cpu"), timer, bh_axis=(2,),
+                                            seq_axis=(16, 64), dim_axis=(16,))
+    assert set(attention) == {"forward_s", "backward_s"}
+    dispatch = calibrate.measure_dispatch(torch.device("cpu"), timer)
+    assert all(v > 0 for v in dispatch.values())
+
+
+def test_a_full_measurement_round_trips_through_its_schema():
+    profile = calibrate.measure_profile("cpu", dtypes=("fp32",), point_seconds=0.0)
+    again = from_dict(json.loads(dumps(profile)), "memory")
+    assert again == replace(profile)
+    assert profile.threads == torch.get_num_threads() and profile.torch_version == torch.__version__
+    assert {"sdpa", "explicit"} <= set(profile.attention) and "fp32" in profile.gemm
