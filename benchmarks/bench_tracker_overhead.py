@@ -9,7 +9,7 @@ the difference of median tokens/s (machine noise included) and the median
 cost of the ``t.step()`` call itself over the median step (the overhead with
 the noise taken out). Goal: ≤ 1 %.
 
-    python benchmarks/bench_tracker_overhead.py [--model gpt-tiny] [--batch-size 8] [--seq-len 128] [--pairs 100]
+    python benchmarks/bench_tracker_overhead.py [--model gpt-tiny] [--batch-size 8] [--seq-len 128] [--pairs 100] [--threads N]
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1: less noise when shared)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = get_model(args.model)
@@ -73,7 +76,7 @@ def main() -> None:
     bare_median, tracked_median = statistics.median(bare), statistics.median(tracked)
     step_time = tokens / bare_median
     call = statistics.median(calls)
-    print(f"device {device}, {args.model}, batch {args.batch_size} x {args.seq_len}, "
+    print(f"device {device} ({torch.get_num_threads()} threads), {args.model}, batch {args.batch_size} x {args.seq_len}, "
           f"{args.pairs} alternating pairs of steps")
     print(f"median tokens/s  bare {bare_median:,.0f}   with Tracker {tracked_median:,.0f}   "
           f"difference {(bare_median - tracked_median) / bare_median:+.2%} (noise of a shared machine included)")

@@ -14,6 +14,10 @@ Conventions (those of ``reference/gpu-specs.md``, whose rows live in
   ``peak()`` returns ``None`` and callers print "MFU n/a", never a bogus ratio.
 * Bandwidths are decimal bytes/s (1 GB/s = 1e9); link figures are
   bidirectional aggregates (H100 NVLink 900 GB/s = 450 each way).
+* Topology: ``intra_node_bandwidth`` is the scale-up link (``link_kind``) that joins
+  ``nvlink_domain`` GPUs; a larger group inside a node shares the host link
+  (``pcie_bandwidth``), and beyond a node the NIC.  ``group_link`` picks the tier,
+  so a PCIe card with a 2-GPU NVLink bridge never lends the bridge to a group of 8.
 * Memory is bytes, from an observed ``nvidia-smi memory.total`` where the
   reference has one.  Network bandwidth per GPU is always an assumption.
 * Unknown GPUs get a peak derived from SM count x clock x FLOPs/clk/SM,
@@ -36,6 +40,7 @@ from estimator import hardware_data as _data
 from estimator.errors import ConfigError
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
+LINK_KINDS = ("nvlink", "nvlink-bridge", "nvlink-c2c", "infinity-fabric", "pcie", "shared-memory")
 
 _DTYPE_ALIASES = {
     "fp32": "fp32", "float32": "fp32", "float": "fp32", "f32": "fp32",
@@ -91,8 +96,19 @@ class HardwareSpec:
     source: str
     derived: bool = False
     notes: str = ""
+    nvlink_domain: int = 1
+    link_kind: str = "pcie"
+    pcie_bandwidth: float = 0.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.nvlink_domain, bool) or not isinstance(self.nvlink_domain, int) or self.nvlink_domain < 1:
+            raise ConfigError(f"{self.key}: nvlink_domain must be a whole number of GPUs >= 1, "
+                              f"got {self.nvlink_domain!r}")
+        if self.link_kind not in LINK_KINDS:
+            raise ConfigError(f"{self.key}: unknown link kind {self.link_kind!r}; one of {', '.join(LINK_KINDS)}")
+        if not (isinstance(self.pcie_bandwidth, (int, float)) and math.isfinite(self.pcie_bandwidth)
+                and self.pcie_bandwidth >= 0):
+            raise ConfigError(f"{self.key}: pcie_bandwidth must be >= 0 bytes/s, got {self.pcie_bandwidth!r}")
         peaks = {}
         for dtype, flops in dict(self.peak_flops).items():
             if dtype not in DTYPES:
@@ -106,6 +122,17 @@ class HardwareSpec:
     def peak(self, dtype: str) -> float | None:
         """Dense FLOP/s for ``dtype`` (torch names accepted), or None if the chip has no such path."""
         return self.peak_flops.get(normalize_dtype(dtype))
+
+    def group_link(self, span: int, gpus_per_node: int) -> tuple[float, str]:
+        """(bidirectional bytes/s, tier) for a collective over ``span`` GPUs: the scale-up link
+        inside the NVLink/Infinity-Fabric domain (an NVL72 rack is one domain larger than a
+        node), the host link (``pcie_bandwidth``, or the scale-up figure where none is
+        recorded) inside a node, the NIC beyond it.  Per direction is half the figure."""
+        if int(span) <= self.nvlink_domain:
+            return self.intra_node_bandwidth, self.link_kind
+        if int(span) <= int(gpus_per_node):
+            return (self.pcie_bandwidth or self.intra_node_bandwidth), "pcie"
+        return self.inter_node_bandwidth, "network"
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -128,8 +155,9 @@ def _build_row(row: dict) -> HardwareSpec:
         sm_count=row["sm"], compute_capability=row["cc"],
         boost_clock_hz=row["mhz"] * 1e6 if row["mhz"] else None,
         tdp_watts=float(row["tdp"]) if row["tdp"] else None,
-        source=row["source"] + "; via reference/gpu-specs.md",
+        source=row["source"] + ("; via reference/gpu-specs.md" if row.get("in_reference", True) else ""),
         notes=f"{row['notes']}; {assumption}",
+        nvlink_domain=int(row["domain"]), link_kind=row["kind"], pcie_bandwidth=row["pcie"] * 1e9,
     )
 
 
@@ -308,6 +336,7 @@ def derived_gpu_spec(device_name: str, compute_capability: str, sm_count: int, c
         peak_flops=peaks, intra_node_bandwidth=64e9, inter_node_bandwidth=25e9,
         sm_count=int(sm_count), compute_capability=cc, boost_clock_hz=float(clock_hz),
         tdp_watts=None, source=source, derived=True, notes="; ".join(notes),
+        nvlink_domain=1, link_kind="pcie", pcie_bandwidth=64e9,
     )
 
 
@@ -356,8 +385,8 @@ def cpu_spec(model_name: str, cores: int, clock_hz: float, isa_flags: Iterable[s
     if memory_bandwidth is None:
         memory_bandwidth = CPU_DEFAULT_BANDWIDTH
         notes.append(f"memory bandwidth {CPU_DEFAULT_BANDWIDTH / 1e9:.0f} GB/s is an assumed default")
-    notes.append("intra-node = memory bandwidth (shared memory) and inter-node 1.25 GB/s "
-                 "(10 GbE) are assumptions")
+    notes.append("intra-node = memory bandwidth (shared memory, up to one rank per core) and "
+                 "inter-node 1.25 GB/s (10 GbE) are assumptions")
     return HardwareSpec(
         key="cpu", name=str(model_name).strip() or "CPU", vendor="cpu",
         memory_bytes=int(memory_bytes), memory_bandwidth=float(memory_bandwidth),
@@ -366,6 +395,7 @@ def cpu_spec(model_name: str, cores: int, clock_hz: float, isa_flags: Iterable[s
         source=f"theoretical: {int(cores)} cores x {float(clock_hz) / 1e9:.2f} GHz x FLOPs/cycle/core "
                "from ISA flags",
         derived=True, notes="; ".join(notes),
+        nvlink_domain=int(cores), link_kind="shared-memory", pcie_bandwidth=float(memory_bandwidth),
     )
 
 

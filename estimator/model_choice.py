@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from estimator.errors import ConfigError
-from estimator.model_config import ModelConfig, from_hf_config
+from estimator.hf_config import load_hf_config
+from estimator.model_config import ModelConfig
 from estimator.presets import customise, get_model
 
 # CLI override flag -> ModelConfig field
@@ -36,7 +37,7 @@ def choose_model(name: str | None, hf_config: str | Path | None = None, default:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be a positive integer, got {value!r}")
     if hf_config is not None:
-        base = from_hf_config(hf_config)
+        base = load_hf_config(hf_config).cfg  # a family mfutop cannot represent is refused, never read as LLaMA
     elif name or default:
         base = get_model(name or default)
     elif overrides:

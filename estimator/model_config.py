@@ -224,6 +224,8 @@ def from_hf_config(path: str | Path) -> ModelConfig:
     try:
         if kind == "gpt2" or "n_embd" in raw:
             return _gpt2_from_hf(name, raw)
+        if kind == "gpt_neox":
+            return _neox_from_hf(name, raw)
         return _llama_from_hf(name, raw, kind)
     except KeyError as exc:
         raise ConfigError(f"{p} lacks the field {exc.args[0]!r} needed for a {kind or 'decoder'} model") from None
@@ -245,6 +247,18 @@ def _gpt2_from_hf(name: str, raw: dict[str, Any]) -> ModelConfig:
     )
 
 
+def _neox_from_hf(name: str, raw: dict[str, Any]) -> ModelConfig:
+    """GPT-NeoX / Pythia: LayerNorm with bias, GELU MLP with bias, biased attention, untied head, rotary."""
+    bias = bool(raw.get("attention_bias", True))
+    return ModelConfig(
+        name=str(name), vocab_size=raw["vocab_size"], context_length=raw.get("max_position_embeddings", 2048),
+        d_model=raw["hidden_size"], n_layers=raw["num_hidden_layers"], n_heads=raw["num_attention_heads"],
+        d_ff=raw.get("intermediate_size") or 4 * raw["hidden_size"], mlp="gelu", norm="layernorm", norm_bias=True,
+        qkv_bias=bias, proj_bias=bias, mlp_bias=True, tied_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        position="rope",
+    )
+
+
 def _llama_from_hf(name: str, raw: dict[str, Any], kind: str) -> ModelConfig:
     attention_bias = bool(raw.get("attention_bias", kind in ("qwen2", "qwen2_moe")))
     return ModelConfig(
@@ -263,7 +277,7 @@ def _llama_from_hf(name: str, raw: dict[str, Any], kind: str) -> ModelConfig:
         qkv_bias=attention_bias,
         proj_bias=bool(raw.get("attention_bias", False)) and kind not in ("qwen2", "qwen2_moe"),
         mlp_bias=bool(raw.get("mlp_bias", False)),
-        tied_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        tied_embeddings=bool(raw.get("tie_word_embeddings", kind == "gemma")),  # Gemma ties by default
         position="rope",
         n_experts=raw.get("num_local_experts") or raw.get("num_experts") or 1,
         top_k=raw.get("num_experts_per_tok") or 1,

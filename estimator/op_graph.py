@@ -151,10 +151,13 @@ def _linear_forward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: b
     return ops
 
 
-def _linear_backward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: bool, grad_cast: bool) -> list[Op]:
-    """dX = dY·W (m=tokens, n=in, k=out) and dW = dYᵀ·X (m=out, n=in, k=tokens), bias grad, casts."""
+def _linear_backward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: bool, out_cast: bool,
+                     in_cast: bool) -> list[Op]:
+    """dX = dY·W (m=tokens, n=in, k=out) and dW = dYᵀ·X (m=out, n=in, k=tokens), bias grad, autocast casts:
+    ``out_cast`` the fp32 grad arriving from a residual add cast to 16 bits, ``in_cast`` the input grad
+    cast back to the fp32 input's dtype (the backward of the forward's input cast)."""
     ops = []
-    if ctx.autocast and grad_cast:  # the fp32 grad of a norm/residual path arrives cast to the 16-bit dtype
+    if ctx.autocast and out_cast:
         ops.append(cast(f"{name}.grad_cast", "backward", ctx.t * d_out, ctx.mm))
     ops.append(gemm(f"{name}.bwd_input", "backward_input", ctx.t, d_in, d_out, ctx.mm,
                     host_ops=HOST_OPS["linear_backward"]))
@@ -163,6 +166,8 @@ def _linear_backward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: 
         ops.append(elementwise(f"{name}.bias_grad", "sum", "backward", ctx.t * d_out, ctx.mm))
     if ctx.autocast:  # the weight (and bias) grad cast back to the fp32 parameter
         ops.append(cast(f"{name}.weight_grad_cast", "backward", d_in * d_out + (d_out if bias else 0), "fp32"))
+        if in_cast:
+            ops.append(cast(f"{name}.input_grad_cast", "backward", ctx.t * d_in, "fp32"))
     return ops
 
 
@@ -236,7 +241,7 @@ def _mlp_backward(ctx: GraphContext, linears: list) -> list[Op]:
     for e in range(0, len(mlp), per):
         group = mlp[e:e + per]
         ups, down = group[:-1], group[-1]
-        ops += _linear_backward(ctx, *down, grad_cast=True)
+        ops += _linear_backward(ctx, *down, out_cast=True, in_cast=False)
         width = ctx.t * ups[0][2]
         if c.mlp == "swiglu":
             ops += [elementwise(f"{down[0]}.gate_mul.bwd", "binary", "backward", width, ctx.mm),
@@ -245,11 +250,11 @@ def _mlp_backward(ctx: GraphContext, linears: list) -> list[Op]:
         else:
             ops.append(elementwise(f"{down[0]}.gelu.bwd", "gelu", "backward", width, ctx.mm))
         for name, d_in, d_out, bias in reversed(ups):
-            ops += _linear_backward(ctx, name, d_in, d_out, bias, grad_cast=False)
+            ops += _linear_backward(ctx, name, d_in, d_out, bias, out_cast=False, in_cast=True)
         if len(ups) > 1:  # both up-projections' input grads summed
             ops.append(elementwise(f"{ups[0][0]}.input_grad_add", "binary", "backward", ctx.t * c.d_model, ctx.mm))
     for name, d_in, d_out, bias in (x for x in linears if x[0] == "mlp.router"):
-        ops += _linear_backward(ctx, name, d_in, d_out, bias, grad_cast=True)
+        ops += _linear_backward(ctx, name, d_in, d_out, bias, out_cast=False, in_cast=True)
     return ops
 
 
@@ -274,9 +279,9 @@ def block_backward(ctx: GraphContext, layer: int) -> list[Op]:
     ops = _mlp_backward(ctx, linears)
     ops.append(_norm(ctx, "ln_2.bwd", "backward"))
     ops.append(elementwise("residual_2.grad_add", "binary", "backward", ctx.t * c.d_model, ctx.res))
-    ops += _linear_backward(ctx, *proj, grad_cast=True)
+    ops += _linear_backward(ctx, *proj, out_cast=True, in_cast=False)
     ops += _attention_backward(ctx)
-    ops += _linear_backward(ctx, *qkv, grad_cast=False)
+    ops += _linear_backward(ctx, *qkv, out_cast=False, in_cast=True)
     ops.append(_norm(ctx, "ln_1.bwd", "backward"))
     ops.append(elementwise("residual_1.grad_add", "binary", "backward", ctx.t * c.d_model, ctx.res))
     return [_prefix(op, f"block{layer}") for op in ops]
@@ -313,7 +318,7 @@ def _head(ctx: GraphContext, backward: bool) -> list[Op]:
     ops = [elementwise("cross_entropy.bwd", "cross_entropy", "backward", logits, "fp32")]
     if ctx.autocast:
         ops.append(cast("logits_grad_cast", "backward", logits, ctx.mm))
-    ops += _linear_backward(ctx, "lm_head", c.d_model, v, False, grad_cast=False)
+    ops += _linear_backward(ctx, "lm_head", c.d_model, v, False, out_cast=False, in_cast=True)
     ops.append(_norm(ctx, "ln_f.bwd", "backward"))
     return ops
 

@@ -13,7 +13,6 @@ global-per-step figures beside; ``memory.*`` are bytes on the busiest GPU;
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 from estimator.cost_model import DatasheetCost, MeasuredCost, predict_step
@@ -31,7 +30,7 @@ from estimator.precision import get_precision
 from estimator.setup import MODES, TrainSetup
 from estimator.step_overheads import StepOverheads, default_overheads
 from estimator.step_time import timing_assumptions, train_step_time
-from estimator.units import fmt_bytes
+from estimator.units import MAX_COUNT, MAX_GPU_HOUR_COST, check_finite, check_finite_positive, fmt_bytes
 
 MFU_NA = "MFU n/a (unknown peak; --peak-tflops)"
 
@@ -42,10 +41,10 @@ def _validate(model: ModelConfig, setup: TrainSetup, mode: str, seq_len: int, to
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if seq_len > model.context_length:
         raise ConfigError(f"seq-len {seq_len} exceeds {model.name}'s context length {model.context_length}")
-    if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens <= 0):
-        raise ConfigError(f"tokens must be a positive integer, got {tokens!r}")
-    if gpu_hour_cost is not None and not (math.isfinite(gpu_hour_cost) and gpu_hour_cost >= 0):
-        raise ConfigError(f"gpu-hour-cost must be a non-negative number, got {gpu_hour_cost!r}")
+    if tokens is not None:
+        check_finite_positive(tokens, "tokens", low=1, high=MAX_COUNT, integer=True)
+    if gpu_hour_cost is not None:
+        check_finite(gpu_hour_cost, "gpu-hour-cost", low=0.0, high=MAX_GPU_HOUR_COST)
     if memory_limit_bytes is not None and memory_limit_bytes <= 0:
         raise ConfigError(f"memory limit must be positive, got {memory_limit_bytes!r} bytes")
     check_parallel(model, setup)

@@ -11,9 +11,12 @@ from dataclasses import asdict, dataclass
 from estimator.errors import ConfigError
 from estimator.flops import RECOMPUTE_KINDS
 from estimator.precision import get_precision
+from estimator.units import check_finite_positive
 
 OPTIMIZERS = ("adamw", "sgd")
 MODES = ("train", "infer")
+MAX_SETUP_INT = 2**30  # batch, accumulation, parallel sizes: ~1e9, past any cluster; keeps every product finite
+MIN_EFFICIENCY = 1e-3  # an efficiency of 5e-324 would make every time infinite
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,9 @@ class TrainSetup:
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "dp", "tp", "pp", "ep"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if self.seq_len is not None and (not isinstance(self.seq_len, int) or self.seq_len < 1):
-            raise ConfigError(f"seq-len must be a positive integer, got {self.seq_len!r}")
+            check_finite_positive(getattr(self, name), name.replace("_", "-"), low=1, high=MAX_SETUP_INT, integer=True)
+        if self.seq_len is not None:
+            check_finite_positive(self.seq_len, "seq-len", low=1, high=MAX_SETUP_INT, integer=True)
         get_precision(self.precision)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
@@ -62,8 +63,7 @@ class TrainSetup:
             raise ConfigError(f"zero stage must be 0, 1, 2 or 3, got {self.zero!r}")
         for name in ("flops", "memory", "interconnect"):
             value = getattr(self.efficiency, name)
-            if not 0 < value <= 1:
-                raise ConfigError(f"{name} efficiency must be in (0, 1], got {value!r}")
+            check_finite_positive(value, f"{name} efficiency", low=MIN_EFFICIENCY, high=1.0)
 
     @property
     def world_size(self) -> int:

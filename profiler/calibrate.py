@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -39,7 +40,7 @@ ATTN_SCORE_CAP = 2**21  # bh·T² above this: not run
 ELEMENT_SIZES = (2**10, 2**13, 2**16, 2**19, 2**21)
 ROW = 256  # row width of norm / activation / loss tensors
 CPU_POINT_SECONDS = 0.004  # repeat a point while this lasts (at least MIN_REPEATS, at most MAX_REPEATS)
-MIN_REPEATS, MAX_CALLS = 2, 20000
+MIN_REPEATS, MAX_CALLS = 3, 20000
 CHAIN = 200  # tiny ops per dispatch-cost chain
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -58,25 +59,30 @@ class _Timer:
             self._a, self._b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
     def window(self, fn: Callable[[], object], seconds: float, min_calls: int) -> float:
-        """Mean seconds per call of ``fn`` called until ``seconds`` have passed and ``min_calls`` were made."""
+        """Seconds per call of ``fn``, called until ``seconds`` have passed and ``min_calls`` were made:
+        the median call on the CPU (one preempted call must not stand for the rest), the mean over the
+        window with CUDA events (the device is not shared with other processes' threads)."""
         import torch
 
-        calls = 0
         if self.cuda:
             torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        if self.cuda:
+            calls = 0
+            start = time.perf_counter()
             self._a.record()
-        while True:
-            fn()
-            calls += 1
-            if calls >= min_calls and (calls >= MAX_CALLS or time.perf_counter() - start >= seconds):
-                break
-        if self.cuda:
+            while calls < min_calls or (calls < MAX_CALLS and time.perf_counter() - start < seconds):
+                fn()
+                calls += 1
             self._b.record()
             self._b.synchronize()
             return self._a.elapsed_time(self._b) / 1e3 / calls
-        return (time.perf_counter() - start) / calls
+        times: list[float] = []
+        clock = time.perf_counter
+        start = clock()
+        while len(times) < min_calls or (len(times) < MAX_CALLS and clock() - start < seconds):
+            t0 = clock()
+            fn()
+            times.append(clock() - t0)
+        return statistics.median(times)
 
     def __call__(self, fn: Callable[[], object]) -> float:
         if self.cuda:
@@ -91,13 +97,9 @@ class _Timer:
 
 
 def best_time(timer: "_Timer", fn: Callable[[], object], point_seconds: float = CPU_POINT_SECONDS) -> float:
-    """Mean seconds per call over a window of ``point_seconds`` (at least ``MIN_REPEATS`` calls), after one
-    warm-up call.
-
-    The mean, not the best: a step's time is the sum of its ops' times, so each op counts with its
-    expected cost — on a shared machine that includes the stalls a busy neighbour causes, as it does in
-    the step the profile predicts; on an idle machine mean, median and best agree.
-    """
+    """Typical seconds per call over a window of ``point_seconds`` (at least ``MIN_REPEATS`` calls), after
+    one warm-up call (``_Timer.window``): the median, not the best — the benchmark compares with the
+    median step; on an idle machine the two agree."""
     fn()  # warm-up: allocator, caches, lazy init
     return max(timer.window(fn, point_seconds, MIN_REPEATS), 1e-9)
 
@@ -334,7 +336,7 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
     finally:
         CPU_POINT_SECONDS = saved
     elapsed = time.perf_counter() - start
-    notes = [f"mean of the calls in a {CPU_POINT_SECONDS * 1e3:g} ms window (at least {MIN_REPEATS}) per point after "
+    notes = [f"median of the calls in a {CPU_POINT_SECONDS * 1e3:g} ms window (at least {MIN_REPEATS}) per point after "
              "a warm-up call; GEMMs over "
              f"{2 * GEMM_FLOP_CAP / 2 / 1e9:.2g} GFLOP, attention over {ATTN_SCORE_CAP} scores scaled from the "
              "nearest measured point"]

@@ -166,8 +166,11 @@ def torchrun_args(nnodes: str | int | None = None, node_rank: int | None = None,
         raise ConfigError("--node-rank / --rdzv-* need --nnodes (the number of nodes, e.g. 2 or 1:4)")
     if nnodes is None:
         return []
-    if not re.fullmatch(r"[1-9][0-9]*(:[1-9][0-9]*)?", str(nnodes)):
+    if not re.fullmatch(r"[1-9][0-9]{0,5}(:[1-9][0-9]{0,5})?", str(nnodes)):
         raise ConfigError(f"--nnodes must be N or MIN:MAX, got {nnodes!r}")
+    low, _, high = str(nnodes).partition(":")
+    if high and int(low) > int(high):
+        raise ConfigError(f"--nnodes {nnodes}: the minimum {low} is over the maximum {high}")
     if str(nnodes) != "1" and rdzv_endpoint is None:
         raise ConfigError("more than one node needs --rdzv-endpoint HOST:PORT (the same on every node)")
     out = ["--nnodes", str(nnodes)]

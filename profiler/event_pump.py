@@ -6,8 +6,10 @@ stderr. ``EventPump`` reads both on daemon threads into one queue, so the
 consumer can wait for "the next thing" with a timeout and still notice a
 cancel, a dead child or a silent one:
 
-- ``("event", Event)`` for each event line (non-event noise, such as a shell
-  banner, is skipped by ``read_events``);
+- ``("event", Event)`` for each valid event line (``read_events`` validates it
+  at this boundary: non-event noise such as a shell banner passes silently, a
+  bad event line is skipped and counted in ``skipped``; an over-long line is
+  never held whole);
 - ``("stderr", line)`` for each non-empty stderr line (the last ones are kept
   in ``stderr_tail`` for a failure message);
 - ``("end", returncode)`` once the process has exited and both streams are
@@ -23,6 +25,7 @@ import subprocess
 import threading
 from typing import IO, Any, Iterator
 
+from profiler.event_validation import SkipCounter, bounded_lines
 from profiler.events import read_events
 
 DRAIN_S = 5.0
@@ -34,6 +37,7 @@ class EventPump:
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_keep)
         self.first_output = threading.Event()  # set at the first stdout line, or at the end
         self.returncode: int | None = None
+        self.skipped = SkipCounter()
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._drain_s = drain_s
         readers = [threading.Thread(target=self._read_stdout, args=(proc.stdout,), name="pump-stdout", daemon=True),
@@ -43,20 +47,20 @@ class EventPump:
         threading.Thread(target=self._reap, args=readers, name="pump-reap", daemon=True).start()
 
     def _lines(self, stream: IO[str]) -> Iterator[str]:
-        for line in iter(stream.readline, ""):
+        for line in bounded_lines(stream):
             self.first_output.set()
             yield line
 
     def _read_stdout(self, stream: IO[str]) -> None:
         try:
-            for event in read_events(self._lines(stream)):
+            for event in read_events(self._lines(stream), self.skipped):
                 self._queue.put(("event", event))
         except (OSError, ValueError):  # the pipe was closed under us: the process is being stopped
             pass
 
     def _read_stderr(self, stream: IO[str]) -> None:
         try:
-            for line in iter(stream.readline, ""):
+            for line in bounded_lines(stream):
                 line = line.rstrip()
                 if line:
                     self.stderr_tail.append(line)

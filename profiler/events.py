@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from profiler.event_validation import SkipCounter
 
 
 @dataclass(frozen=True)
@@ -166,15 +169,12 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def read_events(lines: Iterable[str]) -> Iterator[Event]:
-    """Parse JSONL lines; blank lines and non-JSON noise (e.g. a shell banner) are skipped."""
-    for line in lines:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict) and data.get("event") in EVENT_TYPES:
-            yield event_from_dict(data)
+def read_events(lines: Iterable[str], skipped: SkipCounter | None = None, first_line_no: int = 1) -> Iterator[Event]:
+    """Validated events of JSONL lines (``profiler.event_validation``: schema, finite numbers, clean strings).
+
+    Blank lines and non-JSON noise (a shell banner) pass silently; a line that looks like JSON but is
+    not a valid event is skipped and, when ``skipped`` is given, counted there with its line number.
+    """
+    from profiler.event_validation import validated_events  # it imports this module
+
+    return validated_events(lines, skipped, first_line_no)

@@ -35,7 +35,7 @@ def check_buildable(cfg: ModelConfig) -> None:
 
     Every shape a valid ``ModelConfig`` expresses is built today (``validate`` has
     already refused impossible ones); the features a Hugging Face config.json may
-    carry beyond those fields are refused, by name, in ``profiler.hf_config``. Kept
+    carry beyond those fields are refused, by name, in ``estimator.hf_config``. Kept
     as the one gate ``run_profile`` and ``mfutop profile`` pass before allocating.
     """
 

@@ -136,8 +136,10 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
         state.batch_size = batch
         if batch != lookup(state.prediction, "setup.batch_size"):
             yield from _predict(state, batch, first=False)
-        # FLOPs are counted once, at the batch that runs: every comparison is at that batch.
-        yield _count(state, batch)
+        # FLOPs are counted at the batch that runs: every comparison is at that batch. The analytic
+        # count is instant; thop and FlopCounterMode (seconds: models built and traced) wait until
+        # after the timed steps, so they never delay the first measured tokens/s.
+        yield _count(state, batch, conventions=False)
         if cancel.is_set():
             yield RunFinished(summary=profile_summary(state), cancelled=True)
             return
@@ -147,6 +149,8 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
                 yield _warn(state, busy)
             extra = config.steps if max_extra_steps is None else max_extra_steps
             yield from _measure(state, trainer, batch, cancel, extra)
+            if not cancel.is_set():
+                yield _count(state, batch, conventions=True)
         yield RunFinished(summary=profile_summary(state), cancelled=cancel.is_set())
     except ConfigError as exc:
         yield RunFailed(message=str(exc), error_type="ConfigError")
@@ -205,11 +209,14 @@ def _seed_batch(state: ProfileProgress) -> int:
     return max(1, int(state.first_prediction.get("max_batch_size") or 1))
 
 
-def _count(state: ProfileProgress, batch: int) -> FlopsCounted:
-    counts = count_flops(state.resolved.padded, batch, state.seq_len)
+def _count(state: ProfileProgress, batch: int, conventions: bool) -> FlopsCounted:
+    """The FLOPs of one step at ``batch``: the analytic count, and with ``conventions`` thop's and
+    FlopCounterMode's beside it."""
+    counts = count_flops(state.resolved.padded, batch, state.seq_len, use_thop=conventions,
+                         use_counter=conventions)
     state.flops = counts
     return FlopsCounted(batch_size=batch, seq_len=state.seq_len, analytic=counts.analytic, thop=counts.thop,
-                        counter=counts.counter, note=counts.note)
+                        counter=counts.counter, note=counts.note if conventions else "")
 
 
 def _predicted_bytes(state: ProfileProgress) -> Callable[[int], int]:

@@ -125,7 +125,7 @@ class Tracker:
         if isinstance(config, ModelConfig):
             s.cfg, s.model_name = config, config.name
         elif config is not None:
-            from profiler.hf_config import load_hf_config
+            from estimator.hf_config import load_hf_config
 
             hf = load_hf_config(config)  # ConfigError: unreadable, or a family the profiler cannot build
             s.cfg, s.config_path, s.model_name = hf.cfg, str(config), hf.cfg.name

@@ -7,6 +7,7 @@ One small function so the comparison stays where it lives (``profiler.compare``)
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from profiler.compare import FLOPS_CONVENTION, compare_rows, errors_by_key, timed_figures
@@ -39,8 +40,8 @@ def tracker_summary(state: Any) -> dict[str, Any]:
         "nvml_used_bytes": None,
         "memory_method": state.memory_method,
         "step_time_method": state.time_method,
-        "loss_first": state.samples[0].loss if state.samples else None,
-        "loss_last": state.samples[-1].loss if state.samples else None,
+        "loss_first": _finite(state.samples[0].loss) if state.samples else None,
+        "loss_last": _finite(state.samples[-1].loss) if state.samples else None,
         "max_batch_size": None,  # a tracked loop runs the user's batch: no search
     }
     rows = compare_rows(state.prediction, measured)
@@ -60,3 +61,8 @@ def tracker_summary(state: Any) -> dict[str, Any]:
         "compare": rows,
         "warnings": list(state.warnings),
     }
+
+
+def _finite(value: float) -> float | None:
+    """A loss not given (NaN in its StepSample) is null in the summary: a summary holds finite numbers only."""
+    return value if math.isfinite(value) else None

@@ -77,3 +77,17 @@ def test_tui_json_runs_headless_and_records(tmp_path):
     assert summary["measured"]["params"] == summary["prediction"]["params"]["total"]
     assert summary["measured"]["batch_size"] == 2
     assert json.loads(out.read_text().strip().splitlines()[-1])["event"] == "run_finished"
+
+
+def test_replay_json_of_a_run_cut_short_reports_what_it_holds(tmp_path):
+    """A recording whose writer was killed (no final event) is data, not an error: every step it holds."""
+    lines = RECORDED.read_text().strip().splitlines()
+    kept = [line for line in lines if json.loads(line)["event"] != "run_finished"]
+    path = tmp_path / "killed.jsonl"
+    path.write_text("\n".join(kept) + "\n")
+    result = runner.invoke(app, ["replay", str(path), "--json"])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    steps = [json.loads(line) for line in kept if json.loads(line)["event"] == "step_sample"]
+    assert summary["incomplete"] is True and summary["events"] == len(kept)
+    assert summary["measured"]["steps"] == sum(1 for s in steps if not s["warmup"])

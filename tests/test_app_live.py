@@ -143,4 +143,5 @@ def test_mid_run_the_flops_rows_are_counted_at_the_runs_batch():
     predicted, measured, error = cells["flops_analytic"]
     assert predicted == measured == format_value(step_flops(TINY, batch, 64).total, "flops")
     assert error == "+0.0 %"
-    assert [e.batch_size for e in state.events if type(e).__name__ == "FlopsCounted"] == [batch]
+    counted = [e for e in state.events if type(e).__name__ == "FlopsCounted"]
+    assert counted and all(e.batch_size == batch for e in counted)  # never the search's seed batch

@@ -36,7 +36,13 @@ def test_a_finished_run_fills_the_comparison_table():
     assert predicted == measured == "141,056" and error == "+0.0 %"
     for row in ("tokens_per_s", "mfu", "step_time", "peak_memory", "max_batch", "flops_thop"):
         assert is_number(cells[row][1]), (row, cells[row])
-    assert cells["flops_thop"][2] == "+14.9 % !"  # error size marked in text, not only in colour
+    assert cells["flops_thop"][2] == "+14.9 % conv."  # a counting convention: information, no grade
+    from tui.app.comparison import comparison_rows
+
+    graded = {r.spec.key: r.grade for r in comparison_rows(app.state)}
+    assert any(g in ("fair", "poor") for g in graded.values())
+    for key, grade in graded.items():  # the error's size is marked in text, not only in colour
+        assert cells[key][2].endswith({"fair": " !", "poor": " !!"}.get(grade, cells[key][2][-1:] or "")), key
 
 
 def test_wide_layout_at_120x40_shows_every_panel():

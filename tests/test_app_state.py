@@ -83,7 +83,7 @@ def test_comparison_rows_pair_prediction_and_measurement():
     assert params.predicted_text == params.measured_text == f"{TINY_PARAMS:,}"
     thop = rows["flops_thop"]  # the fake's thop counts 87 % of the analytic FLOPs
     assert thop.error == pytest.approx(1 / 0.87 - 1, rel=1e-6)
-    assert thop.grade == "" and thop.error_text == "+14.9 % (convention)"  # information, not a miss
+    assert thop.grade == "" and thop.error_text == "+14.9 % conv."  # information, not a miss
     assert rows["mfu"].measured_text.endswith("%")
     assert rows["tokens_per_s"].measured_text.endswith("tok/s")
 

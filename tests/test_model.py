@@ -30,10 +30,9 @@ def test_padded_vocabulary_is_what_is_built_and_counted(name):
         assert padded.vocab_size == 50304
 
 
-def test_mixture_of_experts_is_estimate_only():
-    with pytest.raises(ConfigError, match="estimate-only"):
-        build_model(get_model("mixtral-8x7b"), "meta")
-
+def test_mixture_of_experts_is_built_with_the_estimators_count():
+    cfg = get_model("mixtral-8x7b")
+    assert param_count(build_model(cfg, "meta")) == count_params(cfg).total == 46_702_792_704
 
 def test_tied_and_untied_heads():
     tied = build_model(get_model("gpt2"), "meta")

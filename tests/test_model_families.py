@@ -14,7 +14,7 @@ from estimator.model_config import ModelConfig
 from estimator.params import count_params
 from estimator.presets import get_model
 from profiler.flop_count import counter_step_flops
-from profiler.hf_config import load_hf_config
+from estimator.hf_config import load_hf_config
 from profiler.model import MoE, build_model, param_count
 
 transformers = pytest.importorskip("transformers")
@@ -44,10 +44,6 @@ HF_CONFIGS = {
                      "num_experts_per_tok": 2, "tie_word_embeddings": False, "hidden_act": "silu"},
 }
 HF_CONFIGS["gemma-2b-tied-explicitly"] = {**HF_CONFIGS["gemma-2b"], "tie_word_embeddings": True}
-# Until estimator.model_config.from_hf_config defaults Gemma to tied (transformers' GemmaConfig does), a
-# Gemma config.json without the key is refused by name rather than profiled with an extra 524 M head.
-ESTIMATOR_GAP = pytest.mark.xfail(raises=ConfigError, strict=True,
-                                  reason="from_hf_config: tie_word_embeddings default / gpt_neox branch missing")
 # Published totals (model cards / safetensors index "total_size" / 2 bytes), independent of both codes.
 PUBLISHED = {"gpt2": 124_439_808, "llama-2-7b": 6_738_415_616, "mistral-7b": 7_241_732_096,
              "qwen2-0.5b": 494_032_768, "gemma-2b": 2_506_172_416, "mixtral-8x7b": 46_702_792_704,
@@ -60,8 +56,7 @@ def write_config(tmp_path, raw, name="config.json"):
     return path
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=ESTIMATOR_GAP) if n == "gemma-2b" else n
-                                  for n in HF_CONFIGS])
+@pytest.mark.parametrize("name", list(HF_CONFIGS))
 def test_each_family_is_built_with_the_estimators_and_the_published_parameter_count(tmp_path, name):
     hf = load_hf_config(write_config(tmp_path, HF_CONFIGS[name]))
     model = build_model(hf.cfg, "meta")
@@ -76,7 +71,7 @@ def test_qwen2_gets_its_qkv_bias_and_mistral_its_grouped_kv_heads(tmp_path):
     assert attn.c_attn.out_features == 4096 + 2 * 8 * 128 and attn.kv_heads == 8
 
 
-@pytest.mark.parametrize("name", [pytest.param("gemma-2b", marks=ESTIMATOR_GAP), "gemma-2b-tied-explicitly"])
+@pytest.mark.parametrize("name", ["gemma-2b", "gemma-2b-tied-explicitly"])
 def test_gemma_is_tied_and_its_gelu_gate_is_noted(tmp_path, name):
     hf = load_hf_config(write_config(tmp_path, HF_CONFIGS[name]))
     model = build_model(hf.cfg, "meta")
@@ -114,7 +109,6 @@ def test_llama_with_grouped_kv_heads_matches_hugging_face_llama():
     assert param_count(build_model(cfg, "meta")) == _hf_meta_count(transformers.LlamaForCausalLM, hf)
 
 
-@ESTIMATOR_GAP
 def test_gpt_neox_config_json_is_read_as_gpt_neox(tmp_path):
     raw = {"model_type": "gpt_neox", "vocab_size": 50304, "max_position_embeddings": 2048, "hidden_size": 768,
            "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "rotary_pct": 0.25,

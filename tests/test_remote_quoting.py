@@ -142,8 +142,9 @@ def test_ssh_is_detached_from_the_terminal_only_when_it_cannot_prompt():
     assert RemoteRun("gpu1", ["mfutop"]).detach and not RemoteRun("gpu1", ["mfutop"], SshOptions(batch_mode=False)).detach
 
 
-@pytest.mark.parametrize("destination", ["-oProxyCommand=touch /tmp/x", "", "host name", "a\nb"])
-def test_destination_that_is_not_a_host_is_refused(destination):
+@pytest.mark.parametrize("destination", ["-oProxyCommand=touch /tmp/x", "", "host name", "a\nb", "gpu1;touch x",
+                                         "$(touch x)@gpu1", "gpu1`id`", "me@gpu|cat"])
+def test_destination_that_is_not_a_host_is_refused(destination):  # shell metacharacters included
     with pytest.raises(ConfigError):
         ssh_command(destination, ["mfutop"], SshOptions())
 
@@ -336,3 +337,10 @@ def test_app_renders_a_remote_run_and_cancel_stops_it(fakes, monkeypatch):
     assert stopped
     assert state.status == "cancelled"
     assert state.summary == {"argv": ["profile", "--jsonl", "--steps", "3"]}
+
+
+@pytest.mark.parametrize("destination", ["gpu1", "me@gpu-1.example.org", "ssh://me@gpu1:2222", "me@[::1]", "a_b"])
+def test_ordinary_destinations_are_accepted(destination):
+    from tui.remote import check_destination
+
+    assert check_destination(destination) == destination

@@ -42,6 +42,7 @@ def test_fixed_batch_run_yields_the_documented_stream():
     events = run(config)
     kinds = [type(e) for e in events]
     assert kinds[:4] == [DeviceDetected, LogMessage, PredictionReady, FlopsCounted]
+    assert kinds[-2] is FlopsCounted and events[-2].counter == step_flops(TINY, 2, 32).total
     assert kinds[-1] is RunFinished and not events[-1].cancelled
     steps = [e for e in events if isinstance(e, StepSample)]
     assert [s.warmup for s in steps] == [True, True, True, False, False, False]  # 2 warm-up + memory step + 3
@@ -88,7 +89,8 @@ def test_auto_batch_searches_under_the_memory_limit_and_measures_the_found_batch
     predictions = [e for e in events if isinstance(e, PredictionReady)]
     assert predictions[-1].prediction["setup"]["batch_size"] == found
     counted = [e for e in events if isinstance(e, FlopsCounted)]
-    assert [e.batch_size for e in counted] == [found]  # counted once, at the batch that runs (never the seed)
+    assert [e.batch_size for e in counted] == [found, found]  # at the batch that runs (never the seed):
+    assert counted[0].thop is None and counted[-1].thop is not None  # analytic first, conventions after the steps
     assert events.index(counted[0]) > events.index(probes[-1])
     assert finished.summary["errors"]["max_batch_size"] == pytest.approx(
         (predictions[0].prediction["max_batch_size"] - found) / found)

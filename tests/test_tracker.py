@@ -87,17 +87,22 @@ def test_without_a_config_flop_counter_mode_counts_step_one_and_agrees_with_the_
     assert not any(isinstance(e, PredictionReady) for e in t.events)
 
 
-def test_sdpa_on_the_cpu_is_counted_not_zero():
+def test_sdpa_on_the_cpu_is_counted_not_zero_and_a_loop_without_losses_replays(tmp_path):
     cfg = get_model("gpt-tiny")
     model = build_model(cfg, "cpu", attention="sdpa")
     opt = torch.optim.AdamW(model.parameters())
-    with Tracker(model, tokens_per_step=B * T, detect=fake_cpu) as t:
+    out = tmp_path / "run.jsonl"
+    with Tracker(model, tokens_per_step=B * T, out=out, detect=fake_cpu) as t:
         for x in batches(2):
             model(x, x).backward()
             opt.step()
             opt.zero_grad()
             t.step()
     assert t.state.flops_counter == step_flops(cfg, B, T).total
+    events = list(read_events(out.read_text().splitlines()))  # the validating reader keeps every line
+    assert len(events) == len(t.events) and isinstance(events[-1], RunFinished)
+    assert all(math.isnan(e.loss) for e in events if isinstance(e, StepSample))
+    assert events[-1].summary["measured"]["loss_last"] is None
 
 
 def test_tokens_per_step_is_inferred_from_the_first_forward(tmp_path, llama):

@@ -46,6 +46,18 @@ def open_default_app(opts: dict) -> None:
     run_app(MfutopApp(run_config=config, autostart=True))
 
 
+def incomplete_summary(state) -> dict:
+    """What a recording without its final event still says (a run killed mid-way): every step it holds."""
+    return {
+        "device": state.device.to_dict() if state.device else None,
+        "prediction": state.prediction,
+        "measured": {**state.measured(), "steps": len(state.timed_samples),
+                     "warmup_steps": len(state.samples) - len(state.timed_samples)},
+        "events": len(state.events),
+        "warnings": [text for level, text in state.logs if level == "warning"],
+    }
+
+
 def register(app: typer.Typer) -> None:
     """Adds `mfutop tui` and `mfutop replay`."""
 
@@ -83,12 +95,27 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             check_run_file(path)
             if json_ and not follow:
-                source = events_source(read_run_file(path))  # a file with no events at all: exit 2
+                from profiler.event_validation import SkipCounter
+                from tui.cli_support import warn
+
+                skipped = SkipCounter()
+                source = events_source(read_run_file(path, skipped))  # a file with no events at all: exit 2
+                if skipped:
+                    warn(skipped.report())
             else:
                 source = follow_source(path) if follow else replay_source(path)
         if json_:
-            cancel = threading.Event()
-            run_headless(source(cancel), cancel=cancel, what=str(path), json_=True)
+            from tui.app.run_state import RunState
+
+            cancel, seen = threading.Event(), RunState()
+
+            def folded(events):
+                for event in events:
+                    seen.apply(event)
+                    yield event
+
+            run_headless(folded(source(cancel)), cancel=cancel, what=str(path), json_=True,
+                         incomplete=lambda: incomplete_summary(seen))
             return
         from tui.app import MfutopApp
 

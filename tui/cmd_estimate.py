@@ -16,33 +16,19 @@ imported inside the command so ``mfutop --help`` stays fast.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from estimator.errors import ConfigError
+from estimator.units import PEAK_TFLOPS_RANGE, check_finite_positive, parse_count
 from profiler.run_config import parse_batch, parse_memory
 from tui.cli_support import emit_json, user_errors
 
 DEFAULT_GPU = "h100-sxm"
 DEFAULT_MODEL = "gpt2"
 _RECOMPUTE_CODES = {"0": "none", "1": "selective", "2": "full"}
-_COUNT_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
-
-
-def parse_count(text: str | None, what: str) -> int | None:
-    """'300e9', '300B', '1.5T', '2000000' -> an integer; ConfigError otherwise."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbgtKMBGT]?)\s*", str(text))
-    if not match:
-        raise ConfigError(f"cannot read {text!r} as a {what}; write e.g. 300e9, 300B or 1.5T")
-    value = float(match.group(1)) * _COUNT_SUFFIX[match.group(2).lower()]
-    if value <= 0:
-        raise ConfigError(f"{what} must be positive, got {text!r}")
-    return int(round(value))
 
 
 def _recompute(text: str) -> str:
@@ -138,8 +124,7 @@ def estimate(
         spec = get_gpu(gpu or DEFAULT_GPU)
         p = get_precision(precision)
         if peak_tflops is not None:
-            if not peak_tflops > 0:
-                raise ConfigError(f"peak-tflops must be a positive TFLOP/s figure, got {peak_tflops!r}")
+            check_finite_positive(peak_tflops, "peak-tflops", low=PEAK_TFLOPS_RANGE[0], high=PEAK_TFLOPS_RANGE[1])
             spec = with_peak_override(spec, p.matmul_dtype, peak_tflops * 1e12, label="--peak-tflops")
         batch = parse_batch(batch_size)
         setup = TrainSetup(

@@ -15,9 +15,10 @@ from typing import Optional
 import typer
 
 from estimator.errors import ConfigError
+from estimator.units import parse_count
 from profiler.run_config import parse_memory
 from tui.cli_support import emit_json, user_errors
-from tui.cmd_estimate import DEFAULT_GPU, _model, parse_count
+from tui.cmd_estimate import DEFAULT_GPU, _model
 
 # Llama 2's global batch, 4M tokens (Touvron et al. 2023, "Llama 2", §2.2), as 2^22 so that it
 # divides into whole sequences at every power-of-two sequence length.

@@ -10,9 +10,11 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from estimator.units import fmt_bytes, fmt_flops, fmt_pct, fmt_rate, fmt_seconds, fmt_si
+from tui.plain_text import plain, plain_str
 
 _PARAM_ROWS = ("embedding/token", "embedding/position", "attention", "mlp", "block", "transformer", "ln_f", "dense")
 
@@ -190,7 +192,7 @@ def assumptions_table(r: dict) -> Table:
     t = _table("Assumptions", "name", "value")
     t.columns[1].justify = "left"
     for key, value in r["assumptions"].items():
-        t.add_row(key, _value(value))
+        t.add_row(plain(key), plain(_value(value), max_chars=400))  # the model's name from a config.json
     return t
 
 
@@ -201,7 +203,7 @@ def header(r: dict) -> str:
     extra = (" sp" if s["sp"] else "") + (f" zero-{s['zero']}" if s["zero"] else "")
     shape = (f"batch {s['batch_size']} x prompt {r['prompt_len']} + gen {r['gen_len']}" if r["mode"] == "infer"
              else f"batch {s['batch_size']} x seq {s['seq_len']}")
-    return (f"[bold]{r['model']['name']}[/] on [bold]{hw['name']}[/] "
+    return (f"[bold]{escape(plain_str(r['model']['name']))}[/] on [bold]{escape(plain_str(hw['name']))}[/] "
             f"({hw['peak_dtype']} dense peak {peak}, {'derived' if hw['derived'] else 'datasheet'}) - "
             f"{r['mode']}, {shape}, {s['precision']}, "
             f"recompute {s['recompute']}{', flash' if s['flash_attention'] else ''}"
@@ -212,6 +214,6 @@ def print_estimate(r: dict, console: Console | None = None) -> None:
     console = console or Console()
     console.print(header(r))
     for warning in r["warnings"]:
-        console.print(f"[yellow]! {warning}[/]")
+        console.print(plain(f"! {warning}", style="yellow", max_chars=2000))
     for table in (params_table(r), flops_table(r), memory_table(r), time_table(r), assumptions_table(r)):
         console.print(table)

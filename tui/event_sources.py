@@ -13,16 +13,19 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from estimator.errors import ConfigError
 from profiler.event_pump import EventPump
-from profiler.events import Event, RunFailed, RunFinished, read_events
+from profiler.event_validation import LineBuffer, SkipCounter, Skipped, bounded_lines, parse_event_line
+from profiler.events import Event, LogMessage, RunFailed, RunFinished, read_events
 
 EventSource = Callable[[threading.Event], Iterable[Event]]
 
 FOLLOW_POLL_S = 0.2  # how long a follower sleeps when the file has nothing new
+FOLLOW_STALE_S = 600.0  # a followed file silent this long: its writer is gone (a step can take minutes)
 
 
 CHILD_GRACE_S = 15.0  # after a cancel, how long the child may take to send its final event
@@ -131,71 +134,104 @@ def check_run_file(path: Path) -> Path:
     return path
 
 
-def read_run_file(path: Path) -> list[Event]:
-    """All events of a recorded run; ConfigError if the file holds none."""
+def read_run_file(path: Path, skipped: SkipCounter | None = None) -> list[Event]:
+    """All valid events of a recorded run (bad lines skipped and counted in ``skipped``);
+    ConfigError if the file holds none."""
+    skipped = skipped if skipped is not None else SkipCounter()
     with open(check_run_file(path), encoding="utf-8", errors="replace") as stream:
-        events = list(read_events(stream))
+        events = list(read_events(bounded_lines(stream), skipped))
     if not events:
-        raise ConfigError(f"{path} holds no mfutop events (write one with --out run.jsonl)")
+        raise ConfigError(f"{path} holds no mfutop events (write one with --out run.jsonl)"
+                          + (f"; {skipped.report()}" if skipped else ""))
     return events
 
 
+def skipped_note(skipped: SkipCounter) -> LogMessage:
+    return LogMessage("warning", skipped.report())
+
+
 def replay_source(path: Path) -> EventSource:
-    """A recorded run, read at once; cancel stops it between events."""
+    """A recorded run, read as it goes; cancel stops it between events. A bad line is skipped, never the
+    end of the replay: the count and the first reasons arrive as a last warning."""
 
     def start(cancel: threading.Event) -> Iterator[Event]:
+        skipped = SkipCounter()
         with open(path, encoding="utf-8", errors="replace") as stream:
-            for event in read_events(stream):
+            for event in read_events(bounded_lines(stream), skipped):
                 if cancel.is_set():
                     return
                 yield event
+        if skipped:
+            yield skipped_note(skipped)
 
     start.label = f"replay · {Path(path).name}"  # type: ignore[attr-defined]
     return start
 
 
-def follow_source(path: Path, poll_s: float = FOLLOW_POLL_S) -> EventSource:
+def follow_source(path: Path, poll_s: float = FOLLOW_POLL_S, stale_s: float = FOLLOW_STALE_S) -> EventSource:
     """Tail a run file another process is still writing (``--out``, or ``tee`` of ``--jsonl``).
 
     Reads what is there, then polls for new complete lines; stops after
     RunFinished / RunFailed or when cancelled. A file truncated under it (the
-    writer started a new run) is read again from the top.
+    writer started a new run) is read again from the top; a file deleted, or
+    silent for ``stale_s`` seconds, is said so and the follow ends.
     """
 
     def start(cancel: threading.Event) -> Iterator[Event]:
-        for line in follow_lines(Path(path), cancel, poll_s):
-            for event in read_events([line]):
-                yield event
-                if isinstance(event, (RunFinished, RunFailed)):
-                    return
+        skipped = SkipCounter()
+        for number, line in enumerate(follow_lines(Path(path), cancel, poll_s, stale_s), 1):
+            if isinstance(line, LogMessage):  # the follower's own word: deleted / stale
+                yield line
+                return
+            event = parse_event_line(line, number)
+            if isinstance(event, Skipped):
+                skipped.add(event)
+                if skipped.count == 1 or skipped.count % 100 == 0:
+                    yield skipped_note(skipped)
+                continue
+            if event is None:
+                continue
+            yield event
+            if isinstance(event, (RunFinished, RunFailed)):
+                return
 
     start.label = f"follow · {Path(path).name}"  # type: ignore[attr-defined]
     return start
 
 
-def follow_lines(path: Path, cancel: threading.Event, poll_s: float = FOLLOW_POLL_S) -> Iterator[str]:
-    """Complete lines of a growing file until ``cancel`` is set; a partial last line waits."""
-    pending = ""
+def follow_lines(path: Path, cancel: threading.Event, poll_s: float = FOLLOW_POLL_S,
+                 stale_s: float = FOLLOW_STALE_S) -> Iterator[str | LogMessage]:
+    """Complete lines of a growing file until ``cancel`` is set; a partial last line waits (in bounded memory).
+
+    Ends with a ``LogMessage`` when the file is deleted or nothing new arrives for ``stale_s`` seconds.
+    """
+    buffer = LineBuffer()
     position = 0
+    last_growth = time.monotonic()
     while not cancel.is_set():
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            size = 0
+            yield LogMessage("warning", f"{path} was deleted while being followed; the follow ends")
+            return
         if size < position:  # rewritten from the start
-            position, pending = 0, ""
+            position = 0
+            buffer.reset()
         if size > position:
             with open(path, encoding="utf-8", errors="replace") as stream:
                 stream.seek(position)
-                chunk = stream.read()
+                chunk = stream.read(1 << 20)
                 position = stream.tell()
-            pending += chunk
-            *complete, pending = pending.split("\n")
-            for line in complete:
+            last_growth = time.monotonic()
+            for line in buffer.feed(chunk):
                 yield line
                 if cancel.is_set():
                     return
             continue
+        if stale_s and time.monotonic() - last_growth > stale_s:
+            yield LogMessage("warning", f"{path} has not grown for {stale_s:.0f} s (its writer stopped?); "
+                                        "the follow ends")
+            return
         cancel.wait(poll_s)
     return
 

@@ -114,9 +114,18 @@ def drive(events: Iterable, *, cancel: threading.Event, jsonl: bool = False, out
 
 def finish(last, *, cancel: threading.Event, what: str, json_: bool = False, jsonl: bool = False,
            table: Callable[[dict, bool], None] | None = None,
-           user_error_types: tuple[str, ...] = ("ConfigError",)) -> None:
-    """Print the result; exit 2 for user errors, 1 for a failed run, 130 after a cancel."""
+           user_error_types: tuple[str, ...] = ("ConfigError",),
+           incomplete: Callable[[], dict] | None = None) -> None:
+    """Print the result; exit 2 for user errors, 1 for a failed run, 130 after a cancel.
+
+    ``incomplete`` answers for a stream that ended without a verdict (a recording cut by a
+    ``kill -9``): its figures are printed with ``"incomplete": true`` instead of an error.
+    """
     from profiler.events import RunFailed, RunFinished
+
+    if last is None and incomplete is not None and json_:
+        emit_json({"incomplete": True, "cancelled": False, **incomplete()})
+        return
 
     if isinstance(last, RunFailed):
         if last.error_type in user_error_types:
@@ -141,7 +150,9 @@ def run_headless(events: Iterable, *, cancel: threading.Event, what: str, json_:
                  out: Optional[Path] = None, on_event: Callable[[object], None] | None = None,
                  table: Callable[[dict, bool], None] | None = None,
                  user_error_types: tuple[str, ...] = ("ConfigError",),
-                 on_abort: Callable[[], None] | None = None) -> None:
+                 on_abort: Callable[[], None] | None = None,
+                 incomplete: Callable[[], dict] | None = None) -> None:
     """``drive`` then ``finish``: the whole headless command."""
     last = drive(events, cancel=cancel, jsonl=jsonl, out=out, on_event=on_event, on_abort=on_abort)
-    finish(last, cancel=cancel, what=what, json_=json_, jsonl=jsonl, table=table, user_error_types=user_error_types)
+    finish(last, cancel=cancel, what=what, json_=json_, jsonl=jsonl, table=table, user_error_types=user_error_types,
+           incomplete=incomplete)

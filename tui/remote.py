@@ -121,10 +121,14 @@ def _option_key(option: str) -> str:
     return re.split(r"[\s=]", option.strip(), maxsplit=1)[0].lower()
 
 
+_DESTINATION = re.compile(r"(ssh://)?([A-Za-z0-9._%+-]+@)?([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+
+
 def check_destination(destination: str) -> str:
-    """``[user@]host`` or ``ssh://[user@]host[:port]``; never an option in disguise."""
-    if not destination or destination.startswith("-") or any(c.isspace() or ord(c) < 32 for c in destination):
-        raise ConfigError(f"not an ssh destination: {destination!r} (expected user@host)")
+    """``[user@]host`` or ``ssh://[user@]host[:port]``; never an option in disguise, and no shell
+    metacharacters (a current OpenSSH refuses them, an older one would let a shell expand them)."""
+    if not destination or destination.startswith("-") or not _DESTINATION.fullmatch(destination):
+        raise ConfigError(f"not an ssh destination: {destination!r} (expected user@host, letters, digits, '.-_')")
     return destination
 
 

@@ -22,44 +22,51 @@ from estimator.errors import ConfigError
 from profiler.run_config import CLI_FLAGS, MODEL_JSON_FLAG, RunConfig, model_from_json
 
 F = CLI_FLAGS
+O = typer.Option
 
-# ---- the model
-MODEL = typer.Option(None, "--model", "-m", help="Preset (default: gpt2 on a GPU, gpt-tiny on a CPU).")
-HF_CONFIG = typer.Option(None, "--hf-config", help="A local Hugging Face config.json (random weights; nothing downloaded).")
-MODEL_JSON = typer.Option(None, MODEL_JSON_FLAG, hidden=True, help="The exact model as JSON (mfutop's own child processes).")
-LAYERS = typer.Option(None, "--layers", help="Override: transformer layers.")
-D_MODEL = typer.Option(None, "--d-model", help="Override: width.")
-HEADS = typer.Option(None, "--heads", help="Override: attention heads.")
-KV_HEADS = typer.Option(None, "--kv-heads", help="Override: KV heads (GQA).")
-D_FF = typer.Option(None, "--d-ff", help="Override: FFN width.")
-HEAD_DIM = typer.Option(None, "--head-dim", help="Override: head dimension.")
-VOCAB = typer.Option(None, "--vocab", help="Override: vocabulary size.")
-CONTEXT = typer.Option(None, "--context", help="Override: context length.")
+# parameter name -> (type, option): every shared option, declared here once
+PARAMS: dict[str, tuple[Any, Any]] = {
+    # the model
+    "model": (Optional[str], O(None, "--model", "-m", help="Preset (default: gpt2 on a GPU, gpt-tiny on a CPU).")),
+    "hf_config": (Optional[Path], O(None, "--hf-config",
+                                    help="A local Hugging Face config.json (random weights; nothing downloaded).")),
+    "model_json": (Optional[str], O(None, MODEL_JSON_FLAG, hidden=True,
+                                    help="The exact model as JSON (mfutop's own child processes).")),
+    "layers": (Optional[int], O(None, "--layers", help="Override: transformer layers.")),
+    "d_model": (Optional[int], O(None, "--d-model", help="Override: width.")),
+    "heads": (Optional[int], O(None, "--heads", help="Override: attention heads.")),
+    "kv_heads": (Optional[int], O(None, "--kv-heads", help="Override: KV heads (GQA).")),
+    "d_ff": (Optional[int], O(None, "--d-ff", help="Override: FFN width.")),
+    "head_dim": (Optional[int], O(None, "--head-dim", help="Override: head dimension.")),
+    "vocab": (Optional[int], O(None, "--vocab", help="Override: vocabulary size.")),
+    "context": (Optional[int], O(None, "--context", help="Override: context length.")),
+    # the run
+    "device": (str, O("auto", F["device"], help="auto | cuda | cpu.")),
+    "batch_size": (str, O("auto", F["batch_size"], "-b", help="Sequences per step, or 'auto' to search the max.")),
+    "seq_len": (Optional[int], O(None, F["seq_len"], "-T", min=1, help="Tokens per sequence (default: the context).")),
+    "steps": (int, O(20, F["steps"], min=1, max=100_000,
+                     help="Timed steps (more are added while the spread is > 10 %).")),
+    "warmup": (Optional[int], O(None, F["warmup"], min=0, max=10_000,
+                                help="Warm-up steps (default 3, 10 with --compile).")),
+    "precision": (str, O("bf16-mixed", F["precision"], help="fp32 | tf32 | bf16-mixed | bf16.")),
+    "compile_": (bool, O(False, "/".join(F["compile"]), help="torch.compile the model.")),
+    "flash": (bool, O(True, "/".join(F["flash_attention"]), help="scaled_dot_product_attention vs explicit matmuls.")),
+    "fused_adamw": (Optional[bool], O(None, "/".join(F["fused_adamw"]), help="Fused AdamW (default: on CUDA) vs foreach.")),
+    "pin_memory": (bool, O(True, "/".join(F["pin_memory"]), help="Pinned host batches (GPU).")),
+    "vocab_pad": (int, O(1, F["vocab_pad_multiple"], min=1, max=1 << 20,
+                         help="Pad the vocabulary to a multiple (64: 50257 -> 50304).")),
+    "memory_limit": (Optional[str], O(None, F["memory_limit_bytes"], help="Cap usable memory, e.g. 40GiB.")),
+    "peak_tflops": (Optional[float], O(None, F["peak_tflops"], help="Override the peak MFU divides by (TFLOP/s).")),
+    "seed": (int, O(0, F["seed"], help="Seed for weights and synthetic tokens.")),
+    # torchrun's multi-node options
+    "nnodes": (Optional[str], O(None, "--nnodes", help="torchrun: nodes (N or MIN:MAX).")),
+    "node_rank": (Optional[int], O(None, "--node-rank", min=0, help="torchrun: this node's rank.")),
+    "rdzv_endpoint": (Optional[str], O(None, "--rdzv-endpoint", help="torchrun: HOST:PORT of the rendezvous.")),
+    "rdzv_backend": (Optional[str], O(None, "--rdzv-backend", help="torchrun: rendezvous backend (c10d).")),
+    "rdzv_id": (Optional[str], O(None, "--rdzv-id", help="torchrun: job id shared by the nodes.")),
+}
 
-# ---- the run
-DEVICE = typer.Option("auto", F["device"], help="auto | cuda | cpu.")
-BATCH_SIZE = typer.Option("auto", F["batch_size"], "-b", help="Sequences per step, or 'auto' to search the max.")
-SEQ_LEN = typer.Option(None, F["seq_len"], "-T", min=1, help="Tokens per sequence (default: the model's context).")
-STEPS = typer.Option(20, F["steps"], min=1, max=100_000, help="Timed steps (more are added while the spread is > 10 %).")
-WARMUP = typer.Option(None, F["warmup"], min=0, max=10_000, help="Warm-up steps (default 3, 10 with --compile).")
-PRECISION = typer.Option("bf16-mixed", F["precision"], help="fp32 | tf32 | bf16-mixed | bf16.")
-COMPILE = typer.Option(False, "/".join(F["compile"]), help="torch.compile the model.")
-FLASH = typer.Option(True, "/".join(F["flash_attention"]), help="scaled_dot_product_attention vs explicit matmuls.")
-FUSED_ADAMW = typer.Option(None, "/".join(F["fused_adamw"]), help="Fused AdamW (default: on CUDA) vs foreach.")
-PIN_MEMORY = typer.Option(True, "/".join(F["pin_memory"]), help="Pinned host batches (GPU).")
-VOCAB_PAD = typer.Option(1, F["vocab_pad_multiple"], min=1, max=1 << 20,
-                         help="Pad the vocabulary to a multiple (64: 50257 -> 50304).")
-MEMORY_LIMIT = typer.Option(None, F["memory_limit_bytes"], help="Cap usable memory, e.g. 40GiB.")
-PEAK_TFLOPS = typer.Option(None, F["peak_tflops"], help="Override the peak MFU divides by (TFLOP/s).")
-SEED = typer.Option(0, F["seed"], help="Seed for weights and synthetic tokens.")
-
-# ---- several processes
 NPROC = typer.Option(1, "--nproc", min=1, max=1024, help="Processes (DDP under torchrun; gloo on CPU, NCCL on GPU).")
-NNODES = typer.Option(None, "--nnodes", help="torchrun: nodes (N or MIN:MAX).")
-NODE_RANK = typer.Option(None, "--node-rank", min=0, help="torchrun: this node's rank.")
-RDZV_ENDPOINT = typer.Option(None, "--rdzv-endpoint", help="torchrun: HOST:PORT of the rendezvous.")
-RDZV_BACKEND = typer.Option(None, "--rdzv-backend", help="torchrun: rendezvous backend (c10d).")
-RDZV_ID = typer.Option(None, "--rdzv-id", help="torchrun: job id shared by the nodes.")
 
 # ---- output
 JSON = typer.Option(False, "--json", help="Print the final summary as JSON only.")
@@ -67,21 +74,6 @@ JSONL = typer.Option(False, "--jsonl", help="Stream every event as one JSON line
 OUT = typer.Option(None, "--out", help="Also record the event stream to this JSONL file (mfutop replay reads it).")
 
 
-# parameter name -> (type, option); the groups commands take
-PARAMS: dict[str, tuple[Any, Any]] = {
-    "model": (Optional[str], MODEL), "hf_config": (Optional[Path], HF_CONFIG), "model_json": (Optional[str], MODEL_JSON),
-    "layers": (Optional[int], LAYERS), "d_model": (Optional[int], D_MODEL), "heads": (Optional[int], HEADS),
-    "kv_heads": (Optional[int], KV_HEADS), "d_ff": (Optional[int], D_FF), "head_dim": (Optional[int], HEAD_DIM),
-    "vocab": (Optional[int], VOCAB), "context": (Optional[int], CONTEXT),
-    "device": (str, DEVICE), "batch_size": (str, BATCH_SIZE), "seq_len": (Optional[int], SEQ_LEN),
-    "steps": (int, STEPS), "warmup": (Optional[int], WARMUP), "precision": (str, PRECISION),
-    "compile_": (bool, COMPILE), "flash": (bool, FLASH), "fused_adamw": (Optional[bool], FUSED_ADAMW),
-    "pin_memory": (bool, PIN_MEMORY), "vocab_pad": (int, VOCAB_PAD), "memory_limit": (Optional[str], MEMORY_LIMIT),
-    "peak_tflops": (Optional[float], PEAK_TFLOPS), "seed": (int, SEED),
-    "nnodes": (Optional[str], NNODES), "node_rank": (Optional[int], NODE_RANK),
-    "rdzv_endpoint": (Optional[str], RDZV_ENDPOINT), "rdzv_backend": (Optional[str], RDZV_BACKEND),
-    "rdzv_id": (Optional[str], RDZV_ID),
-}
 MODEL_PARAMS = ("model", "hf_config", "model_json", "layers", "d_model", "heads", "kv_heads", "d_ff", "head_dim",
                 "vocab", "context")
 RUN_PARAMS = ("device", "batch_size", "seq_len", "steps", "warmup", "precision", "compile_", "flash", "fused_adamw",

@@ -23,7 +23,7 @@ def model_config_of(model: Any):
     to_dict = getattr(hf_config, "to_dict", None)
     if to_dict is None:
         return None, ["the model has no Hugging Face config: FLOPs counted with FlopCounterMode"]
-    from profiler.hf_config import load_hf_config
+    from estimator.hf_config import load_hf_config
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "config.json"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from rich.markup import escape
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -30,6 +31,7 @@ from tui.app.setup_draft import check_draft, draft_from_config
 from tui.app.setup_form import SetupForm
 from tui.app.view import StateView
 from tui.event_sources import EventSource, live_source
+from tui.plain_text import plain_str
 from tui.recording import Recording
 
 REDRAW_S = 0.25  # panels redraw at most this often while events stream
@@ -77,7 +79,7 @@ class MfutopApp(App):
         self.setup_note = ("Esc leaves a field; r runs this setup" if source is None
                            else "the run's own setup (read-only); r runs it again")
         if title:
-            self.title = title
+            self.title = plain_str(title)
         self.sub_title = "" if title else self._describe_source()
         self._run_id = 0
         self._cancel = threading.Event()
@@ -109,8 +111,12 @@ class MfutopApp(App):
             table.focus()
 
     def _describe_source(self) -> str:
+        """The subtitle: names from outside (a file name, a recorded model) shown literally."""
+        return escape(plain_str(self._source_label()))
+
+    def _source_label(self) -> str:
         if self._source is not None:
-            return getattr(self._source, "label", "")
+            return str(getattr(self._source, "label", ""))
         model = self.run_config.model.name if self.run_config.model else (self.state.model_name or "default model")
         device = self.state.device.device if self.state.device else self.run_config.device
         return f"live · {model} · {device}"
@@ -124,7 +130,7 @@ class MfutopApp(App):
     def action_start(self) -> None:
         """Start a run (or run again once one has ended)."""
         if self.running:
-            self.notify("A run is in progress; c cancels it.", severity="warning")
+            self.notify("A run is in progress; c cancels it.", severity="warning", markup=False)
             return
         if self._source is not None:
             source = self._source
@@ -134,7 +140,7 @@ class MfutopApp(App):
             if config is None:
                 self.setup_errors = errors
                 self.after_layout_change()
-                self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error")
+                self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error", markup=False)
                 return
             self.run_config = config
             source = live_source(config)
@@ -152,7 +158,7 @@ class MfutopApp(App):
 
     def action_cancel(self) -> None:
         if not self.running:
-            self.notify("No run in progress.")
+            self.notify("No run in progress.", markup=False)
             return
         self._cancel.set()
         if self.state.status == "running":
@@ -218,20 +224,20 @@ class MfutopApp(App):
         if self.running:
             self.action_cancel()
             if not await self.wait_for_run():
-                self.notify("The run did not stop in time; quitting anyway.", severity="error")
+                self.notify("The run did not stop in time; quitting anyway.", severity="error", markup=False)
         self.exit()
 
     def action_ladder(self) -> None:
         """The optimisation ladder of the current setup on its own screen (escape returns)."""
         if self.running:
-            self.notify("A run is in progress; c cancels it first.", severity="warning")
+            self.notify("A run is in progress; c cancels it first.", severity="warning", markup=False)
             return
         if self._source is not None:
-            self.notify("The ladder measures live; this app shows a recorded or remote run.")
+            self.notify("The ladder measures live; this app shows a recorded or remote run.", markup=False)
             return
         config, errors = check_draft(self.setup_draft, self.run_config)
         if config is None:
-            self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error")
+            self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error", markup=False)
             return
         from tui.app.ladder_screen import LadderScreen
         from tui.event_sources import ladder_source
@@ -251,13 +257,13 @@ class MfutopApp(App):
     def action_save(self) -> None:
         """Write the events so far to a JSONL file (`mfutop replay FILE` opens it)."""
         if not self.state.events:
-            self.notify("Nothing to save yet.")
+            self.notify("Nothing to save yet.", markup=False)
             return
         if self.out_path:
-            self.notify(f"This run is recorded live to {self.out_path}.")
+            self.notify(f"This run is recorded live to {self.out_path}.", markup=False)
             return
         path = self.save_events(default_save_path())
-        self.notify(f"Saved {len(self.state.events)} events to {path}")
+        self.notify(f"Saved {len(self.state.events)} events to {path}", markup=False)
 
     def save_events(self, path: Path) -> Path:
         save_events(self.state.events, path)

@@ -70,7 +70,7 @@ class ComparisonRow:
         if self.error is None:
             return ""
         text = f"{self.error * 100:+.1f} %" if abs(self.error) < FAIR_ERROR else f"{1 + self.error:.2f}×"
-        return f"{text} (convention)" if self.spec.kind == "convention" else text
+        return f"{text} conv." if self.spec.kind == "convention" else text
 
     @property
     def grade(self) -> str:

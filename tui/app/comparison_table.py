@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -9,6 +10,7 @@ from profiler.compare import ROWS
 from tui.app.comparison import ComparisonRow, comparison_rows
 from tui.app.run_state import RunState
 from tui.app.view import StateView
+from tui.plain_text import plain_str
 
 GRADE_STYLE = {"good": "green", "fair": "yellow", "poor": "bold red", "": ""}
 GRADE_MARK = {"good": "", "fair": " !", "poor": " !!", "": ""}  # the size still reads under NO_COLOR
@@ -50,7 +52,7 @@ class ComparisonTable(DataTable, StateView):
             return
         for row in comparison_rows(state):
             self._set_row(row)
-        self.border_subtitle = batches_note(state)
+        self.border_subtitle = escape(plain_str(batches_note(state)))  # batch sizes come from the recording
 
     def _set_row(self, row: ComparisonRow) -> None:
         key = row.spec.key

@@ -16,13 +16,12 @@ Torch-free: ``mfutop estimate``, the Tracker and the CLI share it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from estimator.errors import ConfigError
-from estimator.model_config import ModelConfig, from_hf_config
+from estimator.model_config import ModelConfig, from_hf_config, read_config_file
 
 # model_type -> (mlp, norm, position) the profiled GPT must be built with for that family.
 FAMILIES: dict[str, tuple[str, str, str]] = {
@@ -58,7 +57,7 @@ def load_hf_config(path: str | Path) -> HFModel:
     """Read and gate a local config.json (or its folder); ConfigError names the first unsupported feature."""
     cfg = from_hf_config(path)  # the reading errors (missing file, bad JSON, a missing field) are its own
     p = Path(path)
-    raw: dict[str, Any] = json.loads((p / "config.json" if p.is_dir() else p).read_text())
+    raw: dict[str, Any] = read_config_file(p / "config.json" if p.is_dir() else p)
     kind = str(raw.get("model_type") or ("gpt2" if "n_embd" in raw else "")).lower()
     where = f"{p.name}: {kind or 'no model_type'}"
     if kind not in FAMILIES:
