@@ -12,6 +12,8 @@ Conventions (those of ``reference/gpu-specs.md``, whose rows live in
   peak inflates MFU several-fold (the 77.97 TFLOP/s "A100" pitfall).
 * A dtype a chip has no tensor path for is absent (T4/V100: no bf16), so
   ``peak()`` returns ``None`` and callers print "MFU n/a", never a bogus ratio.
+  A path the chip has but no source gives a figure for is absent too, and listed
+  in ``peak_unknown`` (A30 bf16), so a message can say "unknown", not "no path".
 * Bandwidths are decimal bytes/s (1 GB/s = 1e9); link figures are
   bidirectional aggregates (H100 NVLink 900 GB/s = 450 each way).
 * Topology: ``intra_node_bandwidth`` is the scale-up link (``link_kind``) that joins
@@ -99,8 +101,13 @@ class HardwareSpec:
     nvlink_domain: int = 1
     link_kind: str = "pcie"
     pcie_bandwidth: float = 0.0
+    peak_unknown: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        unknown = tuple(normalize_dtype(d) for d in self.peak_unknown)
+        if set(unknown) & set(dict(self.peak_flops)):
+            raise ConfigError(f"{self.key}: a dtype cannot be both known and unknown: {sorted(unknown)}")
+        object.__setattr__(self, "peak_unknown", unknown)
         if isinstance(self.nvlink_domain, bool) or not isinstance(self.nvlink_domain, int) or self.nvlink_domain < 1:
             raise ConfigError(f"{self.key}: nvlink_domain must be a whole number of GPUs >= 1, "
                               f"got {self.nvlink_domain!r}")
@@ -120,7 +127,8 @@ class HardwareSpec:
         object.__setattr__(self, "peak_flops", _FrozenDict(ordered))
 
     def peak(self, dtype: str) -> float | None:
-        """Dense FLOP/s for ``dtype`` (torch names accepted), or None if the chip has no such path."""
+        """Dense FLOP/s for ``dtype`` (torch names accepted), or None if the chip has no such path
+        (or, when ``dtype in peak_unknown``, has one whose figure no source gives)."""
         return self.peak_flops.get(normalize_dtype(dtype))
 
     def group_link(self, span: int, gpus_per_node: int) -> tuple[float, str]:
@@ -158,6 +166,7 @@ def _build_row(row: dict) -> HardwareSpec:
         source=row["source"] + ("; via reference/gpu-specs.md" if row.get("in_reference", True) else ""),
         notes=f"{row['notes']}; {assumption}",
         nvlink_domain=int(row["domain"]), link_kind=row["kind"], pcie_bandwidth=row["pcie"] * 1e9,
+        peak_unknown=tuple(row.get("unknown", ())),
     )
 
 

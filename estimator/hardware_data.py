@@ -18,6 +18,8 @@ Units as written here, converted once by ``estimator.hardware``:
   node goes over ``pcie`` (the host link), beyond the node over ``net``.  A PCIe card
   with a 2-GPU NVLink bridge therefore has ``domain=2``: a TP group of 4 or 8 does not
   get the bridge's bandwidth.
+* ``unknown``: dtypes the chip runs on tensor cores but whose dense peak no source found
+  gives (left out of ``tflops`` rather than guessed).
 * ``in_reference``: False for rows not (yet) in ``reference/gpu-specs.md``; their
   ``source`` names each document itself, third-party copies tagged (3P).
 * ``mhz``: the clock the dense tensor peak is computed at (H100 SXM: the
@@ -193,6 +195,7 @@ GPU_ROWS: tuple[dict, ...] = (
          tflops=(10.3, 82.5, None, None, None, None), mem=GiB(24), bw=933, link=64,
          kind="pcie", domain=1, pcie=64, net=NET_OTHER,
          sm=None, cc="8.0", mhz=None, tdp=165, size_gb=24,
+         unknown=("bf16", "fp16", "int8"),
          aliases=(), names=("a30",),
          source="third-party copies only (3P): huggingface.co/hardware/a30 (FP32 10.32 TFLOPS, 24 GB, 165 W); "
                 "a cloud reseller's A30 page (24 GB HBM2, 933 GB/s, PCIe Gen4, 'up to 165 TFLOPS TF32' = "
@@ -383,6 +386,7 @@ GPU_ROWS: tuple[dict, ...] = (
          tflops=(75, 1100, 2250, 2250, 4500, None), mem=MiB(275_040), bw=7700, link=1800,
          kind="nvlink", domain=8, pcie=256, net=NET_DC,
          sm=148, cc="10.3", mhz=None, tdp=1100, size_gb=288,
+         unknown=("int8",),
          aliases=("b300-sxm6", "b300-288gb"), names=("b300", "b300 sxm6", "b300 sxm6 ac"),
          source="per-GPU dense table (3P: verda.com/blog/gb300-nvl72-architecture: B300 FP32 75, TF32 1.1 PF, "
                 "FP16/BF16 2.25 PF, FP8 4.5 PF, 7.7 TB/s, 1.1 kW); glennklockwood.com/garden/processors/B300 "
@@ -396,6 +400,7 @@ GPU_ROWS: tuple[dict, ...] = (
          tflops=(80, 1250, 2500, 2500, 5000, None), mem=GiB(279), bw=8000, link=1800,
          kind="nvlink", domain=72, pcie=256, net=NET_DC,
          sm=None, cc="10.3", mhz=None, tdp=1400, size_gb=288,
+         unknown=("int8",),
          aliases=("gb300-nvl72",), names=("gb300",),
          source="per-GPU dense table (3P: verda.com/blog/gb300-nvl72-architecture: GB300 FP32 80, TF32 1.25 PF, "
                 "FP16/BF16 2.5 PF, FP8 5 PF, 279 GB, 8 TB/s, 1.4 kW; NVLink5 1.8 TB/s); glennklockwood.com "
@@ -474,6 +479,7 @@ GPU_ROWS: tuple[dict, ...] = (
          tflops=(144.2, None, 2306.9, 2306.9, 4613.7, 4613.7), mem=GiB(288), bw=8000, link=896,
          kind="infinity-fabric", domain=8, pcie=128, net=NET_DC,
          sm=256, cc="gfx950", mhz=2200, tdp=1000, size_gb=288,
+         unknown=("tf32",),
          aliases=(), names=("mi350x",),
          source="ROCM-SPECS (MI350X CDNA4 gfx950, 288 GiB, 256 CUs); 2.2 GHz peak clock and 1,000 W "
                 "(3P: wccftech Hot Chips 2025); CDNA4 matrix rate 8,192 FP8 FLOPs/clk/CU (3P: ISSCC 2026 "
@@ -485,6 +491,7 @@ GPU_ROWS: tuple[dict, ...] = (
          tflops=(157.3, None, 2516.6, 2516.6, 5033.2, 5033.2), mem=GiB(288), bw=8000, link=896,
          kind="infinity-fabric", domain=8, pcie=128, net=NET_DC,
          sm=256, cc="gfx950", mhz=2400, tdp=1400, size_gb=288,
+         unknown=("tf32",),
          aliases=(), names=("mi355x",),
          source="ROCM-SPECS (MI355X CDNA4 gfx950, 288 GiB, 256 CUs); FP32 157.3, INT8 5 POPS dense, 8 TB/s "
                 "(3P: svethardware.cz); FP8 5 PF and 8,192 FP8 FLOPs/clk/CU (3P: ISSCC 2026 report); "

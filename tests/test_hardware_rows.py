@@ -75,7 +75,18 @@ def test_new_row_dense_peaks(key, dtype, tflops):
     ("a40", "fp8"), ("a800-sxm-80gb", "fp8"),                 # Ampere has no FP8
 ])
 def test_unsourced_dtypes_are_left_out(key, dtype):
-    assert get_gpu(key).peak(dtype) is None
+    spec = get_gpu(key)
+    assert spec.peak(dtype) is None
+    # a path the chip has but no source prices is "unknown"; Ampere's missing FP8 is "no path"
+    assert (dtype in spec.peak_unknown) == (dtype != "fp8")
+
+
+def test_unknown_and_known_peaks_are_disjoint():
+    for spec in ROWS:
+        assert not set(spec.peak_unknown) & set(spec.peak_flops), spec.key
+    with pytest.raises(ConfigError):
+        HardwareSpec("x", "x", "nvidia", 2**30, 1e12, {"bf16": 1e12}, 64e9, 25e9, None, None, None, None, "s",
+                     peak_unknown=("bfloat16",))
 
 
 def test_gpus_with_the_same_silicon_share_peaks():
@@ -204,7 +215,7 @@ def test_fallback_specs_have_a_topology():
 
 def test_topology_fields_keep_the_old_constructor_and_validate():
     old = HardwareSpec("x", "x", "nvidia", 2**30, 1e12, {"bf16": 1e12}, 64e9, 25e9, None, None, None, None, "s")
-    assert (old.nvlink_domain, old.link_kind, old.pcie_bandwidth) == (1, "pcie", 0.0)
+    assert (old.nvlink_domain, old.link_kind, old.pcie_bandwidth, old.peak_unknown) == (1, "pcie", 0.0, ())
     assert old.group_link(4, 8) == (64e9, "pcie")  # no host-link figure recorded: the intra-node one
     assert old.to_dict()["nvlink_domain"] == 1
     for bad in (dict(nvlink_domain=0), dict(nvlink_domain=2.5), dict(nvlink_domain=True),

@@ -1,0 +1,55 @@
+"""`mfutop compare a.jsonl b.jsonl`: setup differences, then each figure of both runs with the change."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from typer.testing import CliRunner
+
+from profiler.events import RunFinished, StepSample
+from tui.app.app import save_events
+from tui.cli import app
+
+from fixtures.fake_run import fake_run_events
+
+runner = CliRunner()
+
+
+def _slower(event, factor):
+    if isinstance(event, StepSample):
+        return replace(event, step_time_s=event.step_time_s * factor, tokens_per_s=event.tokens_per_s / factor)
+    if isinstance(event, RunFinished):
+        m = event.summary["measured"]
+        measured = dict(m, step_time_s=m["step_time_s"] * factor, tokens_per_s=m["tokens_per_s"] / factor)
+        return replace(event, summary=dict(event.summary, measured=measured))
+    return event
+
+
+def _recorded(tmp_path, name, slower=1.0):
+    events = [_slower(e, slower) for e in fake_run_events()]
+    path = tmp_path / name
+    save_events(events, path)
+    return path
+
+
+def test_compare_json_gives_both_runs_and_the_change(tmp_path):
+    a, b = _recorded(tmp_path, "a.jsonl"), _recorded(tmp_path, "b.jsonl", slower=2.0)
+    result = runner.invoke(app, ["compare", str(a), str(b), "--json"])
+    assert result.exit_code == 0, result.output
+    diff = json.loads(result.stdout)
+    rows = {row["key"]: row for row in diff["rows"]}
+    assert rows["params"]["measured"][0] == rows["params"]["measured"][1] and rows["params"]["measured_change"] == 0
+    step_a, step_b = rows["step_time"]["measured"]
+    assert step_b == 2 * step_a and rows["step_time"]["measured_change"] == 1.0
+    assert rows["step_time"]["predicted_change"] == 0.0  # same setup, same prediction
+    assert diff["setup_differences"] == {}
+    assert diff["a"]["status"] == diff["b"]["status"] == "finished"
+
+
+def test_compare_prints_a_table_and_names_a_missing_file(tmp_path):
+    a = _recorded(tmp_path, "a.jsonl")
+    result = runner.invoke(app, ["compare", str(a), str(a)])
+    assert result.exit_code == 0 and "Same setup." in result.stdout and "Step time" in result.stdout
+    missing = runner.invoke(app, ["compare", str(a), str(tmp_path / "nope.jsonl")])
+    assert missing.exit_code == 2 and "no such run file" in missing.stderr
