@@ -15,7 +15,7 @@ answer (e.g. "does not fit") is counted as a miss and its one-line error is prin
 
     python benchmarks/bench_published.py                 # the table and the summary
     python benchmarks/bench_published.py --group gpt-fast --json out.json
-    python benchmarks/bench_published.py --compare before.json   # add a 'before' column
+    python benchmarks/bench_published.py --compare benchmarks/published_before.json   # add a 'before' column
 
 Pure Python on the estimator side: a few seconds on one core (one CLI process per case;
 ``--jobs`` runs several at once).  Print ``uptime`` beside any timing you quote.
@@ -44,6 +44,16 @@ def _mfutop() -> list[str]:
         return [str(beside)]
     found = shutil.which("mfutop")
     return [found] if found else [sys.executable, "-c", "from tui.cli import run; run()"]
+
+
+def _git_head() -> str | None:
+    """The commit the estimate came from (uncommitted changes not included), for a --compare baseline."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def _metric(answer: dict, metric: str) -> float | int | None:
@@ -129,7 +139,8 @@ def print_table(results: list[dict], tolerance: dict, before: dict[str, dict] | 
         if before is not None:
             old = before.get(r["id"], {}).get("error")
             line += f" {'–' if old is None else f'{old:+.1%}':>8}"
-        print(line + ("  yes" if within(r, tolerance) else "  no") + ("" if r["status"] == "ok" else f"  [{r['status']}]"))
+        status = "" if r["status"] == "ok" else f"  [{r['status']}]"
+        print(line + ("  yes" if within(r, tolerance) else "  no") + status)
 
 
 def summary(results: list[dict], tolerance: dict) -> dict:
@@ -184,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(stats)
     print(f"\n{len(results)} cases in {wall:.1f} s, {args.jobs} at once; 1-min load average before: {load:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "summary": stats, "load_before": load,
-                                         "wall_s": wall}, indent=1))
+        args.json.write_text(json.dumps({"results": results, "summary": stats, "load_before": load, "wall_s": wall,
+                                         "git_head": _git_head()}, indent=1))
     return 0
 
 

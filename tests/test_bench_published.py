@@ -39,7 +39,8 @@ def test_korthikanti_cases_are_the_papers_formulas():
 
 
 ANSWER = {"hardware": {"peak_flops": 312e12},
-          "step": {"hfu": 0.5, "mfu": 0.4, "achieved_flops_per_gpu": 124.8e12, "time_s": 2.0, "tokens_per_s_per_gpu": 900.0},
+          "step": {"hfu": 0.5, "mfu": 0.4, "achieved_flops_per_gpu": 124.8e12, "time_s": 2.0,
+                   "tokens_per_s_per_gpu": 900.0},
           "train": {"gpu_hours": 1234.0}, "decode": {"tokens_per_s": 101.0},
           "memory": {"breakdown": {"activations/per_layer": 4096}}, "params": {"total": 124439808}}
 

@@ -203,8 +203,8 @@ def test_memory_picks_the_a100_variant():
 
 
 @pytest.mark.parametrize("name", [
-    "NVIDIA GeForce RTX 5090", "NVIDIA H800", "Tesla V100S-PCIE-32GB", "NVIDIA GeForce RTX 4090 D",
-    "Quadro RTX 6000", "NVIDIA GH200 480GB", "NVIDIA H100",  # bare H100: SXM or PCIe? SM count decides
+    "NVIDIA GeForce RTX 5090 D", "NVIDIA H800 MIG 1g.10gb", "Tesla V100S-PCIE-32GB", "NVIDIA GeForce RTX 4090 D",
+    "Quadro RTX 6000", "NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", "NVIDIA H100",  # bare H100: SXM or PCIe? SM count decides
     "NVIDIA A100-SXM4-80GB MIG 1g.10gb", "", "some accelerator",
 ])
 def test_unknown_names_return_none(name):
