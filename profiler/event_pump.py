@@ -10,8 +10,9 @@ cancel, a dead child or a silent one:
   at this boundary: non-event noise such as a shell banner passes silently, a
   bad event line is skipped and counted in ``skipped``; an over-long line is
   never held whole);
-- ``("stderr", line)`` for each non-empty stderr line (the last ones are kept
-  in ``stderr_tail`` for a failure message);
+- ``("stderr", line)`` for each non-empty stderr line, control characters and
+  escape sequences stripped (the last ones are kept in ``stderr_tail`` for a
+  failure message);
 - ``("end", returncode)`` once the process has exited and both streams are
   drained (a grandchild that still holds a pipe is waited for at most
   ``drain_s``).
@@ -25,6 +26,7 @@ import subprocess
 import threading
 from typing import IO, Any, Iterator
 
+from estimator.safe_text import strip_controls
 from profiler.event_validation import SkipCounter, bounded_lines
 from profiler.events import read_events
 
@@ -61,7 +63,7 @@ class EventPump:
     def _read_stderr(self, stream: IO[str]) -> None:
         try:
             for line in bounded_lines(stream):
-                line = line.rstrip()
+                line = strip_controls(line).rstrip()  # it may end up in a message printed to a terminal
                 if line:
                     self.stderr_tail.append(line)
                     self._queue.put(("stderr", line))
