@@ -4,8 +4,8 @@ One interface, ``seconds(op)`` (and ``cost(op)``: the device and host parts,
 and whether a measured figure was extrapolated outside its grid). Two sources:
 
 - ``MeasuredCost``: a ``DeviceProfile`` (``profiler.calibrate``), interpolated in
-  log space; every kernel op also pays the measured per-op autograd bookkeeping,
-  every view / module call its measured host cost.
+  log space; every dispatched op (kernel or view) also pays the measured framework
+  cost per op of a training step (Python, module calls, autograd).
 - ``DatasheetCost``: for a device you do not have — each op's own roofline,
   max(FLOPs / (peak x efficiency), bytes / (bandwidth x efficiency)), plus a
   launch cost per dispatched op (``estimator.step_overheads``). The efficiency
@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimator.device_profile import DeviceProfile
+from estimator.device_profile import FIRST_TOUCH_MIN_BYTES, DeviceProfile
 from estimator.hardware import HardwareSpec
-from estimator.op_graph import CATEGORIES, Op, StepGraph, stages, step_graph
+from estimator.op_graph import CATEGORIES, DTYPE_BYTES, Op, StepGraph, stages, step_graph
 from estimator.model_config import ModelConfig
 from estimator.setup import TrainSetup
-from estimator.step_overheads import ADAMW_GROUPS, OPTIMIZER_OPS, StepOverheads, default_overheads
+from estimator.step_overheads import OPTIMIZER_OPS, StepOverheads, default_overheads
 from estimator.step_time import link_bandwidth, ring_all_reduce_s, transfer_s, COLLECTIVE_LATENCY_S
 
 
@@ -77,21 +77,24 @@ class MeasuredCost(_Communication):
         return by_pass.get(key) or by_pass.get(key + "_s") or next(iter(by_pass.values()))
 
     def cost(self, op: Op) -> OpCost:
+        """Kernel time from the grids; host time = the measured framework cost per dispatched op
+        (``dispatch.op_s``: Python, module calls, autograd, views) x the op and its kernel-less ops."""
         d = self.profile.dispatch
-        host = op.host_ops * d["view_s"]
+        host = (1 + op.host_ops) * d["op_s"]
         if op.category == "communication":
             return self.comm_cost(op)
         if op.kernel == "module":
-            return OpCost(0.0, op.shape[0] * d["module_s"])
+            return OpCost(0.0, 0.0)  # module calls are inside the per-op framework cost
         if op.kernel == "gemm":
             grid = self.profile.gemm.get(op.dtype) or self.profile.gemm.get("fp32")
             t, ext = grid.lookup(op.shape)
-            return OpCost(t, host + d["op_s"], ext)
+            t *= self.profile.gemm_layout.get(op.dtype, {}).get(op.phase, 1.0)  # dY·W, dYᵀ·X vs x·Wᵀ
+            return OpCost(t + self._first_touch(op.shape[0] * op.shape[1] * DTYPE_BYTES[op.dtype]), host, ext)
         if op.category == "attention":
             grid = self._grid(self.profile.attention, op.kernel, op.dtype, op.phase)
             t, ext = grid.lookup(op.shape) if grid is not None else (0.0, True)
-            return OpCost(t, host, ext)  # measured through autograd: its bookkeeping is inside
-        if op.category == "optimizer":
+            return OpCost(t, op.host_ops * d["op_s"], ext)  # timed through autograd: its own ops are inside
+        if op.category == "optimizer":  # measured as a whole AdamW step: per step, per tensor, per element
             opt = self.profile.optimizer.get(f"adamw.{self._impl()}") or next(iter(self.profile.optimizer.values()))
             if op.kernel == "launch":
                 return OpCost(opt["step_s"], 0.0)
@@ -99,9 +102,16 @@ class MeasuredCost(_Communication):
         grid = self._grid(self.profile.elementwise, op.kernel, op.dtype, op.phase)
         if grid is None:
             return OpCost(op.bytes / self.hardware.memory_bandwidth if self.hardware.memory_bandwidth else 0.0,
-                          host + d["op_s"], True)
+                          host, True)
         t, ext = grid.lookup(op.shape)
-        return OpCost(t, host + d["op_s"], ext)
+        return OpCost(t + self._first_touch(op.shape[0] * DTYPE_BYTES.get(op.dtype, 4)), host, ext)
+
+    def _first_touch(self, out_bytes: int) -> float:
+        """Page faults of an output too large for the allocator to reuse (a fresh mapping per call):
+        the grid's points are below that size, a model's logits often above."""
+        if out_bytes <= FIRST_TOUCH_MIN_BYTES:
+            return 0.0
+        return out_bytes * self.profile.dispatch.get("first_touch_s_per_byte", 0.0)
 
     def _impl(self) -> str:
         return "fused" if self.device_kind == "gpu" else "foreach"
@@ -146,7 +156,7 @@ class DatasheetCost(_Communication):
             compute = op.flops / (peak * self.matmul_efficiency(op)) if peak else 0.0
         if op.category == "optimizer":  # launches per tensor and per group of this AdamW implementation
             per_tensor, per_group = OPTIMIZER_OPS[self.device_kind][self.overheads.optimizer_impl]
-            host = (per_group * ADAMW_GROUPS if op.kernel == "launch" else per_tensor) * launch
+            host = (per_group if op.kernel == "launch" else per_tensor) * launch
         else:
             host = (1 + op.host_ops) * launch
         return OpCost(max(compute, memory), host)

@@ -23,7 +23,10 @@ from typing import Any
 from estimator.errors import ConfigError
 
 SCHEMA = "mfutop.device_profile/1"
-DISPATCH_KEYS = ("bare_s", "op_s", "view_s", "module_s")
+DISPATCH_KEYS = ("bare_s", "op_s", "view_s", "module_s", "first_touch_s_per_byte")
+LAYOUT_PASSES = ("backward_input", "backward_weight")
+FIRST_TOUCH_MIN_BYTES = 32 * 2**20  # glibc: blocks above the largest mmap threshold (32 MiB on 64-bit,
+# mallopt(3) DEFAULT_MMAP_THRESHOLD_MAX) are always fresh mappings, so their first write page-faults
 OPTIMIZER_KEYS = ("step_s", "per_tensor_s", "per_element_s")
 GEMM_AXES = ("m", "n", "k")
 ATTENTION_AXES = ("bh", "seq", "head_dim")
@@ -95,6 +98,7 @@ class DeviceProfile:
     attention: dict[str, dict[str, dict[str, Grid]]]  # kind -> dtype -> pass -> (bh, seq, head_dim)
     elementwise: dict[str, dict[str, dict[str, Grid]]]  # kernel -> dtype -> pass -> (elements,)
     optimizer: dict[str, dict[str, float]]  # "adamw.foreach" -> OPTIMIZER_KEYS
+    gemm_layout: dict[str, dict[str, float]] = field(default_factory=dict)  # dtype -> pass -> time / forward's
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +114,7 @@ class DeviceProfile:
             "elementwise": {k: {d: {p: g.to_dict() for p, g in by.items()} for d, by in kd.items()}
                             for k, kd in self.elementwise.items()},
             "optimizer": {k: dict(v) for k, v in self.optimizer.items()},
+            "gemm_layout": {k: dict(v) for k, v in self.gemm_layout.items()},
             "notes": list(self.notes),
         }
 
@@ -225,6 +230,7 @@ def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
     gemm = r.obj(data.get("gemm"), "gemm")
     if not gemm:
         raise r.fail("gemm", "no dtype measured")
+    layouts = r.obj(data.get("gemm_layout", {}), "gemm_layout")
     notes = data.get("notes", [])
     if not isinstance(notes, list):
         raise r.fail("notes", "expected a list of strings")
@@ -243,6 +249,8 @@ def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
         elementwise=r.tree(data.get("elementwise"), ELEMENTWISE_AXES, "elementwise"),
         optimizer={str(name): {k: r.seconds(r.obj(v, f"optimizer.{name}").get(k), f"optimizer.{name}.{k}")
                                for k in OPTIMIZER_KEYS} for name, v in optimizer.items()},
+        gemm_layout={str(d): {k: r.seconds(r.obj(v, f"gemm_layout.{d}").get(k), f"gemm_layout.{d}.{k}")
+                              for k in LAYOUT_PASSES} for d, v in layouts.items()},
         notes=tuple(r.text(n, f"notes[{i}]", 500) for i, n in enumerate(notes)),
     )
 

@@ -24,6 +24,7 @@ from estimator.model_config import ModelConfig
 from estimator.precision import get_precision
 from estimator.setup import TrainSetup
 
+OPTIMIZER_GROUPS = 2  # the profiled AdamW's decay / no-decay groups (profiler.step.make_adamw)
 CATEGORIES = ("matmul", "attention", "elementwise", "optimizer", "communication", "host")
 PASSES = ("forward", "backward_input", "backward_weight", "backward", "recompute", "optimizer", "step")
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int64": 8}
@@ -190,7 +191,7 @@ def _attention_forward(ctx: GraphContext, phase: str) -> list[Op]:
         ops += [elementwise(f"attn.repeat_{x}", "copy", phase, ctx.t * heads * c.dh, ctx.mm) for x in "kv"]
     ops.append(attention_core(f"attn.{kind}", kind, phase, ctx.b * heads, ctx.s, c.dh, ctx.mm))
     ops.append(elementwise("attn.merge_heads", "copy", phase, ctx.t * heads * c.dh, ctx.mm,
-                           host_ops=HOST_OPS["attention_out"] + HOST_OPS["qkv_split"]))
+                           host_ops=HOST_OPS["attention_out"]))
     return ops
 
 
@@ -359,7 +360,8 @@ def _optimizer(ctx: GraphContext, tensors: list[tuple[str, int]]) -> list[Op]:
     """One op per parameter tensor (the foreach/for-loop AdamW visits each), plus the step's own launch."""
     p = get_precision(ctx.setup.precision)
     kind = ctx.setup.optimizer
-    ops = [Op(f"{kind}.step", "launch", "optimizer", "optimizer", (len(tensors),), "fp32")]
+    ops = [Op(f"{kind}.step.group{g}", "launch", "optimizer", "optimizer", (len(tensors),), "fp32")
+           for g in range(OPTIMIZER_GROUPS)]
     for name, n in tensors:
         per = 2 * p.weight_bytes + p.grad_bytes + 2 * (p.optimizer_bytes if kind == "adamw" else 0)
         ops.append(Op(f"{kind}.{name}", kind, "optimizer", "optimizer", (n,), "fp32" if p.weight_bytes == 4 else

@@ -4,9 +4,9 @@ The grid is generic (log-spaced GEMM shapes including skinny ones, attention
 over (batch·heads, seq, head_dim), elementwise kernels from cache- to
 DRAM-sized tensors, dispatch costs, the optimizer), never a model's own shapes,
 so one profile predicts any model. It runs with the thread count and dtypes of
-the run. Each point is timed after one warm-up call, best of a few calls (noise
-on a shared machine only slows a call down); points whose FLOPs exceed a cap
-are not run: the cost model scales the nearest measured point. On CUDA the
+the run. Each point is the median call of a short window after one warm-up
+call; points whose FLOPs or call time exceed a cap are not run: the nearest
+measured point is scaled. On CUDA the
 same code times with CUDA events (``_Timer``).
 
 Cached per device, torch version and thread count under the directory of
@@ -16,6 +16,7 @@ returned, and not reused; a corrupt file is re-measured. Written atomically.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -31,15 +32,16 @@ from estimator.errors import ConfigError
 from profiler.cpu_probe import BUSY_LOAD_PER_CPU, _load_average, _model_name, _cpuinfo_fields, default_cache_path
 
 GEMM_SIZES = (16, 64, 256, 1024, 4096)
-GEMM_M = (16, 64, 256, 1024, 4096, 16384)
-GEMM_FLOP_CAP = 2**28  # a point above this is not run (the cost model scales a measured one)
+GEMM_M = (16, 64, 256, 1024, 4096)
+GEMM_FLOP_CAP = 2**27  # a point above this is not run (the cost model scales a measured one)
 ATTN_BH = (4, 32)
-ATTN_SEQ = (32, 128, 512)
+ATTN_SEQ = (32, 128, 256, 512)
 ATTN_HEAD_DIM = (16, 64)
 ATTN_SCORE_CAP = 2**21  # bh·T² above this: not run
-ELEMENT_SIZES = (2**10, 2**13, 2**16, 2**19, 2**21)
+ELEMENT_SIZES = (2**11, 2**14, 2**17, 2**20, 2**23)  # 8 KiB to 32 MiB of fp32: cache to DRAM
+ELEMENT_CALL_CAP_S = 0.004  # an elementwise size whose call would take longer is not run (scaled instead)
 ROW = 256  # row width of norm / activation / loss tensors
-CPU_POINT_SECONDS = 0.004  # repeat a point while this lasts (at least MIN_REPEATS, at most MAX_REPEATS)
+CPU_POINT_SECONDS = 0.002  # time a point for this long (at least MIN_REPEATS calls, at most MAX_CALLS)
 MIN_REPEATS, MAX_CALLS = 3, 20000
 CHAIN = 200  # tiny ops per dispatch-cost chain
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -60,8 +62,9 @@ class _Timer:
 
     def window(self, fn: Callable[[], object], seconds: float, min_calls: int) -> float:
         """Seconds per call of ``fn``, called until ``seconds`` have passed and ``min_calls`` were made:
-        the median call on the CPU (one preempted call must not stand for the rest), the mean over the
-        window with CUDA events (the device is not shared with other processes' threads)."""
+        the median call on the CPU (a call in a step is a typical call, not the luckiest: 2-9 % slower
+        than the fastest for mid-sized GEMMs; at least three calls, so one preempted call cannot stand
+        for the point), the mean over the window with CUDA events."""
         import torch
 
         if self.cuda:
@@ -96,32 +99,39 @@ class _Timer:
         return time.perf_counter() - start
 
 
-def best_time(timer: "_Timer", fn: Callable[[], object], point_seconds: float = CPU_POINT_SECONDS) -> float:
-    """Typical seconds per call over a window of ``point_seconds`` (at least ``MIN_REPEATS`` calls), after
-    one warm-up call (``_Timer.window``): the median, not the best — the benchmark compares with the
-    median step; on an idle machine the two agree."""
+def best_time(timer: "_Timer", fn: Callable[[], object], point_seconds: float | None = None) -> float:
+    """Seconds per call over a window of ``point_seconds`` (at least ``MIN_REPEATS`` calls), after one
+    warm-up call (``_Timer.window``)."""
     fn()  # warm-up: allocator, caches, lazy init
-    return max(timer.window(fn, point_seconds, MIN_REPEATS), 1e-9)
+    window = CPU_POINT_SECONDS if point_seconds is None else point_seconds
+    return max(timer.window(fn, window, MIN_REPEATS), 1e-9)
 
 
 def _fill(points: dict[tuple[int, ...], float], axes: tuple[tuple[int, ...], ...]) -> list[float]:
-    """Grid values in row-major order; an unmeasured (capped) point scales the nearest measured one below
-    it along its largest axis, in proportion to the size (throughput held)."""
-    import itertools
-
-    out = []
+    """Grid values in row-major order. An unmeasured (capped) point scales the nearest measured one below
+    it along the first axis (GEMM m, attention batch·heads: the time is proportional to it), in proportion
+    to the size (throughput held). Then no point may take longer
+    than a larger one (every size at least as large): such a point was disturbed while it was timed, and
+    takes the larger one's time."""
+    grid: dict[tuple[int, ...], float] = {}
     for point in itertools.product(*axes):
         if point in points:
-            out.append(points[point])
+            grid[point] = points[point]
             continue
         q = list(point)
-        while tuple(q) not in points:
-            d = max(range(len(q)), key=lambda i: (axes[i].index(q[i]) > 0, q[i]))
+        while tuple(q) not in points:  # step down the batch-like first axis (time ∝ it), then the largest
+            d = 0 if axes[0].index(q[0]) > 0 else max(range(len(q)), key=lambda i: (axes[i].index(q[i]) > 0, q[i]))
             if axes[d].index(q[d]) == 0:
                 raise RuntimeError(f"no measured point below {point}")
             q[d] = axes[d][axes[d].index(q[d]) - 1]
-        out.append(points[tuple(q)] * math.prod(point) / math.prod(q))
-    return out
+        grid[point] = points[tuple(q)] * math.prod(point) / math.prod(q)
+    for point in sorted(grid, key=lambda p: [-x for x in p]):  # largest first: each bound is final
+        for d in range(len(point)):
+            i = axes[d].index(point[d])
+            if i + 1 < len(axes[d]):
+                above = point[:d] + (axes[d][i + 1],) + point[d + 1:]
+                grid[point] = min(grid[point], grid[above])
+    return [grid[p] for p in itertools.product(*axes)]
 
 
 # ----------------------------------------------------------------- the grids
@@ -157,10 +167,15 @@ def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq
             for d in dim_axis:
                 if bh * t * t > score_cap:
                     continue
-                q, k, v = (torch.randn(1, bh, t, d, device=device, dtype=td, requires_grad=True) for _ in range(3))
+                # the model's layout: q, k, v split from one (b, T, 3·h·d) projection, viewed per head
+                qkv = torch.randn(1, t, 3 * bh * d, device=device, dtype=td, requires_grad=True)
                 grad = torch.randn(1, bh, t, d, device=device, dtype=td)
-                call = ((lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)) if kind == "sdpa"
-                        else (lambda: explicit_attention(q, k, v)))
+
+                def heads():
+                    return [x.view(1, t, bh, d).transpose(1, 2) for x in qkv.split(bh * d, dim=-1)]
+
+                call = ((lambda: F.scaled_dot_product_attention(*heads(), is_causal=True)) if kind == "sdpa"
+                        else (lambda: explicit_attention(*heads())))
                 fwd[(bh, t, d)] = best_time(timer, call)
                 both = best_time(timer, lambda: call().backward(grad))
                 bwd[(bh, t, d)] = max(both - fwd[(bh, t, d)], 0.1 * both)
@@ -234,7 +249,9 @@ ELEMENTWISE_MEASURED = ("binary", "cast", "copy", "sum", "layernorm", "rmsnorm",
 
 def measure_elementwise(kernel: str, dtype: str, device, timer, sizes=ELEMENT_SIZES) -> dict[str, Grid]:
     out: dict[str, dict[tuple[int], float]] = {}
-    for n in sizes:
+    for i, n in enumerate(sizes):
+        if i and max(max(pts.values()) for pts in out.values()) * n / sizes[i - 1] > ELEMENT_CALL_CAP_S:
+            break  # the next size would cost too long a call: the larger points scale this one
         for phase, call in _elementwise_calls(kernel, n, dtype, device).items():
             out.setdefault(phase, {})[(n,)] = best_time(timer, call)
     if kernel in AUTOGRAD_BACKWARD:
@@ -243,21 +260,101 @@ def measure_elementwise(kernel: str, dtype: str, device, timer, sizes=ELEMENT_SI
     return {phase: Grid(ELEMENTWISE_AXES, axes, tuple(_fill(pts, axes))) for phase, pts in out.items()}
 
 
+LAYOUT_SHAPES = ((1024, 256, 256), (2048, 128, 512), (1024, 512, 128), (256, 1024, 1024))  # (tokens, in, out)
+FIRST_TOUCH_BYTES = 64 * 2**20  # above glibc's largest mmap threshold (32 MiB): a fresh mapping each time
+
+
+def measure_gemm_layouts(dtype: str, device, timer) -> dict[str, float]:
+    """How much slower the backward GEMMs' layouts run than the forward's x·Wᵀ of the same (m, n, k):
+    dX = dY·W and dW = dYᵀ·X, as the geometric mean over a few mid-sized shapes."""
+    import torch
+
+    td = getattr(torch, TORCH_DTYPES[dtype])
+    ratios: dict[str, list[float]] = {"backward_input": [], "backward_weight": []}
+    for t, i, o in LAYOUT_SHAPES:
+        x, w, dy = (torch.randn(*s, device=device, dtype=td) for s in ((t, i), (o, i), (t, o)))
+        nt_in = (torch.randn(t, o, device=device, dtype=td), torch.randn(i, o, device=device, dtype=td).t())
+        nt_w = (torch.randn(o, t, device=device, dtype=td), torch.randn(i, t, device=device, dtype=td).t())
+        ratios["backward_input"].append(best_time(timer, lambda: dy @ w) / best_time(timer, lambda: nt_in[0] @ nt_in[1]))
+        ratios["backward_weight"].append(best_time(timer, lambda: dy.t() @ x)
+                                         / best_time(timer, lambda: nt_w[0] @ nt_w[1]))
+    return {k: math.exp(sum(map(math.log, v)) / len(v)) for k, v in ratios.items()}
+
+
+def measure_first_touch(device, timer) -> float:
+    """Seconds per byte of a fresh large output (page faults of a new mapping): a fill into a new
+    ``FIRST_TOUCH_BYTES`` tensor minus the same fill into an existing one."""
+    import torch
+
+    n = FIRST_TOUCH_BYTES // 4
+    old = torch.empty(n, device=device)
+    fresh = best_time(timer, lambda: torch.empty(n, device=device).fill_(1.0), 0.02)
+    reuse = best_time(timer, lambda: old.fill_(1.0), 0.02)
+    return max((fresh - reuse) / FIRST_TOUCH_BYTES, 1e-15)
+
+
+CHAIN_WIDTH, CHAIN_LAYERS = 8, 12  # the generic layer chain of measure_dispatch: tiny, so kernels cost ~nothing
+
+
+class _ChainLayer:
+    """norm -> linear -> GELU -> linear -> residual add: the kinds of op a transformer dispatches."""
+
+    @staticmethod
+    def build(device):
+        import torch
+
+        class Layer(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.norm = torch.nn.LayerNorm(CHAIN_WIDTH)
+                self.up = torch.nn.Linear(CHAIN_WIDTH, CHAIN_WIDTH)
+                self.act = torch.nn.GELU(approximate="tanh")
+                self.down = torch.nn.Linear(CHAIN_WIDTH, CHAIN_WIDTH)
+
+            def forward(self, x):
+                return x + self.down(self.act(self.up(self.norm(x))))
+
+        with torch.device(device):
+            return torch.nn.Sequential(*[Layer() for _ in range(CHAIN_LAYERS)])
+
+
+def _dispatched_ops(fn) -> int:
+    """How many aten ops ``fn`` dispatches (views and autograd's ops included)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.n
+
+
 def measure_dispatch(device, timer) -> dict[str, float]:
-    """Per-op host costs of a training step: a bare kernel call, the autograd bookkeeping per kernel op
-    (forward record + backward node), per view, per nn.Module call — from chains of tiny ops."""
+    """Per-op host costs of a training step, from generic chains of tiny ops (whose kernels cost ~nothing):
+    ``bare_s`` one kernel call; ``op_s`` the framework's time per dispatched op of a training step
+    (Python, nn.Module calls, autograd's record and backward node, views) in a chain of tiny
+    norm/linear/GELU/linear/add layers, forward + backward, less the bare kernel calls; ``view_s`` one
+    view (forward + backward); ``module_s`` one nn.Module call."""
     import torch
 
     a = torch.randn(4, device=device)
     b = torch.randn(4, device=device)
     bare = best_time(timer, lambda: torch.mul(a, b))
-    w = torch.randn(4, device=device, requires_grad=True)
+    chain = _ChainLayer.build(device)
+    x = torch.randn(4, 8, CHAIN_WIDTH, device=device)
 
-    def mul_chain():
-        y = w
-        for _ in range(CHAIN):
-            y = y * a
-        y.sum().backward()
+    def layer_chain():
+        chain(x).sum().backward()
+
+    layer_chain()
+    dispatched = _dispatched_ops(layer_chain)
+    op = max((best_time(timer, layer_chain, 0.02) - dispatched * bare) / dispatched, 1e-9)
+    w = torch.randn(4, device=device, requires_grad=True)
 
     def view_chain():
         y = w * a
@@ -272,10 +369,8 @@ def measure_dispatch(device, timer) -> dict[str, float]:
         for _ in range(CHAIN):
             y = module(y)
 
-    kernels = 3 * CHAIN  # mul forward, and its backward's two muls (grad wrt w path and the chain)
-    op = max((best_time(timer, mul_chain, 0.02) - kernels * bare) / kernels, 1e-9)
-    view = max((best_time(timer, view_chain, 0.02)) / (2 * CHAIN), 1e-9)
-    mod = max(best_time(timer, module_chain, 0.01) / CHAIN, 1e-9)
+    view = max((best_time(timer, view_chain, 0.01)) / (2 * CHAIN), 1e-9)
+    mod = max(best_time(timer, module_chain, 0.005) / CHAIN, 1e-9)
     return {"bare_s": bare, "op_s": op, "view_s": view, "module_s": mod}
 
 
@@ -296,11 +391,11 @@ def measure_optimizer(impl: str, device, timer) -> dict[str, float]:
             opt.zero_grad(set_to_none=True)
 
         grads_only = best_time(timer, lambda: [torch.ones_like(p) for p in params])
-        return max(best_time(timer, step, 0.02) - grads_only, 1e-9)
+        return max(best_time(timer, step, 0.01) - grads_only, 1e-9)
 
-    few_small, many_small, few_large = cost(4, 256), cost(64, 256), cost(4, 2**17)
+    few_small, many_small, few_large = cost(4, 256), cost(64, 256), cost(4, 2**18)
     per_tensor = max((many_small - few_small) / 60, 1e-9)
-    per_element = max((few_large - few_small) / (4 * (2**17 - 256)), 1e-12)
+    per_element = max((few_large - few_small) / (4 * (2**18 - 256)), 1e-12)
     step = max(few_small - 4 * per_tensor - 4 * 256 * per_element, 1e-9)
     return {"step_s": step, "per_tensor_s": per_tensor, "per_element_s": per_element}
 
@@ -332,11 +427,14 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
             for d in dtypes:
                 attention.setdefault(kind, {})[d] = measure_attention(kind, d, dev, timer)
         dispatch = measure_dispatch(dev, timer)
+        dispatch["first_touch_s_per_byte"] = measure_first_touch(dev, timer) if dev.type == "cpu" else 1e-15
+        with torch.no_grad():
+            layouts = {d: measure_gemm_layouts(d, dev, timer) for d in dtypes}
         optimizer = {f"adamw.{impl}": measure_optimizer(impl, dev, timer)}
     finally:
         CPU_POINT_SECONDS = saved
     elapsed = time.perf_counter() - start
-    notes = [f"median of the calls in a {CPU_POINT_SECONDS * 1e3:g} ms window (at least {MIN_REPEATS}) per point after "
+    notes = [f"median call in a {CPU_POINT_SECONDS * 1e3:g} ms window (at least {MIN_REPEATS}) per point after "
              "a warm-up call; GEMMs over "
              f"{2 * GEMM_FLOP_CAP / 2 / 1e9:.2g} GFLOP, attention over {ATTN_SCORE_CAP} scores scaled from the "
              "nearest measured point"]
@@ -347,7 +445,7 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
         torch_version=torch.__version__, threads=torch.get_num_threads(),
         measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=load, busy=busy,
         measure_seconds=elapsed, dispatch=dispatch, gemm=gemm, attention=attention, elementwise=elementwise,
-        optimizer=optimizer, notes=tuple(notes))
+        optimizer=optimizer, gemm_layout=layouts, notes=tuple(notes))
 
 
 def device_name(device) -> str:

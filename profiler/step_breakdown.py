@@ -8,8 +8,8 @@ kernels and every op on a T x T score tensor -> attention, anything under
 ``Optimizer.step`` / ``zero_grad`` -> optimizer, collectives -> communication,
 views and autograd bookkeeping -> host, the rest -> elementwise. What no aten
 op accounts for (Python, the autograd engine, the profiler itself) is host.
-Given a ``reference_s`` (the median timed step), host becomes what is left of
-it after the kernels, so the profiler's own overhead does not read as host work.
+Given a ``reference_s`` (the median timed step), the split is scaled to it, so
+the profiler's own overhead (on every recorded op) is taken out in proportion.
 On CUDA the device kernels are classified by name instead and the host part
 is the step time they leave uncovered.
 """
@@ -95,9 +95,17 @@ def cpu_categories(events: Iterable[Any], wall_s: float, reference_s: float | No
         if category is not None:
             out[category] += event.self_cpu_time_total / 1e6
     kernels = sum(v for c, v in out.items() if c != "host")
-    total = wall_s if reference_s is None else reference_s
-    out["host"] = max(0.0, total - kernels)
-    return out
+    out["host"] = max(0.0, wall_s - kernels)
+    return _scaled(out, wall_s, reference_s)
+
+
+def _scaled(categories: dict[str, float], wall_s: float, reference_s: float | None) -> dict[str, float]:
+    """The profiled step's split scaled to the reference step's time: the profiler's overhead lands on every
+    recorded op, so it is taken out in proportion rather than all from one category."""
+    if reference_s is None or wall_s <= 0:
+        return categories
+    factor = reference_s / max(wall_s, sum(categories.values()))
+    return {c: v * factor for c, v in categories.items()}
 
 
 def classify_cuda_kernel(name: str) -> str:
@@ -120,8 +128,8 @@ def cuda_categories(kernels: Iterable[tuple[str, float]], wall_s: float,
     for name, seconds in kernels:
         out[classify_cuda_kernel(name)] += seconds
     device = sum(out.values())
-    out["host"] = max(0.0, (wall_s if reference_s is None else reference_s) - device)
-    return out
+    out["host"] = max(0.0, wall_s - device)
+    return _scaled(out, wall_s, reference_s)
 
 
 def measure_breakdown(trainer, x, y, reference_s: float | None = None) -> dict[str, Any]:

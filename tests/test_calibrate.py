@@ -90,7 +90,9 @@ def test_cache_files_are_per_torch_version_and_threads(tmp_path, monkeypatch):
 def test_unmeasured_points_scale_the_nearest_measured_one():
     axes = ((1, 10), (1, 10))
     values = calibrate._fill({(1, 1): 1.0, (1, 10): 5.0, (10, 1): 3.0}, axes)
-    assert values == [1.0, 5.0, 3.0, pytest.approx(50.0)]  # (10, 10) from (1, 10) x 10
+    assert values == [1.0, 5.0, 3.0, pytest.approx(50.0)]  # (10, 10) from (1, 10) x 10 along the first axis
+    disturbed = calibrate._fill({(1, 1): 9.0, (1, 10): 5.0, (10, 1): 3.0, (10, 10): 20.0}, axes)
+    assert disturbed == [3.0, 5.0, 3.0, 20.0]  # a point slower than a larger one takes the larger one's time
 
 
 def test_a_real_small_grid_is_valid_and_monotone():

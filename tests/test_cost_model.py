@@ -38,11 +38,24 @@ def test_measured_gemm_says_when_it_extrapolates():
     cost = _measured()
     big = cost.cost(gemm("g", "forward", 16384, 4096, 4096, "fp32"))
     assert big.extrapolated
-    assert big.device_s == pytest.approx(4 * gemm_seconds(4096, 4096, 4096))  # throughput held at the edge
+    touch = 16384 * 4096 * 4 * DISPATCH["first_touch_s_per_byte"]  # a 256 MiB output: fresh pages
+    assert big.device_s == pytest.approx(4 * gemm_seconds(4096, 4096, 4096) + touch)  # throughput held
     cfg = get_model("gpt-small")
     setup = TrainSetup(batch_size=32, seq_len=256, precision="fp32")
     step = predict_step(cfg, setup, MeasuredCost(synthetic_profile(), H100, setup))
     assert "gemm" in step["extrapolated"]
+
+
+def test_backward_layouts_and_fresh_large_outputs_are_charged():
+    profile = synthetic_profile(gemm_layout={"fp32": {"backward_input": 1.0, "backward_weight": 1.25}})
+    cost = MeasuredCost(profile, H100, TrainSetup())
+    fwd = cost.cost(gemm("g", "forward", 1024, 256, 256, "fp32")).device_s
+    dw = cost.cost(gemm("g", "backward_weight", 1024, 256, 256, "fp32")).device_s
+    assert dw == pytest.approx(1.25 * fwd)
+    small = cost.cost(gemm("g", "forward", 1024, 4096, 64, "fp32")).device_s  # 16 MiB out: reused memory
+    assert small == pytest.approx(gemm_seconds(1024, 4096, 64))
+    big = cost.cost(gemm("g", "forward", 4096, 4096, 64, "fp32")).device_s  # 64 MiB out: page faults
+    assert big == pytest.approx(gemm_seconds(4096, 4096, 64) + 64 * 2**20 * DISPATCH["first_touch_s_per_byte"])
 
 
 def test_cpu_composition_is_the_sum_of_every_op():

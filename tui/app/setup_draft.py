@@ -30,6 +30,7 @@ class SetupDraft:
     compile: bool = False
     flash: bool = True
     memory_limit: str = ""  # "" = no cap
+    hf_config: str = ""  # a local config.json: the architecture profiled instead of the model preset
 
     def with_(self, **changes) -> "SetupDraft":
         return replace(self, **changes)
@@ -84,13 +85,19 @@ def check_draft(draft: SetupDraft, base: RunConfig) -> tuple[RunConfig | None, d
             errors[field] = str(exc)
 
     def model():
+        if draft.hf_config.strip():
+            from estimator.model_choice import choose_model
+
+            return choose_model(None, draft.hf_config.strip())
         if draft.model == DEVICE_DEFAULT:
             return None
         if base.model is not None and draft.model == base.model.name:
             return base.model
         return get_model(draft.model)
 
-    attempt("model", model)
+    attempt("hf_config" if draft.hf_config.strip() else "model", model)
+    if "hf_config" in values:
+        values["model"] = values.pop("hf_config")
     attempt("seq_len", lambda: None if not draft.seq_len.strip() else _positive_int(draft.seq_len, "seq-len"))
     attempt("batch", lambda: parse_batch(draft.batch.strip() or "auto"))
     attempt("steps", lambda: _positive_int(draft.steps, "steps"))

@@ -23,6 +23,7 @@ INPUTS = (  # (draft field, label, placeholder)
     ("batch", "batch", "auto or N"),
     ("steps", "steps", "20"),
     ("memory_limit", "mem limit", "none, or 40GiB"),
+    ("hf_config", "config.json", "path: your architecture"),
 )
 
 
@@ -141,7 +142,7 @@ class SetupForm(Vertical, StateView):
 
     def show_errors(self, errors: dict[str, str]) -> None:
         """Mark the fields with a problem and print the messages under the form."""
-        for field in ("model", "seq_len", "batch", "steps", "memory_limit", "precision"):
+        for field in ("model", "seq_len", "batch", "steps", "memory_limit", "precision", "hf_config"):
             for widget in self.query(f"#setup-{field}"):
                 widget.set_class(field in errors, "-bad")
         box = self.query_one("#setup-errors", Static)
