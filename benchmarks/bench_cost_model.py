@@ -92,8 +92,9 @@ def print_rows(title: str, rows: list[dict]) -> list[float]:
               f"{r['datasheet_s'] * 1e3:>6.1f}ms {ds:>+7.1%} | {','.join(r['extrapolated']) or '-'}")
     if errs:
         spec = [abs(_err(r["datasheet_s"], r["measured_s"])) for r in rows]
-        print(f"|error| profile: median {statistics.median(errs):.1%}, max {max(errs):.1%};  "
-              f"datasheet: median {statistics.median(spec):.1%}, max {max(spec):.1%}")
+        signed = statistics.mean(_err(r["predicted_s"], r["measured_s"]) for r in rows)
+        print(f"|error| profile: median {statistics.median(errs):.1%}, max {max(errs):.1%} (mean signed "
+              f"{signed:+.1%});  datasheet: median {statistics.median(spec):.1%}, max {max(spec):.1%}")
     return errs
 
 

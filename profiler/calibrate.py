@@ -40,6 +40,8 @@ ATTN_HEAD_DIM = (16, 64)
 ATTN_SCORE_CAP = 2**21  # bh·T² above this: not run
 ELEMENT_SIZES = (2**11, 2**14, 2**17, 2**20, 2**23)  # 8 KiB to 32 MiB of fp32: cache to DRAM
 ELEMENT_CALL_CAP_S = 0.004  # an elementwise size whose call would take longer is not run (scaled instead)
+COLD_MIN_BYTES = 1 << 20  # inputs from this size on are read cold (per-core L2 is 1-2 MiB on current CPUs)
+COLD_BYTES = 64 << 20  # rotate over this much input: more than the last-level cache (32 MiB on this EPYC)
 ROW = 256  # row width of norm / activation / loss tensors
 CPU_POINT_SECONDS = 0.002  # time a point for this long (at least MIN_REPEATS calls, at most MAX_CALLS)
 MIN_REPEATS, MAX_CALLS = 3, 20000
@@ -184,15 +186,16 @@ def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq
             "backward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(bwd, axes)))}
 
 
-def _elementwise_calls(kernel: str, n: int, dtype: str, device) -> dict[str, Callable[[], object]]:
-    """Raw calls (no autograd) of one kernel on n elements: the forward and, where it differs, the backward."""
+def _elementwise_calls(kernel: str, n: int, dtype: str, device, x=None, g=None) -> dict[str, Callable[[], object]]:
+    """Raw calls (no autograd) of one kernel on n elements (inputs ``x``, ``g``: rows x ROW): the forward
+    and, where it differs, the backward."""
     import torch
     import torch.nn.functional as F
 
     td = getattr(torch, TORCH_DTYPES[dtype])
     rows = max(1, n // ROW)
-    x = torch.randn(rows, ROW, device=device, dtype=td)
-    g = torch.randn(rows, ROW, device=device, dtype=td)
+    x = torch.randn(rows, ROW, device=device, dtype=td) if x is None else x
+    g = torch.randn(rows, ROW, device=device, dtype=td) if g is None else g
     if kernel == "binary":
         return {"forward": lambda: torch.add(x, g)}
     if kernel == "cast":  # to ``dtype`` from the other one
@@ -211,7 +214,7 @@ def _elementwise_calls(kernel: str, n: int, dtype: str, device) -> dict[str, Cal
                                                                               [True, True, True])}
     if kernel == "rmsnorm":
         w = torch.ones(ROW, device=device, dtype=td, requires_grad=True)
-        xg = x.clone().requires_grad_(True)
+        xg = x.detach().requires_grad_(True)
         return {"forward": lambda: F.rms_norm(x, (ROW,), w.detach()),
                 "backward": lambda: _grad(lambda: F.rms_norm(xg, (ROW,), w), (xg, w), g)}
     if kernel == "gelu":
@@ -221,9 +224,9 @@ def _elementwise_calls(kernel: str, n: int, dtype: str, device) -> dict[str, Cal
         return {"forward": lambda: F.silu(x), "backward": lambda: torch.ops.aten.silu_backward(g, x)}
     if kernel == "cross_entropy":
         vocab = 1024
-        logits = torch.randn(max(1, n // vocab), vocab, device=device, dtype=td)
+        logits = x.reshape(-1, vocab) if n >= vocab else torch.randn(1, vocab, device=device, dtype=td)
         target = torch.randint(0, vocab, (logits.shape[0],), device=device)
-        lg = logits.clone().requires_grad_(True)
+        lg = logits.detach().requires_grad_(True)
         return {"forward": lambda: F.cross_entropy(logits, target),
                 "backward": lambda: _grad(lambda: F.cross_entropy(lg, target), (lg,))}
     if kernel == "embedding":
@@ -243,17 +246,47 @@ def _grad(forward, inputs, grad=None):
 
 
 AUTOGRAD_BACKWARD = ("rmsnorm", "cross_entropy")  # their backward timing includes a forward: subtracted
+_POOLS: dict = {}
+
+
+def _input_pool(dtype: str, device, elements: int):
+    """One pool of random inputs per dtype, reused by every elementwise point (cheaper than new tensors)."""
+    import torch
+
+    key = (dtype, str(device))
+    pool = _POOLS.get(key)
+    if pool is None or pool.numel() < elements:
+        pool = torch.empty(elements, device=device, dtype=getattr(torch, TORCH_DTYPES[dtype])).uniform_(-2, 2)
+        _POOLS[key] = pool
+    return pool
+
+
 ELEMENTWISE_MEASURED = ("binary", "cast", "copy", "sum", "layernorm", "rmsnorm", "gelu", "silu",
                         "cross_entropy", "embedding")
 
 
 def measure_elementwise(kernel: str, dtype: str, device, timer, sizes=ELEMENT_SIZES) -> dict[str, Grid]:
+    import torch
+
+    td = getattr(torch, TORCH_DTYPES[dtype])
+    elem = torch.empty((), dtype=td).element_size()
+    pool = _input_pool(dtype, device, 2 * max(COLD_BYTES // elem, 2 * max(sizes)))
     out: dict[str, dict[tuple[int], float]] = {}
     for i, n in enumerate(sizes):
         if i and max(max(pts.values()) for pts in out.values()) * n / sizes[i - 1] > ELEMENT_CALL_CAP_S:
             break  # the next size would cost too long a call: the larger points scale this one
-        for phase, call in _elementwise_calls(kernel, n, dtype, device).items():
-            out.setdefault(phase, {})[(n,)] = best_time(timer, call)
+        rows = max(1, n // ROW)
+        # Inputs larger than a core's cache rotate through the pool, so a call reads them from memory as
+        # an op in a step does (other work has run since they were written), not from a warm cache.
+        copies = 1 if n * elem < COLD_MIN_BYTES else max(1, min(64, COLD_BYTES // (2 * n * elem)))
+        versions = []
+        for c in range(copies):
+            x = pool[2 * c * rows * ROW:(2 * c + 1) * rows * ROW].view(rows, ROW)
+            g = pool[(2 * c + 1) * rows * ROW:(2 * c + 2) * rows * ROW].view(rows, ROW)
+            versions.append(_elementwise_calls(kernel, n, dtype, device, x, g))
+        for phase in versions[0]:
+            cycle = itertools.cycle([v[phase] for v in versions])
+            out.setdefault(phase, {})[(n,)] = best_time(timer, lambda: next(cycle)())
     if kernel in AUTOGRAD_BACKWARD:
         out["backward"] = {n: max(t - out["forward"][n], 0.1 * t) for n, t in out["backward"].items()}
     axes = (tuple(sizes),)
@@ -433,6 +466,7 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
         optimizer = {f"adamw.{impl}": measure_optimizer(impl, dev, timer)}
     finally:
         CPU_POINT_SECONDS = saved
+        _POOLS.clear()
     elapsed = time.perf_counter() - start
     notes = [f"median call in a {CPU_POINT_SECONDS * 1e3:g} ms window (at least {MIN_REPEATS}) per point after "
              "a warm-up call; GEMMs over "
@@ -488,6 +522,23 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def cached_device_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32",),
+                          cache_dir: str | os.PathLike | None = None) -> tuple[DeviceProfile | None, str]:
+    """The cached profile when it may be reused here (same device, torch, threads; not busy; these dtypes),
+    else None and why not — a run never pays for a measurement it was not asked to make."""
+    path = cache_path(device, cache_dir)
+    if not path.exists():
+        return None, "no device profile measured on this machine yet (mfutop calibrate, about 5 s)"
+    try:
+        cached = load(path)
+    except ConfigError as exc:
+        return None, str(exc)
+    reason = reusable(cached, device)
+    if reason is None and not all(d in cached.gemm for d in dtypes):
+        reason = f"the cached device profile lacks {', '.join(d for d in dtypes if d not in cached.gemm)}"
+    return (cached, f"device profile {path}") if reason is None else (None, reason)
 
 
 def device_profile(device="cpu", *, remeasure: bool = False, cache_dir: str | os.PathLike | None = None,

@@ -85,6 +85,8 @@ class ProfileProgress:
     samples: list[StepSample] = field(default_factory=list)
     cpu_memory_step: dict | None = None
     priming: dict | None = None
+    device_profile: Any = None  # estimator.device_profile.DeviceProfile, when this device has a usable one
+    breakdown: dict | None = None  # profiler.step_breakdown.measure_breakdown of one extra step
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -122,6 +124,7 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
         for text in filter(None, [resolved.precision_note, *det.warnings]):
             yield _warn(state, text)
         yield from _memory_cap(state)
+        yield from _load_device_profile(state)
         searching = config.batch_size is None and (config.search or not measure)
         yield from _predict(state, config.batch_size or 1, first=True)
         batch = config.batch_size or _seed_batch(state)
@@ -151,6 +154,8 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
             yield from _measure(state, trainer, batch, cancel, extra)
             if not cancel.is_set():
                 yield _count(state, batch, conventions=True)
+            if not cancel.is_set():
+                yield _breakdown(state, trainer, batch)
         yield RunFinished(summary=profile_summary(state), cancelled=cancel.is_set())
     except ConfigError as exc:
         yield RunFailed(message=str(exc), error_type="ConfigError")
@@ -198,11 +203,34 @@ def _predict(state: ProfileProgress, batch: int, first: bool) -> Iterator[Event]
     if impl != overheads.optimizer_impl:  # --(no-)fused-adamw or RunConfig.adamw_foreach overrode it
         overheads = replace(overheads, optimizer_impl=impl)
     prediction = predict(state.resolved.padded, spec, state.resolved.setup(batch),
-                         memory_limit_bytes=state.memory_limit, overheads=overheads)
+                         memory_limit_bytes=state.memory_limit, overheads=overheads,
+                         device_profile=state.device_profile)
     state.prediction = prediction
     if first:
         state.first_prediction = prediction
     yield PredictionReady(prediction=prediction)
+
+
+def _load_device_profile(state: ProfileProgress) -> Iterator[Event]:
+    """This device's measured kernel profile (``mfutop calibrate``), when a reusable one is cached: the
+    step-time prediction then comes from it, the datasheet one beside it. Never measured here unasked."""
+    from profiler.calibrate import cached_device_profile
+
+    dtypes = ("fp32",) if state.resolved.peak_dtype in ("fp32", "tf32") else ("fp32", "bf16")
+    profile, why = cached_device_profile(state.device.kind, dtypes)
+    state.device_profile = profile
+    yield LogMessage("info", f"step time predicted from {why}" if profile is not None else
+                     f"step time predicted from the datasheet: {why}")
+
+
+def _breakdown(state: ProfileProgress, trainer: TrainingStep, batch: int) -> Event:
+    """Where the step time goes, measured: one more step under torch.profiler (kept out of the timed ones)."""
+    from profiler.step_breakdown import breakdown_event, measure_breakdown
+
+    timed = [s.step_time_s for s in state.samples if not s.warmup]
+    x, y = trainer.make_batch(batch, state.seq_len)
+    state.breakdown = measure_breakdown(trainer, x, y, reference_s=steady_state(timed).median if timed else None)
+    return breakdown_event(state.breakdown, lookup(state.prediction, "step.categories"))
 
 
 def _seed_batch(state: ProfileProgress) -> int:

@@ -8,11 +8,21 @@ import pytest
 from estimator.errors import ConfigError
 from estimator.flops import step_flops
 from estimator.hardware import cpu_spec, with_peak_override
+from estimator.op_graph import CATEGORIES
 from estimator.presets import customise, get_model
 from profiler.detect import DetectedDevice
 from profiler.events import (
-    DeviceDetected, FlopsCounted, JsonlWriter, LogMessage, PredictionReady, ProbeResult, RunFailed, RunFinished,
-    StepSample, read_events,
+    DeviceDetected,
+    FlopsCounted,
+    JsonlWriter,
+    LogMessage,
+    PredictionReady,
+    ProbeResult,
+    RunFailed,
+    RunFinished,
+    StepBreakdown,
+    StepSample,
+    read_events,
 )
 from profiler.run import run_profile
 from profiler.run_config import RunConfig
@@ -41,8 +51,12 @@ def test_fixed_batch_run_yields_the_documented_stream():
     config = RunConfig(model=TINY, device="cpu", batch_size=2, seq_len=32, steps=3, warmup=2, precision="fp32")
     events = run(config)
     kinds = [type(e) for e in events]
-    assert kinds[:4] == [DeviceDetected, LogMessage, PredictionReady, FlopsCounted]
-    assert kinds[-2] is FlopsCounted and events[-2].counter == step_flops(TINY, 2, 32).total
+    assert kinds[:5] == [DeviceDetected, LogMessage, LogMessage, PredictionReady, FlopsCounted]
+    assert "step time predicted from" in events[2].text  # the device profile, or why the datasheet
+    assert kinds[-3] is FlopsCounted and events[-3].counter == step_flops(TINY, 2, 32).total
+    breakdown = events[-2]
+    assert isinstance(breakdown, StepBreakdown) and set(breakdown.measured_s) == set(CATEGORIES)
+    assert 0 < sum(breakdown.measured_s.values()) <= breakdown.step_time_s * 1.05
     assert kinds[-1] is RunFinished and not events[-1].cancelled
     steps = [e for e in events if isinstance(e, StepSample)]
     assert [s.warmup for s in steps] == [True, True, True, False, False, False]  # 2 warm-up + memory step + 3
@@ -69,6 +83,9 @@ def test_fixed_batch_run_yields_the_documented_stream():
     flops_row = next(row for row in summary["compare"] if row["key"] == "flops_analytic")
     assert flops_row["predicted"] == flops_row["measured"] and flops_row["error"] == 0.0
     assert summary["config"]["precision_effective"] == "fp32"
+    assert summary["measured"]["breakdown"] == events[-2].measured_s
+    graded = summary["calibration"]["category_errors"]
+    assert graded and all(row["share"] >= 0.10 for row in graded.values())
 
 
 def test_auto_batch_searches_under_the_memory_limit_and_measures_the_found_batch():

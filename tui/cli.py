@@ -13,7 +13,7 @@ from typer.exceptions import TyperException
 
 from tui.cli_support import USER_ERROR_EXIT, emit_json
 from tui.run_options import MODEL_PARAMS, RUN_PARAMS, run_options
-from tui import cmd_app, cmd_compare, cmd_estimate, cmd_gpus, cmd_ladder, cmd_plan, cmd_profile, cmd_remote
+from tui import cmd_app, cmd_calibrate, cmd_compare, cmd_estimate, cmd_gpus, cmd_ladder, cmd_plan, cmd_profile, cmd_remote
 
 app = typer.Typer(
     name="mfutop",
@@ -24,7 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help text: rich markup parsing costs ~60 ms per --help
 )
 
-for module in (cmd_app, cmd_estimate, cmd_gpus, cmd_plan, cmd_profile, cmd_ladder, cmd_remote, cmd_compare):
+for module in (cmd_app, cmd_calibrate, cmd_estimate, cmd_gpus, cmd_plan, cmd_profile, cmd_ladder, cmd_remote, cmd_compare):
     module.register(app)
 
 

@@ -48,7 +48,7 @@ def print_profile_table(summary: dict, cancelled: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from estimator.units import fmt_pct
+    from estimator.units import fmt_pct, fmt_seconds
     from tui.app.comparison import format_value
 
     m = summary["measured"]
@@ -74,6 +74,15 @@ def print_profile_table(summary: dict, cancelled: bool) -> None:
                   f"with causal-halved attention (llm.c/Megatron) it is {fmt_pct(m.get('mfu_causal'))}.",
                   markup=False, highlight=False)
     console.print(f"memory: {m['memory_method']}", markup=False, highlight=False)
+    step = (summary.get("prediction") or {}).get("step") or {}
+    if step.get("spec"):
+        console.print(f"step time predicted from this device's measured kernels ({step.get('source')}); the "
+                      f"datasheet predicts {fmt_seconds(step['spec']['time_s'])}", markup=False, highlight=False)
+    for category, row in ((summary.get("calibration") or {}).get("category_errors") or {}).items():
+        error = "n/a" if row["error"] is None else f"{row['error'] * 100:+.0f} %"
+        console.print(f"  {category:<12} predicted {fmt_seconds(row['predicted_s'])}, measured "
+                      f"{fmt_seconds(row['measured_s'])} ({row['share']:.0%} of the step): {error}",
+                      markup=False, highlight=False)
     from profiler.ddp_summary import describe_distributed
 
     for line in describe_distributed(summary):
