@@ -30,6 +30,8 @@ def choose_model(name: str | None, hf_config: str | Path | None = None, default:
     unknown = set(shape) - set(SHAPE_FIELDS)
     if unknown:
         raise ConfigError(f"unknown architecture override(s): {', '.join(sorted(unknown))}")
+    if name is not None and not str(name).strip():
+        raise ConfigError("--model is empty: give a preset name such as gpt2, or --hf-config")
     if hf_config is not None and name:
         raise ConfigError("give either --model or --hf-config, not both")
     overrides = {SHAPE_FIELDS[k]: v for k, v in shape.items() if v is not None}

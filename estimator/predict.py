@@ -55,12 +55,14 @@ def _peaks(hardware: HardwareSpec, matmul_dtype: str, warnings: list[str]) -> tu
     mfu_peak = hardware.peak(matmul_dtype)
     if mfu_peak is not None:
         return mfu_peak, mfu_peak, matmul_dtype
-    warnings.append(f"{MFU_NA}: {hardware.name} has no {matmul_dtype} peak")
+    unknown = matmul_dtype in getattr(hardware, "peak_unknown", ())
+    warnings.append(f"{MFU_NA}: {hardware.name} has no {'sourced ' if unknown else ''}{matmul_dtype} peak")
     for fallback in ("fp32", "tf32", "bf16", "fp16"):
         peak = hardware.peak(fallback)
         if peak is not None:
             warnings.append(f"time uses the {fallback} peak ({peak / 1e12:.4g} TFLOP/s): "
-                            f"no {matmul_dtype} path on {hardware.name}")
+                            f"{'no sourced ' + matmul_dtype + ' peak' if unknown else 'no ' + matmul_dtype + ' path'}"
+                            f" on {hardware.name}")
             return None, peak, fallback
     warnings.append("no peak FLOP/s for any dtype: step time n/a")
     return None, None, None
@@ -190,6 +192,10 @@ def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode:
         warnings.append(f"{hardware.name}: peak derived from SM count x clock ({hardware.source}); an upper bound")
     if hardware.memory_bandwidth <= 0:
         warnings.append("memory bandwidth unknown: the roofline's memory term is left out")
+    if setup.zero and setup.dp == 1:
+        warnings.append(f"ZeRO-{setup.zero} shards over data-parallel ranks: with dp 1 it changes nothing")
+    if mode == "infer" and (setup.zero or setup.grad_accum > 1 or setup.recompute != "none"):
+        warnings.append("training options (--zero, --grad-accum, --recompute) do not apply in inference mode")
     mfu_peak, time_peak, time_dtype = _peaks(hardware, p.matmul_dtype, warnings)
     limit = default_memory_limit(hardware) if memory_limit_bytes is None else memory_limit_bytes
     b = setup.batch_size

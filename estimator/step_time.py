@@ -83,9 +83,11 @@ def transfer_s(n_bytes: float, bandwidth: float) -> float:
 
 
 def link_bandwidth(hardware: HardwareSpec, span: int, interconnect_efficiency: float) -> float:
-    """Per-direction bytes/s for a group spanning ``span`` GPUs: NVLink/PCIe (a
-    bidirectional aggregate, halved) inside a node, the per-GPU NIC across nodes."""
-    raw = hardware.intra_node_bandwidth / 2 if span <= GPUS_PER_NODE else hardware.inter_node_bandwidth
+    """Per-direction bytes/s for a group spanning ``span`` GPUs: the scale-up link (NVLink, a
+    bidirectional aggregate, halved) inside its domain, PCIe for the rest of a node (bridged PCIe
+    cards join only 2 GPUs by NVLink), the per-GPU NIC across nodes (already per direction)."""
+    bidirectional, tier = hardware.group_link(span, GPUS_PER_NODE)
+    raw = bidirectional if tier == "network" else bidirectional / 2
     return raw * interconnect_efficiency
 
 
@@ -250,8 +252,13 @@ def train_step_time(cfg: ModelConfig, hardware: HardwareSpec, setup: TrainSetup,
 
     # Data parallel: gradients of this GPU's parameters, ring all-reduce (ZeRO: same volume, ×1.5 for stage 3).
     dp_bw = link_bandwidth(hardware, setup.world_size, eff.interconnect)
-    grad_message = params.total * p.grad_bytes * (ZERO3_COMM_FACTOR if setup.zero == 3 else 1)
-    dp_comm = ring_all_reduce_s(grad_message, dp, dp_bw)
+    if setup.zero == 3:
+        # ZeRO-3 re-gathers the weights in every micro-batch's forward and backward (an all-gather
+        # moves half an all-reduce's volume) and reduce-scatters the gradients once per step.
+        gather = ring_all_reduce_s(params.total * p.activation_bytes, dp, dp_bw) / 2
+        dp_comm = 2 * m * gather + ring_all_reduce_s(params.total * p.grad_bytes, dp, dp_bw) / 2
+    else:
+        dp_comm = ring_all_reduce_s(params.total * p.grad_bytes, dp, dp_bw)
     dp_exposed = max(0.0, dp_comm - st["backward_s"]) if overlap_dp else dp_comm
 
     # Optimizer: memory-bound over this GPU's (ZeRO-sharded) states, plus its per-tensor host cost;

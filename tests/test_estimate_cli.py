@@ -146,3 +146,14 @@ def test_memory_table_shows_the_peak_phase_terms_that_add_up():
     assert rows["logits"][1] == f"{m['at_peak']['logit_buffers']:,}"
     assert rows["total"][1:] == [f"{m['total']:,}", fmt_bytes(m["sum_of_terms"])]
     assert "total = terms alive at the peak phase; all at once = old co-resident sum" in text
+
+
+def test_meaningless_combinations_are_said_and_empty_names_refused():
+    zero = json.loads(runner.invoke(app, ["estimate", "--model", "gpt2", "--zero", "3", "--json"]).stdout)
+    assert any("with dp 1 it changes nothing" in w for w in zero["warnings"])
+    infer = json.loads(runner.invoke(app, ["estimate", "--model", "gpt2", "--mode", "infer", "--recompute", "full",
+                                           "--json"]).stdout)
+    assert any("do not apply in inference mode" in w for w in infer["warnings"])
+    for flag in ("--model", "--gpu"):
+        result = runner.invoke(app, ["estimate", flag, ""])
+        assert result.exit_code == 2 and f"{flag} is empty" in result.stderr

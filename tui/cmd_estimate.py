@@ -22,6 +22,7 @@ from typing import Optional
 import typer
 
 from estimator.errors import ConfigError
+
 from estimator.units import PEAK_TFLOPS_RANGE, check_finite_positive, parse_count
 from profiler.run_config import parse_batch, parse_memory
 from tui.cli_support import emit_json, user_errors
@@ -34,16 +35,6 @@ _RECOMPUTE_CODES = {"0": "none", "1": "selective", "2": "full"}
 def _recompute(text: str) -> str:
     key = text.strip().lower()
     return _RECOMPUTE_CODES.get(key, key)
-
-
-def _model(name: str | None, hf_config: Path | None, shape: dict):
-    from estimator.model_config import from_hf_config
-    from estimator.presets import customise, get_model
-
-    if hf_config is not None and name is not None:
-        raise ConfigError("give either --model or --hf-config, not both")
-    base = from_hf_config(hf_config) if hf_config is not None else get_model(name or DEFAULT_MODEL)
-    return customise(base, **shape)
 
 
 def _load_profile(path: Path | None):
@@ -119,8 +110,12 @@ def estimate(
         from estimator.predict import predict
         from estimator.setup import Efficiency, TrainSetup
 
-        cfg = _model(model, hf_config, dict(n_layers=layers, d_model=d_model, n_heads=heads, n_kv_heads=kv_heads,
-                                            d_ff=d_ff, head_dim=head_dim, vocab_size=vocab, context_length=context))
+        from estimator.model_choice import choose_model
+
+        cfg = choose_model(model, hf_config, DEFAULT_MODEL, layers=layers, d_model=d_model, heads=heads,
+                           kv_heads=kv_heads, d_ff=d_ff, head_dim=head_dim, vocab=vocab, context=context)
+        if gpu is not None and not gpu.strip():
+            raise ConfigError("--gpu is empty: give a GPU name such as h100-sxm (mfutop gpus --list)")
         spec = get_gpu(gpu or DEFAULT_GPU)
         p = get_precision(precision)
         if peak_tflops is not None:

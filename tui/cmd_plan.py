@@ -18,7 +18,7 @@ from estimator.errors import ConfigError
 from estimator.units import parse_count
 from profiler.run_config import parse_memory
 from tui.cli_support import emit_json, user_errors
-from tui.cmd_estimate import DEFAULT_GPU, _model
+from tui.cmd_estimate import DEFAULT_GPU, DEFAULT_MODEL
 
 # Llama 2's global batch, 4M tokens (Touvron et al. 2023, "Llama 2", §2.2), as 2^22 so that it
 # divides into whole sequences at every power-of-two sequence length.
@@ -90,7 +90,9 @@ def plan_cmd(
 
         if model is None and hf_config is None:
             raise ConfigError("give --model or --hf-config")
-        cfg = _model(model, hf_config, {})
+        from estimator.model_choice import choose_model
+
+        cfg = choose_model(model, hf_config, DEFAULT_MODEL)
         if global_batch_size is not None and global_batch_tokens is not None:
             raise ConfigError("give either --global-batch-size or --global-batch-tokens, not both")
         batch_tokens = parse_count(global_batch_tokens, "global batch token count")
