@@ -91,3 +91,25 @@ def test_replay_json_of_a_run_cut_short_reports_what_it_holds(tmp_path):
     steps = [json.loads(line) for line in kept if json.loads(line)["event"] == "step_sample"]
     assert summary["incomplete"] is True and summary["events"] == len(kept)
     assert summary["measured"]["steps"] == sum(1 for s in steps if not s["warmup"])
+
+
+def test_an_app_that_dies_on_an_error_never_exits_0(tmp_path, capsys):
+    import pytest
+    import typer
+    from textual.app import App
+
+    from tui.cmd_app import run_app
+
+    class Dies(App):
+        out_path = tmp_path / "run.jsonl"
+
+        def on_mount(self) -> None:
+            raise RuntimeError("a widget broke")
+
+        def run(self, **kwargs):
+            return super().run(headless=True, **kwargs)
+
+    with pytest.raises(typer.Exit) as stopped:
+        run_app(Dies())
+    assert stopped.value.exit_code == 1
+    assert f"the run's events are in {tmp_path / 'run.jsonl'}" in capsys.readouterr().err

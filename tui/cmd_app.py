@@ -31,9 +31,22 @@ def check_cuda_request(device: str) -> None:
         raise ConfigError(f"--device cuda requested but CUDA is not available: {reason or 'no device'}")
 
 
+APP_FAILED_EXIT = 1
+
+
 def run_app(app) -> None:
-    """Run the app; its exit leaves no worker thread behind (the app joins it when quitting)."""
+    """Run the app; its exit leaves no worker thread behind (the app joins it when quitting).
+
+    An app that stopped on an unexpected error never exits 0: one line says so, and where the
+    run's events are (the ``--out`` recording, or nowhere when none was asked for).
+    """
     app.run()
+    if app.return_code:
+        where = f"the run's events are in {app.out_path}" if getattr(app, "out_path", None) else \
+            "no recording was asked for (--out FILE keeps the events)"
+        typer.echo(f"mfutop: error: the app stopped on an unexpected error (exit {app.return_code}); {where}",
+                   err=True)
+        raise typer.Exit(APP_FAILED_EXIT)
 
 
 def open_default_app(opts: dict) -> None:

@@ -130,4 +130,6 @@ def _run_app(source, host: str, out: Path | None) -> None:
     from tui.app import MfutopApp
 
     source.label = f"remote · {host}"  # the app's subtitle
-    MfutopApp(run_config=None, source=source, out_path=out, autostart=True, title=f"mfutop remote {host}").run()
+    from tui.cmd_app import run_app
+
+    run_app(MfutopApp(run_config=None, source=source, out_path=out, autostart=True, title=f"mfutop remote {host}"))
