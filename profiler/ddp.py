@@ -285,7 +285,14 @@ def _stream(config: RunConfig, nproc: int, torchrun_args: Sequence[str], cancel:
             else:
                 yield payload
         returncode = proc.wait()
-        if returncode == 0 and finished is not None:
+        if finished is not None and returncode != 0:
+            # Rank 0's summary arrived whole: a rank that then died in the teardown (gloo can abort a
+            # peer whose group closes first) costs nothing measured. Said, not hidden.
+            late = describe_failure(pump.stderr_tail, returncode, rank_errors)
+            summary = dict(finished.summary)
+            summary["warnings"] = [*summary.get("warnings", []), f"after rank 0's summary was complete: {late}"]
+            finished = RunFinished(summary=summary, cancelled=finished.cancelled)
+        if finished is not None:
             yield finished
         else:
             yield RunFailed(describe_failure(pump.stderr_tail, returncode, rank_errors), "RankFailed")
