@@ -82,7 +82,7 @@ def test_remote_cpu_run_matches_the_local_profile(sshd, tmp_path):
 
     recorded = list(read_events(out.read_text().splitlines()))  # what `mfutop replay` reads
     assert isinstance(recorded[-1], RunFinished)
-    assert {**recorded[-1].summary, "cancelled": False} == remote_summary
+    assert {**recorded[-1].summary, "cancelled": False, "schema_version": 1} == remote_summary
     assert sum(isinstance(e, StepSample) and not e.warmup for e in recorded) >= 3
 
 
