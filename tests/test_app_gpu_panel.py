@@ -40,6 +40,7 @@ def test_memory_bar_says_used_and_total():
     assert memory_bar(20 * GIB, 80 * GIB, width=8).plain == "██░░░░░░ 20.0/80.0 GiB"
     assert memory_bar("N/A", 80 * GIB).plain == "80.0 GiB total"
     assert memory_bar(None, None).plain == "N/A"
+    assert memory_bar(45 * 2**20, 23.5 * GIB, width=4).plain == "░░░░ 45.0 MiB of 23.5 GiB"  # a small run never reads 0.0
 
 
 def test_live_gpu_figures_refresh_from_nvml(monkeypatch):

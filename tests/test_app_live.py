@@ -145,3 +145,23 @@ def test_mid_run_the_flops_rows_are_counted_at_the_runs_batch():
     assert error == "+0.0 %"
     counted = [e for e in state.events if type(e).__name__ == "FlopsCounted"]
     assert counted and all(e.batch_size == batch for e in counted)  # never the search's seed batch
+
+
+def test_a_real_run_shows_where_the_time_goes():
+    from estimator.op_graph import CATEGORIES
+    from tui.app.time_breakdown import breakdown_rows
+
+    async def live():
+        app = MfutopApp(run_config=live_config())
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.state.done and not app.running)
+            app.redraw()
+            table = app.query_one("#breakdown")
+            return app, [[str(table.get_cell_at((r, c))) for c in range(4)] for r in range(table.row_count)]
+
+    app, cells = run(live())
+    assert app.state.status == "finished" and app.state.breakdown is not None
+    assert cells and cells == [list(row) for row in breakdown_rows(app.state)]
+    assert {row[0] for row in cells} <= set(CATEGORIES) and "matmul" in {row[0] for row in cells}
+    shares = [int(row[3].rstrip("%")) for row in cells]
+    assert 95 <= sum(shares) <= 105  # the measured split adds up to the profiled step

@@ -18,6 +18,7 @@ from tui.app.live_charts import LiveCharts
 from tui.app.run_log import RunLog
 from tui.app.search_table import SearchTable
 from tui.app.setup_form import SetupForm
+from tui.app.time_breakdown import TimeBreakdown
 
 WIDE_MIN_WIDTH = 110  # the sidebar (40) plus a comparison table that never truncates
 WIDE_MIN_HEIGHT = 34  # table, charts, search and log stacked without squeezing
@@ -44,6 +45,7 @@ class Body(Container):
                 with Vertical(id="sidebar"):
                     yield HardwarePanel(id="hardware")
                     yield form
+                    yield TimeBreakdown(id="breakdown")
                 with Vertical(id="main"):
                     yield ComparisonTable(id="comparison")
                     yield LiveCharts(id="live")
@@ -56,6 +58,8 @@ class Body(Container):
                     yield LiveCharts(id="live")
                 with TabPane("Search", id="tab-search"):
                     yield SearchTable(id="search")
+                with TabPane("Time", id="tab-time"):
+                    yield TimeBreakdown(id="breakdown")
                 with TabPane("Hardware", id="tab-hardware"):
                     yield HardwarePanel(id="hardware")
                 with TabPane("Setup", id="tab-setup"):

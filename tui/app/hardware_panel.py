@@ -36,6 +36,8 @@ def memory_bar(used: Any, total: Any, width: int = BAR_WIDTH) -> Text:
     filled = round(fraction * width)
     style = "green" if fraction < 0.7 else "yellow" if fraction < 0.9 else "red"
     bar = Text("█" * filled, style=style) + Text("░" * (width - filled), style="dim")
+    if used < 2**30 / 10:  # a small run: GiB with one decimal would read 0.0
+        return bar + Text(f" {fmt_bytes(used, 1)} of {fmt_bytes(total, 1)}")
     return bar + Text(f" {used / 2**30:.1f}/{total / 2**30:.1f} GiB")
 
 

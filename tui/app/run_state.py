@@ -22,6 +22,7 @@ from profiler.events import (
     ProbeResult,
     RunFailed,
     RunFinished,
+    StepBreakdown,
     StepSample,
 )
 
@@ -46,6 +47,7 @@ class RunState:
     events: list[Event] = field(default_factory=list)  # the recorded stream, for saving
     gpus: list[dict[str, Any]] = field(default_factory=list)  # latest NVML sample per GPU (live runs only)
     expected_steps: int | None = None  # timed steps the config asks for, for "step 7/20"
+    breakdown: StepBreakdown | None = None  # where one profiled step's time went
 
     def apply(self, event: Event) -> None:
         """Fold one event in. Later PredictionReady / FlopsCounted events replace earlier ones."""
@@ -78,6 +80,8 @@ class RunState:
             self.failure = event
             self.status = "failed"
             self.logs.append(("error", f"run failed: {event.error_type + ': ' if event.error_type else ''}{event.message}"))
+        elif isinstance(event, StepBreakdown):
+            self.breakdown = event
         elif isinstance(event, LogMessage):
             self.logs.append((event.level, event.text))
 

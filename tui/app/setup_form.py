@@ -23,7 +23,7 @@ INPUTS = (  # (draft field, label, placeholder)
     ("batch", "batch", "auto or N"),
     ("steps", "steps", "20"),
     ("memory_limit", "mem limit", "none, or 40GiB"),
-    ("hf_config", "config.json", "path: your architecture"),
+    ("hf_config", "hf config", "config.json path"),
 )
 
 
