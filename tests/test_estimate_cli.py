@@ -83,8 +83,6 @@ def test_human_output_infer_and_unknown_peak():
     (["--d-model", "770"], "heads (12) must divide the width d_model (770)"),
     (["--batch-size", "0"], "batch-size must be a positive integer"),
     (["--tokens", "-5"], "must be positive"),
-    (["--model", "llama-2-70b", "--gpu", "t4"], "does not fit at batch 1: needs"),
-    (["--model", "llama-2-70b", "--gpu", "t4", "--mode", "infer"], "does not fit at batch 1: needs"),
     (["--seq-len", "2048"], "seq-len 2048 exceeds gpt2's context length 1024"),
     (["--memory-limit", "40XB"], "cannot read '40XB' as a size"),
     (["--tp", "5"], "tp (5) must divide the attention heads (12)"),
@@ -157,3 +155,19 @@ def test_meaningless_combinations_are_said_and_empty_names_refused():
     for flag in ("--model", "--gpu"):
         result = runner.invoke(app, ["estimate", flag, ""])
         assert result.exit_code == 2 and f"{flag} is empty" in result.stderr
+
+
+def test_a_setup_that_does_not_fit_is_an_answer_with_its_verdict():
+    """issue 15: the full estimate, fits false, the verdict and the smallest change that fits; exit 0."""
+    result = runner.invoke(app, ["estimate", "--model", "llama-2-70b", "--gpu", "a100", "--json"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    assert r["fits"] is False and r["params"]["total"] == 68_976_648_192
+    assert r["memory"]["total"] > r["memory"]["limit"]
+    assert r["verdict"].startswith("llama-2-70b does not fit at batch 1: needs 1,029.22 GiB")
+    assert "smallest GPU count that fits is 16" in r["verdict"] and r["fit_change"]["smallest_gpus"] == 16
+    infer = json.loads(runner.invoke(app, ["estimate", "--model", "llama-2-70b", "--gpu", "t4", "--mode", "infer",
+                                           "--json"]).stdout)
+    assert infer["fits"] is False and "does not fit at batch 1" in infer["verdict"]
+    fits = json.loads(runner.invoke(app, ["estimate", "--model", "gpt2", "--json"]).stdout)
+    assert fits["fits"] is True and "verdict" not in fits

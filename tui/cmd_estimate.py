@@ -46,6 +46,23 @@ def _load_profile(path: Path | None):
     return load(path)
 
 
+def _add_verdict(result: dict, cfg, spec, setup, memory_limit: int | None, does_not_fit) -> None:
+    """``fits`` and, when the setup cannot run even at batch 1, the verdict with the smallest change
+    that fits: a setup that does not fit is an answer (the full estimate beside it), not an error."""
+    memory = result["memory"]
+    result["fits"] = bool(result.get("max_batch_size"))
+    if result["fits"]:
+        return
+    verdict = str(does_not_fit(cfg.name, memory["total"], memory["limit"]))
+    if result.get("mode", "train") == "train":
+        from estimator.plan_fit import cheapest_fitting_change
+
+        change = cheapest_fitting_change(cfg, spec, setup, memory_limit_bytes=memory_limit)
+        result["fit_change"] = change.to_dict()
+        verdict = verdict.split("; try")[0] + f"; {change.summary}"
+    result["verdict"] = verdict
+
+
 def estimate(
     model: Optional[str] = typer.Option(None, "--model", "-m", "--model-name",
                                         help=f"Preset name (default {DEFAULT_MODEL})."),
@@ -133,14 +150,13 @@ def estimate(
                       memory_limit_bytes=parse_memory(memory_limit), weight_bits=weight_bits,
                       prompt_len=prompt_len, gen_len=gen_len, overlap_dp=overlap_dp,
                       device_profile=_load_profile(device_profile))
-        result = predict(cfg, spec, setup, **kwargs)
-        if batch is None:  # 'auto': predict again at the largest batch that fits
+        result = predict(cfg, spec, setup, check_fit=False, **kwargs)
+        if batch is None and result["max_batch_size"]:  # 'auto': predict again at the largest batch that fits
             from dataclasses import replace
 
-            best = result["max_batch_size"]
-            if not best:
-                raise does_not_fit(cfg.name, result["memory"]["total"], result["memory"]["limit"])
-            result = predict(cfg, spec, replace(setup, batch_size=best), **kwargs)
+            result = predict(cfg, spec, replace(setup, batch_size=result["max_batch_size"]), check_fit=False,
+                             **kwargs)
+        _add_verdict(result, cfg, spec, setup, kwargs["memory_limit_bytes"], does_not_fit)
         if gpu is None:
             result["warnings"].insert(0, f"no --gpu given: assuming {DEFAULT_GPU} ({spec.name})")
         if kwargs["device_profile"] is not None and kwargs["device_profile"].device_kind == "cpu":

@@ -213,6 +213,8 @@ def header(r: dict) -> str:
 def print_estimate(r: dict, console: Console | None = None) -> None:
     console = console or Console()
     console.print(header(r))
+    if r.get("verdict"):  # a setup that does not fit: said first, with the smallest change that fits
+        console.print(plain(f"does not fit: {r['verdict']}", style="bold red", max_chars=2000))
     for warning in r["warnings"]:
         console.print(plain(f"! {warning}", style="yellow", max_chars=2000))
     for table in (params_table(r), flops_table(r), memory_table(r), time_table(r), assumptions_table(r)):
