@@ -113,6 +113,8 @@ def test_cancel_mid_run_keeps_the_measured_steps():
     assert app.state.summary is not None  # RunFinished(cancelled=True) arrived and was applied
     assert 4 <= len(app.state.timed_samples) < 20
     assert is_number(cells["tokens_per_s"][1]) and is_number(cells["mfu"][1])
+    said = [text for _, text in app.state.logs if text.startswith("cancel asked")]
+    assert said and "stopping after this step (≈ " in said[0] and " ms)" in said[0]  # the last step's time
 
 
 def test_keys_work_during_a_run_and_save_writes_a_replayable_file(tmp_path, monkeypatch):

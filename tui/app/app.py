@@ -21,7 +21,16 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from profiler.events import DeviceDetected, Event, JsonlWriter, LogMessage, PredictionReady, RunFailed, RunFinished
+from estimator.units import fmt_seconds
+from profiler.events import (
+    DeviceDetected,
+    Event,
+    JsonlWriter,
+    LogMessage,
+    PredictionReady,
+    RunFailed,
+    RunFinished,
+)
 from profiler.run_config import RunConfig
 from tui.app.body import Body
 from tui.app.messages import RunEnded, RunEvent
@@ -163,7 +172,9 @@ class MfutopApp(App):
         self._cancel.set()
         if self.state.status == "running":
             self.state.status = "cancelling"
-            self.state.note("info", "cancel asked: the run stops after the current step and keeps what it measured")
+            last = self.state.samples[-1].step_time_s if self.state.samples else None
+            wait = f" (≈ {fmt_seconds(last)})" if isinstance(last, (int, float)) and last > 0 else ""
+            self.state.note("info", f"cancel asked: stopping after this step{wait}; what was measured is kept")
         self.redraw()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run")
