@@ -217,7 +217,8 @@ class Worker:
         run_cfg = cfg.with_(device=r.device.type)
         if r.is_main:
             detected, resolved = resolve_run(run_cfg)
-            self.emit(resolved.device_event(detected.event))
+            device_event = resolved.device_event(detected.event)
+            self.emit(device_event)
             for text in filter(None, [resolved.precision_note, *detected.warnings]):
                 self.log(text, "warning")
             if cfg.batch_size is None:
@@ -291,7 +292,7 @@ class Worker:
         }
         config = {**cfg.to_dict(), **resolved.config_fields(), "torch_device": f"{r.device.type} x {r.world}",
                   "nproc": r.world, "strategy": self.strategy}
-        summary = distributed_summary(config=config, device=resolved.device_event(detected.event).to_dict(),
+        summary = distributed_summary(config=config, device=device_event.to_dict(),
                                       prediction=prediction, per_rank=gathered, baseline=baseline, rank0=rank0,
                                       allreduce=allreduce, strategy=self.strategy, backend=r.backend,
                                       run_id=self.run_id, threads_per_rank=r.threads if r.device.type == "cpu" else None,

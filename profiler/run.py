@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
@@ -27,7 +26,6 @@ import torch
 
 from estimator.errors import ConfigError
 from estimator.memory import training_memory
-from estimator.mfu import mfu
 from estimator.predict import predict
 from estimator.step_overheads import default_overheads
 from estimator.units import fmt_bytes
@@ -46,23 +44,17 @@ from profiler.events import (
 from profiler.flop_count import count_flops
 from profiler.load_check import busy_machine_warning
 from profiler.memory_meter import (
-    LiveStorageTracker,
-    MemoryMeter,
     available_ram,
-    training_state_tensors,
-    unique_storage_bytes,
 )
 from profiler.resolve import ResolvedRun, resolve_run
 from profiler.run_config import RunConfig
 from profiler.run_summary import profile_summary
 from profiler.search import GATE_MARGIN, StepProbe, cap_cuda_memory
 from profiler.step import TrainingStep
-from profiler.step_timer import StepTimer
+from profiler.timed_steps import measure_steps
 
 CPU_RAM_SHARE = 0.5  # default CPU cap: this share of the RAM available at start
 CPU_SEARCH_TOKENS = 4096  # CPU without --memory-limit: the search stops at this many tokens per step
-SPREAD_TOLERANCE = 0.10  # IQR / median under which the timed steps count as steady
-LOAD_RECHECK_S = 5.0  # how often the machine's load is checked again during the timed steps
 
 
 @dataclass
@@ -89,6 +81,11 @@ class ProfileProgress:
     breakdown: dict | None = None  # profiler.step_breakdown.measure_breakdown of one extra step
     warnings: list[str] = field(default_factory=list)
 
+    def warn(self, text: str) -> LogMessage:
+        """A warning kept for the summary and sent as an event."""
+        self.warnings.append(text)
+        return LogMessage(level="warning", text=text)
+
     @property
     def seq_len(self) -> int | None:
         return self.resolved.seq_len if self.resolved else None
@@ -110,7 +107,7 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
     ``detect`` replaces ``profiler.detect.detect_device`` (tests); ``inject_oom_above``
     makes probes above that batch raise an injected OOM (fault-injection seam);
     ``max_extra_steps`` (default: ``config.steps``) bounds the timed steps added
-    while the spread stays above ``SPREAD_TOLERANCE``.
+    while the spread stays above ``profiler.timed_steps.SPREAD_TOLERANCE``.
     """
     state = ProfileProgress(config=config)
     cancel = cancel or threading.Event()
@@ -122,7 +119,7 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
         state.device_event = resolved.device_event(det.event)
         yield state.device_event
         for text in filter(None, [resolved.precision_note, *det.warnings]):
-            yield _warn(state, text)
+            yield state.warn(text)
         yield from _memory_cap(state)
         yield from _load_device_profile(state)
         searching = config.batch_size is None and (config.search or not measure)
@@ -149,9 +146,9 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
         if measure:
             busy = busy_machine_warning(det.kind)  # checked now: the load that matters is the timed steps'
             if busy:
-                yield _warn(state, busy)
+                yield state.warn(busy)
             extra = config.steps if max_extra_steps is None else max_extra_steps
-            yield from _measure(state, trainer, batch, cancel, extra)
+            yield from measure_steps(state, trainer, batch, cancel, extra)
             if not cancel.is_set():
                 yield _count(state, batch, conventions=True)
             if not cancel.is_set():
@@ -173,11 +170,6 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
 
 # ----------------------------------------------------------------- setup
 
-def _warn(state: ProfileProgress, text: str) -> LogMessage:
-    state.warnings.append(text)
-    return LogMessage(level="warning", text=text)
-
-
 def _memory_cap(state: ProfileProgress) -> Iterator[Event]:
     """The memory the search and the run may use: --memory-limit, or on a CPU a share of free RAM."""
     config = state.config
@@ -187,7 +179,7 @@ def _memory_cap(state: ProfileProgress) -> Iterator[Event]:
             state.memory_limit, state.limit_source = safe, f"{CPU_RAM_SHARE:.0%} of available RAM"
         elif config.memory_limit_bytes > safe:
             state.memory_limit, state.limit_source = safe, f"{CPU_RAM_SHARE:.0%} of available RAM"
-            yield _warn(state, f"--memory-limit {fmt_bytes(config.memory_limit_bytes)} is over "
+            yield state.warn(f"--memory-limit {fmt_bytes(config.memory_limit_bytes)} is over "
                                f"{CPU_RAM_SHARE:.0%} of the available RAM; capped at {fmt_bytes(safe)}")
         else:
             state.memory_limit, state.limit_source = config.memory_limit_bytes, "--memory-limit"
@@ -283,7 +275,7 @@ def _search(state: ProfileProgress, trainer: TrainingStep, cancel: threading.Eve
             f"so the run takes seconds, and under {fmt_bytes(state.memory_limit)} ({state.limit_source}); "
             "give --memory-limit to search the memory bound"))
     if state.config.compile:
-        yield _warn(state, "torch.compile: every new probe batch size recompiles, so probe times include "
+        yield state.warn("torch.compile: every new probe batch size recompiles, so probe times include "
                            "compilation" + ("; on the CPU the tracked probes run eagerly" if cpu else ""))
     steps = iter_search(probe, min(seed, max_batch), max_batch=max_batch, should_stop=cancel.is_set)
     while True:
@@ -293,14 +285,14 @@ def _search(state: ProfileProgress, trainer: TrainingStep, cancel: threading.Eve
             result = stop.value
             break
         if out.after_bytes is not None and out.baseline_bytes is not None and out.after_bytes > out.baseline_bytes:
-            yield _warn(state, f"probe at batch {out.batch_size} left "
+            yield state.warn(f"probe at batch {out.batch_size} left "
                                f"{fmt_bytes(out.after_bytes - out.baseline_bytes)} allocated after recovery")
         yield ProbeResult(batch_size=out.batch_size, fits=out.fits, peak_memory_bytes=out.peak_memory_bytes,
                           seconds=out.seconds, outcome=out.outcome, low=low, high=high)
     state.search = result
     barely = [p for p in result.probes if p.fits and p.batch_size == result.max_batch_size and p.detail]
     if barely:
-        yield _warn(state, f"batch {result.max_batch_size} {barely[0].detail}: it may not survive a long run; "
+        yield state.warn(f"batch {result.max_batch_size} {barely[0].detail}: it may not survive a long run; "
                            f"batch {max(1, result.max_batch_size - 1)} leaves headroom")
     if max_batch < MAX_BATCH and result.max_batch_size >= max_batch:
         state.search_limited_by = "token_cap"
@@ -309,119 +301,3 @@ def _search(state: ProfileProgress, trainer: TrainingStep, cancel: threading.Eve
     if result.max_batch_size == 0:
         raise ConfigError(f"{state.resolved.model.name} does not fit at batch 1 under the memory limit")
     return result.max_batch_size
-
-
-# ----------------------------------------------------------------- measurement
-
-def _measure(state: ProfileProgress, trainer: TrainingStep, batch: int, cancel: threading.Event,
-             max_extra: int) -> Iterator[Event]:
-    """Warm-up steps, (CPU) one tracked memory step, then timed steps until steady."""
-    config = state.config
-    device = trainer.device
-    timer, meter = StepTimer(device), MemoryMeter(device)
-    flops = state.flops.analytic
-    tokens = batch * state.seq_len
-    batches = trainer.batches(batch, state.seq_len)
-    nvml = _nvml_reader(state.device.torch_device) if device.type == "cuda" else (lambda: None)
-    cpu = device.type == "cpu"
-    steps_run = 0 if state.search is None else 1  # a search has already run full steps
-
-    def one_step(step_no: int, warmup: bool, tracker: LiveStorageTracker | None = None) -> StepSample:
-        x, y = next(batches)
-        meter.reset_peak()
-        timer.start()
-        if tracker is not None:
-            with tracker:
-                loss = trainer.step(x, y)
-        else:
-            loss = trainer.step(x, y)
-        seconds = timer.stop()
-        mem = meter.sample()
-        return StepSample(
-            step=step_no, batch_size=batch, step_time_s=seconds, tokens_per_s=tokens / seconds,
-            loss=float(loss.item()), memory_allocated_bytes=mem.allocated, memory_reserved_bytes=mem.reserved,
-            memory_peak_bytes=mem.peak, nvml_used_bytes=nvml(),
-            mfu=mfu(flops, seconds, state.peak_flops), warmup=warmup,
-        )
-
-    if cpu:  # until the tracked memory step: the state bytes, and the probe's peak at this batch
-        probe_peaks = [p.peak_memory_bytes for p in (state.search.probes if state.search else [])
-                       if p.batch_size == batch and p.fits and p.peak_memory_bytes]
-        meter.set_cpu_figures(unique_storage_bytes(training_state_tensors(trainer.raw_model, trainer.optimizer)),
-                              max(probe_peaks, default=0))
-    step_no = 0
-    warmups = config.warmup_steps
-    if cpu and warmups == 0 and steps_run == 0:
-        warmups = 1  # the memory step needs AdamW state allocated by an earlier step
-    for _ in range(warmups):
-        if cancel.is_set():
-            return
-        step_no += 1
-        yield _record(state, one_step(step_no, True))
-    if cpu:
-        if cancel.is_set():
-            return
-        tracker = LiveStorageTracker("cpu", limit_bytes=state.memory_limit)
-        tracker.track(training_state_tensors(trainer.raw_model, trainer.optimizer))
-        start_bytes = tracker.live_bytes
-        step_no += 1
-        try:
-            sample = one_step(step_no, True, tracker)
-        except MemoryError:
-            failed = True
-        else:
-            failed = False
-        if failed:  # outside the except block: the traceback no longer pins the activations
-            trainer.optimizer.zero_grad(set_to_none=True)
-            gc.collect()
-            raise ConfigError(f"batch {batch} does not fit under the CPU memory cap {fmt_bytes(state.memory_limit)} "
-                              f"({state.limit_source}): live tensors passed it during the step")
-        meter.set_cpu_figures(allocated=tracker.live_bytes, peak=tracker.peak_bytes)
-        state.cpu_memory_step = {"peak_bytes": tracker.peak_bytes, "state_bytes": start_bytes,
-                                 "allocations": tracker.allocations}
-        yield _record(state, _with_memory(sample, meter))
-    timed = 0
-    limit = config.steps
-    load_checked = time.monotonic()
-    while timed < limit:
-        if cancel.is_set():
-            return
-        step_no += 1
-        timed += 1
-        yield _record(state, one_step(step_no, False))
-        if time.monotonic() - load_checked > LOAD_RECHECK_S:  # a neighbour that starts mid-run is noticed too
-            load_checked = time.monotonic()
-            busy = busy_machine_warning(state.device.kind)
-            if busy and not any("machine is busy" in w for w in state.warnings):
-                yield _warn(state, busy)
-        if timed == limit and limit < config.steps + max_extra:
-            times = [s.step_time_s for s in state.samples if not s.warmup]
-            if not steady_state(times).is_steady(SPREAD_TOLERANCE):
-                limit += 1
-
-
-def _with_memory(sample: StepSample, meter: MemoryMeter) -> StepSample:
-    from dataclasses import replace
-
-    mem = meter.sample()
-    return replace(sample, memory_allocated_bytes=mem.allocated, memory_peak_bytes=mem.peak)
-
-
-def _record(state: ProfileProgress, sample: StepSample) -> StepSample:
-    state.samples.append(sample)
-    return sample
-
-
-def _nvml_reader(torch_device: str) -> Callable[[], int | None]:
-    try:
-        from profiler.detect import nvml_process_memory
-    except ImportError:
-        return lambda: None
-
-    def read() -> int | None:
-        try:
-            return nvml_process_memory(torch_device)
-        except Exception:  # noqa: BLE001 - NVML may not support per-process queries: "N/A", never a crash
-            return None
-
-    return read

@@ -13,18 +13,12 @@ import typer
 from tui.cli_support import emit_json, user_errors, warn
 
 
-def _change(value) -> str:
-    if value is None:
-        return ""
-    return f"{value * 100:+.1f} %" if abs(value) < 0.25 else f"{1 + value:.2f}×"
-
-
 def print_diff(diff: dict) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from tui.app.comparison import format_value
+    from tui.app.comparison import change_text, format_value
 
     console = Console()
     a, b = diff["a"], diff["b"]
@@ -45,8 +39,8 @@ def print_diff(diff: dict) -> None:
     for row in diff["rows"]:
         unit = row["unit"]
         table.add_row(Text(row["label"]), *(Text(format_value(v, unit)) for v in row["predicted"]),
-                      _change(row["predicted_change"]), *(Text(format_value(v, unit)) for v in row["measured"]),
-                      _change(row["measured_change"]))
+                      change_text(row["predicted_change"]), *(Text(format_value(v, unit)) for v in row["measured"]),
+                      change_text(row["measured_change"]))
     console.print(table)
 
 

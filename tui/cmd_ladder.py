@@ -42,13 +42,14 @@ def _print_rung(event) -> None:
 def print_ladder(summary: dict, cancelled: bool) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from tui.ladder_table import COLUMNS, bar_chart, rung_cells
 
     device = summary.get("device") or {}
     title = (f"Training-speed ladder: {summary['model']['name']} on {device.get('name', '?')} "
              f"({device.get('device', '?')}), seq-len {summary.get('seq_len')}" + (" (cancelled)" if cancelled else ""))
-    table = Table(title=title)
+    table = Table(title=Text(title))  # the model's name may come from a config.json
     shown = COLUMNS[:-1]  # the note goes below the table: it is prose
     for i, (_, label) in enumerate(shown):
         table.add_column(label, justify="right" if 2 <= i <= 8 else "left", no_wrap=True)
@@ -58,8 +59,8 @@ def print_ladder(summary: dict, cancelled: bool) -> None:
     console.print(table)
     for row in summary["rungs"]:
         if row.get("reason"):
-            console.print(f"  {row['name']}: {row['reason']}", highlight=False)
-    console.print(bar_chart(summary["rungs"]))
+            console.print(f"  {row['name']}: {row['reason']}", markup=False, highlight=False)  # torch's words
+    console.print(bar_chart(summary["rungs"]), markup=False)
     console.print("MFU divides by the dense peak of each rung's matmul dtype; x prev / x base: tokens/s over the "
                   "previous measured rung / the baseline. " + summary.get("seed_reference", ""))
 

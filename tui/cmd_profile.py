@@ -101,7 +101,7 @@ def print_search_table(summary: dict, cancelled: bool) -> None:
     console.print(f"max batch {s.get('max_batch_size')} (predicted {s.get('predicted_max_batch_size')}), "
                   f"{len(s.get('probes', []))} probes, limited by {limited}, limit "
                   f"{fmt_bytes(s.get('memory_limit_bytes'))} ({s.get('memory_limit_source')})"
-                  + (" (cancelled)" if cancelled else ""))
+                  + (" (cancelled)" if cancelled else ""), markup=False)
 
 
 # ----------------------------------------------------------------- commands
@@ -192,8 +192,9 @@ def register(app: typer.Typer) -> None:
 def _print_flops(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{r['model']}: FLOPs of one training step, batch {r['batch_size']} x {r['seq_len']}")
+    table = Table(title=Text(f"{r['model']}: FLOPs of one training step, batch {r['batch_size']} x {r['seq_len']}"))
     for col in ("count", "forward+backward", "vs analytic"):
         table.add_column(col, justify="left" if col == "count" else "right")
     a = r["analytic"]
@@ -206,5 +207,5 @@ def _print_flops(r: dict) -> None:
     console.print(table)
     console.print(f"attention core (q@kT + att@v), forward: {r['attention_core_forward']:,}; "
                   f"thop's LayerNorm additions, forward: {r['layernorm_thop_forward']:,}")
-    console.print(f"FlopCounterMode by op: {r['counter_by_op']}")
-    console.print(r["note"])
+    console.print(f"FlopCounterMode by op: {r['counter_by_op']}", markup=False)
+    console.print(r["note"], markup=False)

@@ -67,16 +67,21 @@ class ComparisonRow:
     def error_text(self) -> str:
         """A small miss as a signed percentage; a large one as the ratio predicted / measured, which reads
         the same both ways ("0.23×" for step time is "4.35×" for tokens/s, not "-77 %" beside "+335 %")."""
-        if self.error is None:
-            return ""
-        text = f"{self.error * 100:+.1f} %" if abs(self.error) < FAIR_ERROR else f"{1 + self.error:.2f}×"
-        return f"{text} conv." if self.spec.kind == "convention" else text
+        text = change_text(self.error)
+        return f"{text} conv." if text and self.spec.kind == "convention" else text
 
     @property
     def grade(self) -> str:
         """'good' | 'fair' | 'poor' | '' — drives the colour, and a marker that survives NO_COLOR.
         A counting convention (thop, FlopCounterMode) is information, not a prediction: never graded."""
         return "" if self.spec.kind == "convention" else error_grade(self.error)
+
+
+def change_text(change: float | None) -> str:
+    """(a - b) / b as a signed percentage while small, beyond ±25 % as the ratio a / b ('' when unknown)."""
+    if change is None:
+        return ""
+    return f"{change * 100:+.1f} %" if abs(change) < FAIR_ERROR else f"{1 + change:.2f}×"
 
 
 def error_grade(error: float | None) -> str:

@@ -1,0 +1,146 @@
+"""The timed steps of a run: warm-up, one tracked memory step on a CPU, then steps until steady.
+
+``measure_steps`` is what ``profiler.run.run_profile`` does once the batch is
+known. Each step yields a ``StepSample``; a CPU step under the live-tensor
+tracker gives the peak memory; timed steps are added (up to ``max_extra``)
+while the inter-quartile spread stays above ``SPREAD_TOLERANCE``, and the
+machine's load is re-checked every ``LOAD_RECHECK_S`` seconds.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from dataclasses import replace
+from typing import Callable, Iterator
+
+from estimator.errors import ConfigError
+from estimator.mfu import mfu
+from estimator.units import fmt_bytes
+from profiler.compare import steady_state
+from profiler.events import Event, StepSample
+from profiler.load_check import busy_machine_warning
+from profiler.memory_meter import (
+    LiveStorageTracker,
+    MemoryMeter,
+    training_state_tensors,
+    unique_storage_bytes,
+)
+from profiler.step import TrainingStep
+from profiler.step_timer import StepTimer
+
+SPREAD_TOLERANCE = 0.10  # IQR / median under which the timed steps count as steady
+LOAD_RECHECK_S = 5.0  # how often the machine's load is checked again during the timed steps
+
+
+def measure_steps(state, trainer: TrainingStep, batch: int, cancel: threading.Event,
+             max_extra: int) -> Iterator[Event]:
+    """Warm-up steps, (CPU) one tracked memory step, then timed steps until steady."""
+    config = state.config
+    device = trainer.device
+    timer, meter = StepTimer(device), MemoryMeter(device)
+    flops = state.flops.analytic
+    tokens = batch * state.seq_len
+    batches = trainer.batches(batch, state.seq_len)
+    nvml = _nvml_reader(state.device.torch_device) if device.type == "cuda" else (lambda: None)
+    cpu = device.type == "cpu"
+    steps_run = 0 if state.search is None else 1  # a search has already run full steps
+
+    def one_step(step_no: int, warmup: bool, tracker: LiveStorageTracker | None = None) -> StepSample:
+        x, y = next(batches)
+        meter.reset_peak()
+        timer.start()
+        if tracker is not None:
+            with tracker:
+                loss = trainer.step(x, y)
+        else:
+            loss = trainer.step(x, y)
+        seconds = timer.stop()
+        mem = meter.sample()
+        return StepSample(
+            step=step_no, batch_size=batch, step_time_s=seconds, tokens_per_s=tokens / seconds,
+            loss=float(loss.item()), memory_allocated_bytes=mem.allocated, memory_reserved_bytes=mem.reserved,
+            memory_peak_bytes=mem.peak, nvml_used_bytes=nvml(),
+            mfu=mfu(flops, seconds, state.peak_flops), warmup=warmup,
+        )
+
+    if cpu:  # until the tracked memory step: the state bytes, and the probe's peak at this batch
+        probe_peaks = [p.peak_memory_bytes for p in (state.search.probes if state.search else [])
+                       if p.batch_size == batch and p.fits and p.peak_memory_bytes]
+        meter.set_cpu_figures(unique_storage_bytes(training_state_tensors(trainer.raw_model, trainer.optimizer)),
+                              max(probe_peaks, default=0))
+    step_no = 0
+    warmups = config.warmup_steps
+    if cpu and warmups == 0 and steps_run == 0:
+        warmups = 1  # the memory step needs AdamW state allocated by an earlier step
+    for _ in range(warmups):
+        if cancel.is_set():
+            return
+        step_no += 1
+        yield _record(state, one_step(step_no, True))
+    if cpu:
+        if cancel.is_set():
+            return
+        tracker = LiveStorageTracker("cpu", limit_bytes=state.memory_limit)
+        tracker.track(training_state_tensors(trainer.raw_model, trainer.optimizer))
+        start_bytes = tracker.live_bytes
+        step_no += 1
+        try:
+            sample = one_step(step_no, True, tracker)
+        except MemoryError:
+            failed = True
+        else:
+            failed = False
+        if failed:  # outside the except block: the traceback no longer pins the activations
+            trainer.optimizer.zero_grad(set_to_none=True)
+            gc.collect()
+            raise ConfigError(f"batch {batch} does not fit under the CPU memory cap {fmt_bytes(state.memory_limit)} "
+                              f"({state.limit_source}): live tensors passed it during the step")
+        meter.set_cpu_figures(allocated=tracker.live_bytes, peak=tracker.peak_bytes)
+        state.cpu_memory_step = {"peak_bytes": tracker.peak_bytes, "state_bytes": start_bytes,
+                                 "allocations": tracker.allocations}
+        yield _record(state, _with_memory(sample, meter))
+    timed = 0
+    limit = config.steps
+    load_checked = time.monotonic()
+    while timed < limit:
+        if cancel.is_set():
+            return
+        step_no += 1
+        timed += 1
+        yield _record(state, one_step(step_no, False))
+        if time.monotonic() - load_checked > LOAD_RECHECK_S:  # a neighbour that starts mid-run is noticed too
+            load_checked = time.monotonic()
+            busy = busy_machine_warning(state.device.kind)
+            if busy and not any("machine is busy" in w for w in state.warnings):
+                yield state.warn(busy)
+        if timed == limit and limit < config.steps + max_extra:
+            times = [s.step_time_s for s in state.samples if not s.warmup]
+            if not steady_state(times).is_steady(SPREAD_TOLERANCE):
+                limit += 1
+
+
+def _with_memory(sample: StepSample, meter: MemoryMeter) -> StepSample:
+    mem = meter.sample()
+    return replace(sample, memory_allocated_bytes=mem.allocated, memory_peak_bytes=mem.peak)
+
+
+def _record(state, sample: StepSample) -> StepSample:
+    state.samples.append(sample)
+    return sample
+
+
+def _nvml_reader(torch_device: str) -> Callable[[], int | None]:
+    try:
+        from profiler.detect import nvml_process_memory
+    except ImportError:
+        return lambda: None
+
+    def read() -> int | None:
+        try:
+            return nvml_process_memory(torch_device)
+        except Exception:  # noqa: BLE001 - NVML may not support per-process queries: "N/A", never a crash
+            return None
+
+    return read
