@@ -4,7 +4,8 @@ One device profile is measured first (``profiler.calibrate.measure_profile``,
 never the models' own shapes); then for each config — gpt-tiny, gpt-mini,
 gpt-small, llama-tiny x two batch sizes x fp32 / bf16-mixed x SDPA / explicit —
 the profiled GPT trains (``profiler.step.TrainingStep``): warm-up steps, then
-timed steps (``profiler.step_timer.StepTimer``, median), then one separate step
+timed steps (``profiler.step_timer.StepTimer``) in interleaved rounds over all configs (the median
+of every round's steps), then, in the first round, one separate step
 under ``torch.profiler`` for the measured per-category breakdown. Printed per
 config: predicted (profile) and measured step time and their error, the
 datasheet prediction's error beside it, and the load average. Then the
@@ -12,7 +13,7 @@ extrapolation cases (batch x4, and larger shapes than any grid point), and
 per category the predicted vs measured time for categories that take >= 10 %
 of the step.
 
-    python benchmarks/bench_cost_model.py [--steps 5] [--quick] [--json out.json]
+    python benchmarks/bench_cost_model.py [--steps 5] [--rounds 3] [--quick] [--json out.json]
 
 Targets (issue 17, idle machine): median |error| <= 5 %, max <= 12 %;
 extrapolation max <= 15 %; categories >= 10 % of the step within 20 %.
@@ -48,8 +49,9 @@ def _err(p: float, m: float) -> float:
 
 
 def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bool, steps: int,
-             warmup: int) -> dict:
-    from profiler.compare import steady_state
+             warmup: int, breakdown: bool) -> dict:
+    """One config: its predictions, ``steps`` timed steps after ``warmup`` and, when asked, the measured
+    per-category breakdown of one more step."""
     from profiler.detect import detect_device
     from profiler.step import StepOptions, TrainingStep
     from profiler.step_breakdown import measure_breakdown
@@ -69,14 +71,31 @@ def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bo
         timer.start()
         trainer.step(x, y)
         times.append(timer.stop())
-    median = steady_state(times).median
-    breakdown = measure_breakdown(trainer, x, y, reference_s=median)
+    split = measure_breakdown(trainer, x, y, reference_s=statistics.median(times)) if breakdown else None
     trainer.close()
     return {"model": name, "batch_size": batch, "seq_len": seq, "precision": precision,
             "attention": "sdpa" if flash else "explicit", "load": load, "predicted_s": pred["time_s"],
-            "datasheet_s": pred["spec"]["time_s"], "measured_s": median, "measured_min_s": min(times),
+            "datasheet_s": pred["spec"]["time_s"], "times": times,
             "extrapolated": pred.get("extrapolated", []), "predicted_categories": pred["categories"],
-            "measured_categories": breakdown["categories"], "profiled_step_s": breakdown["profiled_step_s"]}
+            "measured_categories": split["categories"] if split else None}
+
+
+def run_rounds(profile, cases: list[tuple], rounds: int, steps: int, warmup: int) -> list[dict]:
+    """Every case once per round, the rounds one after another, so a slow spell of a shared machine
+    lands on every case a little instead of on a few a lot; measured = the median of all timed steps."""
+    rows: list[dict] = []
+    for r in range(rounds):
+        for i, case in enumerate(cases):
+            got = run_case(profile, *case, steps, warmup, breakdown=r == 0)
+            if r == 0:
+                rows.append(got)
+            else:
+                rows[i]["times"] += got["times"]
+                rows[i]["load"] = max(rows[i]["load"], got["load"])
+            print(f"round {r + 1}/{rounds}: {case}", file=sys.stderr)
+    for row in rows:
+        row["measured_s"], row["measured_min_s"] = statistics.median(row["times"]), min(row["times"])
+    return rows
 
 
 def print_rows(title: str, rows: list[dict]) -> list[float]:
@@ -120,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per config")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all configs")
     parser.add_argument("--quick", action="store_true", help="one batch size per model, SDPA only")
     parser.add_argument("--json", help="also write every case to this file")
     args = parser.parse_args()
@@ -134,19 +154,13 @@ def main() -> None:
     profile = measure_profile("cpu")
     print(f"device profile: {profile.measure_seconds:.2f} s to measure ({time.perf_counter() - start:.2f} s with "
           f"setup), load average {profile.load_average}, busy {profile.busy}")
-    rows = []
-    for name, shapes in BATCHES.items():
-        for batch, seq in shapes[-1:] if args.quick else shapes:
-            for precision in PRECISIONS:
-                for flash in (True,) if args.quick else (True, False):
-                    rows.append(run_case(profile, name, batch, seq, precision, flash, args.steps, args.warmup))
-                    print(f"measured {name} {batch}x{seq} {precision} {'sdpa' if flash else 'explicit'}",
-                          file=sys.stderr)
-    extra = []
-    for name, batch, seq in EXTRAPOLATION:
-        for precision in PRECISIONS:
-            extra.append(run_case(profile, name, batch, seq, precision, True, args.steps, args.warmup))
-            print(f"measured {name} {batch}x{seq} {precision} (extrapolation)", file=sys.stderr)
+    grid = [(name, batch, seq, precision, flash) for name, shapes in BATCHES.items()
+            for batch, seq in (shapes[-1:] if args.quick else shapes) for precision in PRECISIONS
+            for flash in ((True,) if args.quick else (True, False))]
+    extrapolation = [(name, batch, seq, precision, True) for name, batch, seq in EXTRAPOLATION
+                     for precision in PRECISIONS]
+    rows = run_rounds(profile, grid, args.rounds, args.steps, args.warmup)
+    extra = run_rounds(profile, extrapolation, args.rounds, args.steps, args.warmup)
     print_rows("grid configs (profile measured once; no model shape in its grid)", rows)
     print_rows("extrapolation: batch x4 and more tokens than the grid's largest points", extra)
     print_categories(rows + extra)

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimator.device_profile import FIRST_TOUCH_MIN_BYTES, DeviceProfile
+from estimator.device_profile import DeviceProfile
 from estimator.hardware import HardwareSpec
-from estimator.op_graph import CATEGORIES, DTYPE_BYTES, Op, StepGraph, stages, step_graph
+from estimator.op_graph import CATEGORIES, Op, StepGraph, stages, step_graph
 from estimator.model_config import ModelConfig
 from estimator.setup import TrainSetup
 from estimator.step_overheads import OPTIMIZER_OPS, StepOverheads, default_overheads
@@ -60,7 +60,8 @@ class MeasuredCost(_Communication):
 
     source = "measured"
 
-    def __init__(self, profile: DeviceProfile, hardware: HardwareSpec, setup: TrainSetup):
+    def __init__(self, profile: DeviceProfile, hardware: HardwareSpec | None, setup: TrainSetup):
+        """``hardware`` times communication and kernels the profile lacks; None for one device's own step."""
         super().__init__(hardware, setup)
         self.profile = profile
         self.device_kind = "cpu" if profile.device_kind == "cpu" else "gpu"
@@ -77,41 +78,47 @@ class MeasuredCost(_Communication):
         return by_pass.get(key) or by_pass.get(key + "_s") or next(iter(by_pass.values()))
 
     def cost(self, op: Op) -> OpCost:
-        """Kernel time from the grids; host time = the measured framework cost per dispatched op
-        (``dispatch.op_s``: Python, module calls, autograd, views) x the op and its kernel-less ops."""
-        d = self.profile.dispatch
-        host = (1 + op.host_ops) * d["op_s"]
+        """Kernel time from the grids (a kernel's own dispatch included); the host time of the micro-batch,
+        beyond its kernels, is the framework op's: measured per micro-batch and per block."""
+        host = 0.0
         if op.category == "communication":
             return self.comm_cost(op)
-        if op.kernel == "module":
-            return OpCost(0.0, 0.0)  # module calls are inside the per-op framework cost
+        if op.kernel == "framework":
+            return OpCost(0.0, self._framework(op.name.removeprefix("framework."), op.shape[0]))
         if op.kernel == "gemm":
             grid = self.profile.gemm.get(op.dtype) or self.profile.gemm.get("fp32")
             t, ext = grid.lookup(op.shape)
             t *= self.profile.gemm_layout.get(op.dtype, {}).get(op.phase, 1.0)  # dY·W, dYᵀ·X vs x·Wᵀ
-            return OpCost(t + self._first_touch(op.shape[0] * op.shape[1] * DTYPE_BYTES[op.dtype]), host, ext)
+            return OpCost(t, host, ext)
         if op.category == "attention":
             grid = self._grid(self.profile.attention, op.kernel, op.dtype, op.phase)
             t, ext = grid.lookup(op.shape) if grid is not None else (0.0, True)
-            return OpCost(t, op.host_ops * d["op_s"], ext)  # timed through autograd: its own ops are inside
+            return OpCost(t, host, ext)
         if op.category == "optimizer":  # measured as a whole AdamW step: per step, per tensor, per element
             opt = self.profile.optimizer.get(f"adamw.{self._impl()}") or next(iter(self.profile.optimizer.values()))
             if op.kernel == "launch":
                 return OpCost(opt["step_s"], 0.0)
-            return OpCost(opt["per_tensor_s"] + opt["per_element_s"] * op.shape[0], op.host_ops * d["op_s"])
+            return OpCost(opt["per_tensor_s"] + opt["per_element_s"] * op.shape[0], host)
         grid = self._grid(self.profile.elementwise, op.kernel, op.dtype, op.phase)
         if grid is None:
-            return OpCost(op.bytes / self.hardware.memory_bandwidth if self.hardware.memory_bandwidth else 0.0,
-                          host, True)
+            bw = self.hardware.memory_bandwidth if self.hardware is not None else 0.0
+            return OpCost(op.bytes / bw if bw else 0.0, host, True)
         t, ext = grid.lookup(op.shape)
-        return OpCost(t + self._first_touch(op.shape[0] * DTYPE_BYTES.get(op.dtype, 4)), host, ext)
+        return OpCost(t, host, ext)
 
-    def _first_touch(self, out_bytes: int) -> float:
-        """Page faults of an output too large for the allocator to reuse (a fresh mapping per call):
-        the grid's points are below that size, a model's logits often above."""
-        if out_bytes <= FIRST_TOUCH_MIN_BYTES:
+    def _framework(self, variant: str, layers: int) -> float:
+        """Per micro-batch + per block x blocks; another variant of the same family (or any) stands in for
+        one the profile lacks, and says so in ``missing``."""
+        table = self.profile.framework
+        if not table:
+            self.missing.add("framework")
             return 0.0
-        return out_bytes * self.profile.dispatch.get("first_touch_s_per_byte", 0.0)
+        family = variant.split(".")[0]
+        row = table.get(variant) or next((v for k, v in table.items() if k.startswith(family + ".")), None)
+        if variant not in table:
+            self.missing.add(f"framework {variant}")
+        row = row or next(iter(table.values()))
+        return row["per_step_s"] + row["per_layer_s"] * layers
 
     def _impl(self) -> str:
         return "fused" if self.device_kind == "gpu" else "foreach"
@@ -146,7 +153,7 @@ class DatasheetCost(_Communication):
         if op.category == "communication":
             return self.comm_cost(op)
         launch = self.overheads.op_overhead_s
-        if op.kernel == "module":
+        if op.kernel == "framework":  # the datasheet charges launches per op (host_ops) instead
             return OpCost(0.0, 0.0)
         bw = self.hardware.memory_bandwidth * self.setup.efficiency.memory
         memory = op.bytes / bw if bw > 0 else 0.0

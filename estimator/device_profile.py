@@ -22,11 +22,10 @@ from typing import Any
 
 from estimator.errors import ConfigError
 
-SCHEMA = "mfutop.device_profile/1"
-DISPATCH_KEYS = ("bare_s", "op_s", "view_s", "module_s", "first_touch_s_per_byte")
+SCHEMA = "mfutop.device_profile/2"  # 2: attention backward alone; framework cost per layer, not per op
+DISPATCH_KEYS = ("bare_s",)
+FRAMEWORK_KEYS = ("per_step_s", "per_layer_s")
 LAYOUT_PASSES = ("backward_input", "backward_weight")
-FIRST_TOUCH_MIN_BYTES = 32 * 2**20  # glibc: blocks above the largest mmap threshold (32 MiB on 64-bit,
-# mallopt(3) DEFAULT_MMAP_THRESHOLD_MAX) are always fresh mappings, so their first write page-faults
 OPTIMIZER_KEYS = ("step_s", "per_tensor_s", "per_element_s")
 GEMM_AXES = ("m", "n", "k")
 ATTENTION_AXES = ("bh", "seq", "head_dim")
@@ -99,6 +98,9 @@ class DeviceProfile:
     elementwise: dict[str, dict[str, dict[str, Grid]]]  # kernel -> dtype -> pass -> (elements,)
     optimizer: dict[str, dict[str, float]]  # "adamw.foreach" -> OPTIMIZER_KEYS
     gemm_layout: dict[str, dict[str, float]] = field(default_factory=dict)  # dtype -> pass -> time / forward's
+    # framework_variant(...) -> FRAMEWORK_KEYS: the host time of a step beyond its kernels (Python, modules,
+    # autograd, views), per micro-batch and per block, measured on two tiny instances of the profiled GPT
+    framework: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +117,7 @@ class DeviceProfile:
                             for k, kd in self.elementwise.items()},
             "optimizer": {k: dict(v) for k, v in self.optimizer.items()},
             "gemm_layout": {k: dict(v) for k, v in self.gemm_layout.items()},
+            "framework": {k: dict(v) for k, v in self.framework.items()},
             "notes": list(self.notes),
         }
 
@@ -128,6 +131,7 @@ class DeviceProfile:
                 best = max(best, 2 * m * n * k / t)
             rates[dtype] = best
         return {"gemm_best_flops": rates, "dispatch": dict(self.dispatch),
+                "framework": {k: dict(v) for k, v in self.framework.items()},
                 "points": sum(len(g.values) for g in self._grids())}
 
     def _grids(self):
@@ -231,6 +235,7 @@ def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
     if not gemm:
         raise r.fail("gemm", "no dtype measured")
     layouts = r.obj(data.get("gemm_layout", {}), "gemm_layout")
+    framework = r.obj(data.get("framework", {}), "framework")
     notes = data.get("notes", [])
     if not isinstance(notes, list):
         raise r.fail("notes", "expected a list of strings")
@@ -251,6 +256,8 @@ def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
                                for k in OPTIMIZER_KEYS} for name, v in optimizer.items()},
         gemm_layout={str(d): {k: r.seconds(r.obj(v, f"gemm_layout.{d}").get(k), f"gemm_layout.{d}.{k}")
                               for k in LAYOUT_PASSES} for d, v in layouts.items()},
+        framework={str(name): {k: r.seconds(r.obj(v, f"framework.{name}").get(k), f"framework.{name}.{k}")
+                               for k in FRAMEWORK_KEYS} for name, v in framework.items()},
         notes=tuple(r.text(n, f"notes[{i}]", 500) for i, n in enumerate(notes)),
     )
 

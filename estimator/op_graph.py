@@ -369,14 +369,21 @@ def _optimizer(ctx: GraphContext, tensors: list[tuple[str, int]]) -> list[Op]:
     return ops
 
 
-MODULES_PER_BLOCK = 10  # Block, ln_1, attn, c_attn, c_proj, ln_2, mlp, c_fc (+ c_gate | GELU), c_proj
+def framework_variant(cfg: ModelConfig, flash_attention: bool, precision: str) -> str:
+    """The key of a device profile's framework cost for this block design, attention kernel and precision:
+    "gpt" (LayerNorm, GELU MLP) or "llama" (RMSNorm, SwiGLU, RoPE, GQA), "sdpa" or "explicit", and whether
+    autocast adds its casts ("autocast") or not ("plain")."""
+    family = "llama" if cfg.mlp == "swiglu" else "gpt"
+    attention = "sdpa" if flash_attention else "explicit"
+    return f"{family}.{attention}.{'autocast' if is_autocast(get_precision(precision)) else 'plain'}"
 
 
-def _module_calls(ctx: GraphContext, layers: int, first: bool, last: bool) -> Op:
-    """The nn.Module calls of a forward: Python work with no kernel (a host cost on the CPU)."""
-    c = ctx.cfg
-    n = 1 + layers * MODULES_PER_BLOCK + (1 + (c.position == "learned") if first else 0) + (2 if last else 0)
-    return Op("python.modules", "module", "host", "forward", (n,), ctx.res)
+def _framework(ctx: GraphContext, layers: int) -> Op:
+    """The host work of a micro-batch beyond its kernels — Python, nn.Module calls, autograd's records and
+    engine, views — as one op of ``layers`` blocks (the measured cost model times it per block and per
+    micro-batch; kernel-less ops are also counted per kernel in ``host_ops`` for the datasheet's launches)."""
+    return Op(f"framework.{framework_variant(ctx.cfg, ctx.setup.flash_attention, ctx.setup.precision)}",
+              "framework", "host", "forward", (layers,), ctx.res)
 
 
 def _communication(ctx: GraphContext, layers: int, params: int, first: bool, last: bool) -> list[Op]:
@@ -460,7 +467,7 @@ def step_graph(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = Non
         if cfg.tied_embeddings and last:
             micro.append(elementwise("wte.tied_grad_add", "binary", "backward",
                                      ceil_div(cfg.vocab_size, ctx.tp) * cfg.d_model, ctx.res))
-    micro.append(_module_calls(ctx, layers, first, last))
+    micro.append(_framework(ctx, layers))
     micro += _communication(ctx, layers, params.total, first, last)
     per_step = _optimizer(ctx, _param_tensors(ctx, layers, first, last))
     dp = dp_all_reduce(params.total, setup)

@@ -22,6 +22,7 @@ import os
 import re
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,11 +30,12 @@ from estimator.device_profile import (
     ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, DeviceProfile, Grid, dumps, load,
 )
 from estimator.errors import ConfigError
+from profiler.host_allocator import retain_freed_memory
 from profiler.cpu_probe import BUSY_LOAD_PER_CPU, _load_average, _model_name, _cpuinfo_fields, default_cache_path
 
 GEMM_SIZES = (16, 64, 256, 1024, 4096)
 GEMM_M = (16, 64, 256, 1024, 4096)
-GEMM_FLOP_CAP = 2**27  # a point above this is not run (the cost model scales a measured one)
+GEMM_FLOP_CAP = 2**29  # a point above this is not run (the cost model scales a measured one): 0.5 GFLOP
 ATTN_BH = (4, 32)
 ATTN_SEQ = (32, 128, 256, 512)
 ATTN_HEAD_DIM = (16, 64)
@@ -154,33 +156,39 @@ def measure_gemm(dtype: str, device, timer, flop_cap: int = GEMM_FLOP_CAP, sizes
     return Grid(GEMM_AXES, axes, tuple(_fill(points, axes)))
 
 
+ATTN_HEADS = 8  # heads per sample in the grid's layout: bh = batch x min(bh, 8)
+
+
 def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq_axis=ATTN_SEQ,
                       dim_axis=ATTN_HEAD_DIM, score_cap: int = ATTN_SCORE_CAP) -> dict[str, Grid]:
-    """Forward and backward (through autograd, as in a step) of the causal attention core."""
+    """Forward and backward of the causal attention core alone, in the model's layout: q, k, v are
+    per-head views of one (batch, T, 3·heads·d) projection. The backward is the attention's own autograd
+    nodes (grads with respect to those views, the graph retained), so the qkv split's concatenated grad
+    and the engine's start, which the op graph counts as their own ops, are not in it."""
     import torch
     import torch.nn.functional as F
 
     from profiler.model import explicit_attention
 
     td = getattr(torch, TORCH_DTYPES[dtype])
+    attend = ((lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)) if kind == "sdpa"
+              else explicit_attention)
     fwd, bwd = {}, {}
     for bh in bh_axis:
+        heads = min(bh, ATTN_HEADS)
+        batch = bh // heads
         for t in seq_axis:
             for d in dim_axis:
                 if bh * t * t > score_cap:
                     continue
-                # the model's layout: q, k, v split from one (b, T, 3·h·d) projection, viewed per head
-                qkv = torch.randn(1, t, 3 * bh * d, device=device, dtype=td, requires_grad=True)
-                grad = torch.randn(1, bh, t, d, device=device, dtype=td)
-
-                def heads():
-                    return [x.view(1, t, bh, d).transpose(1, 2) for x in qkv.split(bh * d, dim=-1)]
-
-                call = ((lambda: F.scaled_dot_product_attention(*heads(), is_causal=True)) if kind == "sdpa"
-                        else (lambda: explicit_attention(*heads())))
-                fwd[(bh, t, d)] = best_time(timer, call)
-                both = best_time(timer, lambda: call().backward(grad))
-                bwd[(bh, t, d)] = max(both - fwd[(bh, t, d)], 0.1 * both)
+                qkv = torch.randn(batch, t, 3 * heads * d, device=device, dtype=td, requires_grad=True)
+                q, k, v = (x.view(batch, t, heads, d).transpose(1, 2) for x in qkv.split(heads * d, dim=-1))
+                grad = torch.randn(batch, heads, t, d, device=device, dtype=td)
+                fwd[(bh, t, d)] = best_time(timer, lambda: attend(q, k, v))
+                out = attend(q, k, v)
+                bwd[(bh, t, d)] = best_time(timer, lambda: torch.autograd.grad(out, (q, k, v), grad,
+                                                                               retain_graph=True))
+                del out
     axes = (tuple(bh_axis), tuple(seq_axis), tuple(dim_axis))
     return {"forward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(fwd, axes))),
             "backward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(bwd, axes)))}
@@ -294,7 +302,6 @@ def measure_elementwise(kernel: str, dtype: str, device, timer, sizes=ELEMENT_SI
 
 
 LAYOUT_SHAPES = ((1024, 256, 256), (2048, 128, 512), (1024, 512, 128), (256, 1024, 1024))  # (tokens, in, out)
-FIRST_TOUCH_BYTES = 64 * 2**20  # above glibc's largest mmap threshold (32 MiB): a fresh mapping each time
 
 
 def measure_gemm_layouts(dtype: str, device, timer) -> dict[str, float]:
@@ -314,97 +321,70 @@ def measure_gemm_layouts(dtype: str, device, timer) -> dict[str, float]:
     return {k: math.exp(sum(map(math.log, v)) / len(v)) for k, v in ratios.items()}
 
 
-def measure_first_touch(device, timer) -> float:
-    """Seconds per byte of a fresh large output (page faults of a new mapping): a fill into a new
-    ``FIRST_TOUCH_BYTES`` tensor minus the same fill into an existing one."""
-    import torch
-
-    n = FIRST_TOUCH_BYTES // 4
-    old = torch.empty(n, device=device)
-    fresh = best_time(timer, lambda: torch.empty(n, device=device).fill_(1.0), 0.02)
-    reuse = best_time(timer, lambda: old.fill_(1.0), 0.02)
-    return max((fresh - reuse) / FIRST_TOUCH_BYTES, 1e-15)
-
-
-CHAIN_WIDTH, CHAIN_LAYERS = 8, 12  # the generic layer chain of measure_dispatch: tiny, so kernels cost ~nothing
-
-
-class _ChainLayer:
-    """norm -> linear -> GELU -> linear -> residual add: the kinds of op a transformer dispatches."""
-
-    @staticmethod
-    def build(device):
-        import torch
-
-        class Layer(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.norm = torch.nn.LayerNorm(CHAIN_WIDTH)
-                self.up = torch.nn.Linear(CHAIN_WIDTH, CHAIN_WIDTH)
-                self.act = torch.nn.GELU(approximate="tanh")
-                self.down = torch.nn.Linear(CHAIN_WIDTH, CHAIN_WIDTH)
-
-            def forward(self, x):
-                return x + self.down(self.act(self.up(self.norm(x))))
-
-        with torch.device(device):
-            return torch.nn.Sequential(*[Layer() for _ in range(CHAIN_LAYERS)])
-
-
-def _dispatched_ops(fn) -> int:
-    """How many aten ops ``fn`` dispatches (views and autograd's ops included)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Count.n += 1
-            return func(*args, **(kwargs or {}))
-
-    with Count():
-        fn()
-    return Count.n
-
-
 def measure_dispatch(device, timer) -> dict[str, float]:
-    """Per-op host costs of a training step, from generic chains of tiny ops (whose kernels cost ~nothing):
-    ``bare_s`` one kernel call; ``op_s`` the framework's time per dispatched op of a training step
-    (Python, nn.Module calls, autograd's record and backward node, views) in a chain of tiny
-    norm/linear/GELU/linear/add layers, forward + backward, less the bare kernel calls; ``view_s`` one
-    view (forward + backward); ``module_s`` one nn.Module call."""
+    """``bare_s``: one call of a kernel on four elements — the floor of every op's time."""
     import torch
 
     a = torch.randn(4, device=device)
     b = torch.randn(4, device=device)
-    bare = best_time(timer, lambda: torch.mul(a, b))
-    chain = _ChainLayer.build(device)
-    x = torch.randn(4, 8, CHAIN_WIDTH, device=device)
+    return {"bare_s": best_time(timer, lambda: torch.mul(a, b))}
 
-    def layer_chain():
-        chain(x).sum().backward()
 
-    layer_chain()
-    dispatched = _dispatched_ops(layer_chain)
-    op = max((best_time(timer, layer_chain, 0.02) - dispatched * bare) / dispatched, 1e-9)
-    w = torch.randn(4, device=device, requires_grad=True)
+FRAMEWORK_FAMILIES = {"gpt": "gpt-tiny", "llama": "llama-tiny"}  # block designs: the presets' flags
+# Small instances whose every kernel lies inside the grids (so their kernel time is interpolated, not
+# extrapolated) and costs less than the host work around it: 32 tokens, width 64, 4 heads of 16.
+FRAMEWORK_WIDTH, FRAMEWORK_HEADS, FRAMEWORK_TOKENS, FRAMEWORK_VOCAB = 64, 4, 32, 256
+FRAMEWORK_LAYERS = (1, 3)
+FRAMEWORK_SECONDS, FRAMEWORK_ROUNDS = 0.012, 2  # timing window per instance and round
+FRAMEWORK_PRECISIONS = {"fp32": "fp32", "bf16": "bf16-mixed"}  # the run each measured dtype stands for
 
-    def view_chain():
-        y = w * a
-        for i in range(CHAIN):
-            y = y.view(2, 2) if i % 2 == 0 else y.view(4)
-        y.sum().backward()
 
-    module = torch.nn.Identity()
+def _framework_instance(family: str, layers: int):
+    """A small model of ``family``'s block design (norm, MLP, positions, GQA) with ``layers`` blocks."""
+    from estimator.presets import get_model
 
-    def module_chain():
-        y = a
-        for _ in range(CHAIN):
-            y = module(y)
+    base = get_model(FRAMEWORK_FAMILIES[family])
+    return replace(base, name=f"{family}-framework-{layers}", vocab_size=FRAMEWORK_VOCAB,
+                   context_length=FRAMEWORK_TOKENS, d_model=FRAMEWORK_WIDTH, n_layers=layers,
+                   n_heads=FRAMEWORK_HEADS, n_kv_heads=FRAMEWORK_HEADS // 2 if base.kv_heads != base.n_heads else None,
+                   d_ff=None, head_dim=None)
 
-    view = max((best_time(timer, view_chain, 0.01)) / (2 * CHAIN), 1e-9)
-    mod = max(best_time(timer, module_chain, 0.005) / CHAIN, 1e-9)
-    return {"bare_s": bare, "op_s": op, "view_s": view, "module_s": mod}
+
+def measure_framework(device, timer, grids: DeviceProfile, precisions: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """The host time of a training step of the profiled GPT beyond its kernels, per micro-batch and per
+    block, for each block design x attention kernel x precision: full steps (forward, backward, AdamW) of
+    a 1-block and a 3-block instance, timed in alternating rounds, less their kernels as the measured
+    ``grids`` predict them; the difference is two blocks', the rest the micro-batch's. Python, nn.Module
+    calls, autograd's records and engine, views — all there as in a real step."""
+    from estimator.cost_model import MeasuredCost
+    from estimator.op_graph import framework_variant, step_graph
+    from estimator.setup import TrainSetup
+    from profiler.step import StepOptions, TrainingStep
+
+    out: dict[str, dict[str, float]] = {}
+    for family in FRAMEWORK_FAMILIES:
+        for flash in (True, False):
+            for precision in precisions:
+                setup = TrainSetup(batch_size=1, seq_len=FRAMEWORK_TOKENS, precision=precision,
+                                   flash_attention=flash)
+                cost = MeasuredCost(grids, None, setup)
+                runs = []
+                for layers in FRAMEWORK_LAYERS:
+                    cfg = _framework_instance(family, layers)
+                    trainer = TrainingStep(cfg, device, StepOptions(precision=precision, flash_attention=flash))
+                    graph = step_graph(cfg, setup)
+                    kernels = sum(cost.cost(op).device_s for op in graph.micro_batch + graph.per_step)
+                    runs.append((trainer, trainer.make_batch(1, FRAMEWORK_TOKENS), kernels, []))
+                for _ in range(FRAMEWORK_ROUNDS):
+                    for trainer, (x, y), _, walls in runs:
+                        walls.append(best_time(timer, lambda: trainer.step(x, y), FRAMEWORK_SECONDS))
+                rest = [statistics.median(walls) - kernels for _, _, kernels, walls in runs]
+                for trainer, *_ in runs:
+                    trainer.close()
+                per_layer = max((rest[1] - rest[0]) / (FRAMEWORK_LAYERS[1] - FRAMEWORK_LAYERS[0]), 1e-9)
+                out[framework_variant(cfg, flash, precision)] = {
+                    "per_step_s": max(rest[0] - FRAMEWORK_LAYERS[0] * per_layer, 1e-9), "per_layer_s": per_layer}
+    return out
 
 
 def measure_optimizer(impl: str, device, timer) -> dict[str, float]:
@@ -440,6 +420,8 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
 
     global CPU_POINT_SECONDS
     dev = torch.device(device)
+    if dev.type == "cpu":
+        retain_freed_memory()  # the allocator the profiled step runs with (profiler.host_allocator)
     timer = _Timer(dev)
     impl = optimizer_impl or ("fused" if dev.type == "cuda" else "foreach")
     load = _load_average()
@@ -460,10 +442,16 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
             for d in dtypes:
                 attention.setdefault(kind, {})[d] = measure_attention(kind, d, dev, timer)
         dispatch = measure_dispatch(dev, timer)
-        dispatch["first_touch_s_per_byte"] = measure_first_touch(dev, timer) if dev.type == "cpu" else 1e-15
         with torch.no_grad():
             layouts = {d: measure_gemm_layouts(d, dev, timer) for d in dtypes}
         optimizer = {f"adamw.{impl}": measure_optimizer(impl, dev, timer)}
+        grids = DeviceProfile(
+            device_kind="cuda" if dev.type == "cuda" else "cpu", device_name=device_name(dev),
+            torch_version=torch.__version__, threads=torch.get_num_threads(),
+            measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=load, busy=busy,
+            measure_seconds=0.0, dispatch=dispatch, gemm=gemm, attention=attention, elementwise=elementwise,
+            optimizer=optimizer, gemm_layout=layouts)
+        framework = measure_framework(dev, timer, grids, tuple(FRAMEWORK_PRECISIONS[d] for d in dtypes if d in FRAMEWORK_PRECISIONS))
     finally:
         CPU_POINT_SECONDS = saved
         _POOLS.clear()
@@ -474,12 +462,7 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
              "nearest measured point"]
     if busy:
         notes.append(f"machine busy (load average {load} on {os.cpu_count()} CPUs): not cached")
-    return DeviceProfile(
-        device_kind="cuda" if dev.type == "cuda" else "cpu", device_name=device_name(dev),
-        torch_version=torch.__version__, threads=torch.get_num_threads(),
-        measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=load, busy=busy,
-        measure_seconds=elapsed, dispatch=dispatch, gemm=gemm, attention=attention, elementwise=elementwise,
-        optimizer=optimizer, gemm_layout=layouts, notes=tuple(notes))
+    return replace(grids, framework=framework, measure_seconds=elapsed, notes=tuple(notes))
 
 
 def device_name(device) -> str:

@@ -33,6 +33,7 @@ import torch
 
 from estimator.errors import ConfigError
 from estimator.model_config import ModelConfig
+from profiler.host_allocator import retain_freed_memory
 from profiler.model import GPT, build_model
 
 PRECISIONS = ("fp32", "tf32", "bf16-mixed", "bf16")
@@ -127,6 +128,8 @@ class TrainingStep:
                  wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None):
         self.options = options or StepOptions()
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            retain_freed_memory()  # steady steps: activations reuse freed memory (profiler.host_allocator)
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.real_vocab = cfg.vocab_size

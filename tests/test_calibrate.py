@@ -61,7 +61,7 @@ def test_a_profile_from_another_torch_thread_count_or_a_busy_machine_is_not_used
 
 @pytest.mark.parametrize("corrupt", [
     lambda d: d["gemm"]["fp32"]["seconds"].__setitem__(0, float("nan")),
-    lambda d: d["dispatch"].__setitem__("op_s", -1),
+    lambda d: d["dispatch"].__setitem__("bare_s", -1),
     lambda d: d.pop("elementwise"),
 ])
 def test_a_corrupt_or_non_finite_cache_entry_is_remeasured(tmp_path, measured, corrupt):

@@ -49,13 +49,14 @@ def _print(data: dict[str, Any]) -> None:
     for dtype, flops in data["summary"]["gemm_best_flops"].items():
         rates.add_row(dtype, f"{flops / 1e9:,.1f}")
     console.print(rates)
-    disp = Table(title="Per-op host cost in a training step")
-    disp.add_column("what")
-    disp.add_column("µs", justify="right")
-    for key, label in (("bare_s", "bare kernel call"), ("op_s", "autograd bookkeeping per kernel op"),
-                       ("view_s", "view / reshape (forward + backward)"), ("module_s", "nn.Module call")):
-        disp.add_row(label, f"{p['dispatch'][key] * 1e6:.2f}")
-    console.print(disp)
+    host = Table(title=f"Host time of a training step beyond its kernels (bare kernel call "
+                       f"{p['dispatch']['bare_s'] * 1e6:.2f} µs)")
+    host.add_column("block design . attention . precision")
+    host.add_column("per micro-batch ms", justify="right")
+    host.add_column("per block ms", justify="right")
+    for variant, row in p.get("framework", {}).items():
+        host.add_row(variant, f"{row['per_step_s'] * 1e3:.3f}", f"{row['per_layer_s'] * 1e3:.3f}")
+    console.print(host, markup=False)
 
 
 def calibrate(
