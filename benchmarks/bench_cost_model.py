@@ -8,7 +8,9 @@ timed steps (``profiler.step_timer.StepTimer``) in interleaved rounds over all c
 of every round's steps), then, in the first round, one separate step
 under ``torch.profiler`` for the measured per-category breakdown. Printed per
 config: predicted (profile) and measured step time and their error, the
-datasheet prediction's error beside it, and the load average. Then the
+datasheet prediction's error beside it, the load average, and "slow": a fixed
+cache-resident workload's time before the config over its time at calibration
+(a shared host's neighbours slow small steps by up to 40 % for minutes). Then the
 extrapolation cases (batch x4, and larger shapes than any grid point), and
 per category the predicted vs measured time for categories that take >= 10 %
 of the step.
@@ -48,6 +50,23 @@ def _err(p: float, m: float) -> float:
     return (p - m) / m
 
 
+def speed_probe() -> float:
+    """Seconds of a fixed cache-resident workload (a chain of 256 x 256 fp32 matmuls): the machine's speed
+    now. A neighbour on a shared host slows small, cache-resident steps most; printed beside each config as
+    its ratio to the probe at calibration, so a miss can be told from a slow spell."""
+    import torch
+
+    a = torch.randn(256, 256)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        x = a
+        for _ in range(40):
+            x = torch.mm(x, a).clamp_(-1, 1)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bool, steps: int,
              warmup: int, breakdown: bool) -> dict:
     """One config: its predictions, ``steps`` timed steps after ``warmup`` and, when asked, the measured
@@ -63,7 +82,7 @@ def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bo
     pred = predict(cfg, spec, setup, check_fit=False, device_profile=profile)["step"]
     trainer = TrainingStep(cfg, "cpu", StepOptions(precision=precision, flash_attention=flash))
     x, y = trainer.make_batch(batch, seq)
-    load = _load()
+    load, probe = _load(), speed_probe()
     for _ in range(warmup):
         trainer.step(x, y)
     timer, times = StepTimer("cpu"), []
@@ -74,7 +93,8 @@ def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bo
     split = measure_breakdown(trainer, x, y, reference_s=statistics.median(times)) if breakdown else None
     trainer.close()
     return {"model": name, "batch_size": batch, "seq_len": seq, "precision": precision,
-            "attention": "sdpa" if flash else "explicit", "load": load, "predicted_s": pred["time_s"],
+            "attention": "sdpa" if flash else "explicit", "load": load, "probe_s": [probe],
+            "predicted_s": pred["time_s"],
             "datasheet_s": pred["spec"]["time_s"], "times": times,
             "extrapolated": pred.get("extrapolated", []), "predicted_categories": pred["categories"],
             "measured_categories": split["categories"] if split else None}
@@ -91,6 +111,7 @@ def run_rounds(profile, cases: list[tuple], rounds: int, steps: int, warmup: int
                 rows.append(got)
             else:
                 rows[i]["times"] += got["times"]
+                rows[i]["probe_s"] += got["probe_s"]
                 rows[i]["load"] = max(rows[i]["load"], got["load"])
             print(f"round {r + 1}/{rounds}: {case}", file=sys.stderr)
     for row in rows:
@@ -101,14 +122,15 @@ def run_rounds(profile, cases: list[tuple], rounds: int, steps: int, warmup: int
 def print_rows(title: str, rows: list[dict]) -> list[float]:
     print(f"\n{title}")
     print(f"{'model':10} {'B x T':>7} {'precision':>10} {'attn':>8} {'load':>4} | {'pred':>8} {'meas':>8} "
-          f"{'err':>7} | {'spec':>8} {'err':>7} | extrapolated")
+          f"{'err':>7} | {'spec':>8} {'err':>7} | {'slow':>5} | extrapolated")
     errs = []
     for r in rows:
         e, ds = _err(r["predicted_s"], r["measured_s"]), _err(r["datasheet_s"], r["measured_s"])
         errs.append(abs(e))
         print(f"{r['model']:10} {r['batch_size']:>3}x{r['seq_len']:<3} {r['precision']:>10} {r['attention']:>8} "
               f"{r['load']:>4.1f} | {r['predicted_s'] * 1e3:>6.1f}ms {r['measured_s'] * 1e3:>6.1f}ms {e:>+7.1%} | "
-              f"{r['datasheet_s'] * 1e3:>6.1f}ms {ds:>+7.1%} | {','.join(r['extrapolated']) or '-'}")
+              f"{r['datasheet_s'] * 1e3:>6.1f}ms {ds:>+7.1%} | {r['slowdown']:>4.2f}x | "
+              f"{','.join(r['extrapolated']) or '-'}")
     if errs:
         spec = [abs(_err(r["datasheet_s"], r["measured_s"])) for r in rows]
         signed = statistics.mean(_err(r["predicted_s"], r["measured_s"]) for r in rows)
@@ -150,6 +172,7 @@ def main() -> None:
 
     print(f"uptime before: load average {os.getloadavg()}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+    calibration_probe = speed_probe()
     start = time.perf_counter()
     profile = measure_profile("cpu")
     print(f"device profile: {profile.measure_seconds:.2f} s to measure ({time.perf_counter() - start:.2f} s with "
@@ -161,6 +184,8 @@ def main() -> None:
                      for precision in PRECISIONS]
     rows = run_rounds(profile, grid, args.rounds, args.steps, args.warmup)
     extra = run_rounds(profile, extrapolation, args.rounds, args.steps, args.warmup)
+    for row in rows + extra:
+        row["slowdown"] = statistics.median(row["probe_s"]) / calibration_probe
     print_rows("grid configs (profile measured once; no model shape in its grid)", rows)
     print_rows("extrapolation: batch x4 and more tokens than the grid's largest points", extra)
     print_categories(rows + extra)

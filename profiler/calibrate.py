@@ -226,8 +226,8 @@ def _elementwise_calls(kernel: str, n: int, dtype: str, device, x=None, g=None) 
         return {"forward": lambda: F.rms_norm(x, (ROW,), w.detach()),
                 "backward": lambda: _grad(lambda: F.rms_norm(xg, (ROW,), w), (xg, w), g)}
     if kernel == "gelu":
-        return {"forward": lambda: F.gelu(x, approximate="tanh"),
-                "backward": lambda: torch.ops.aten.gelu_backward(g, x, approximate="tanh")}
+        return {"forward": lambda: F.gelu(x),
+                "backward": lambda: torch.ops.aten.gelu_backward(g, x)}
     if kernel == "silu":
         return {"forward": lambda: F.silu(x), "backward": lambda: torch.ops.aten.silu_backward(g, x)}
     if kernel == "cross_entropy":

@@ -121,7 +121,7 @@ class MLP(nn.Module):
         self.swiglu = cfg.mlp == "swiglu"
         self.c_fc = nn.Linear(cfg.d_model, cfg.ffn, bias=cfg.mlp_bias)
         self.c_gate = nn.Linear(cfg.d_model, cfg.ffn, bias=cfg.mlp_bias) if self.swiglu else None
-        self.act = nn.GELU(approximate="tanh")
+        self.act = nn.GELU()  # exact (erf), as nanoGPT: 2-4x faster on CPUs than the tanh approximation
         self.c_proj = nn.Linear(cfg.ffn, cfg.d_model, bias=cfg.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
