@@ -231,6 +231,33 @@ def get_gpu(name: str) -> HardwareSpec:
                       "or give the peak with --peak-tflops")
 
 
+def _tokens(text: str) -> frozenset[str]:
+    return frozenset(t for t in re.split(r"[^a-z0-9]+", str(text).lower()) if t and t not in _NOISE)
+
+
+# Each row's descriptions as token sets: its key, name, aliases and device-name patterns.
+_DESCRIPTIONS: dict[str, tuple[frozenset[str], ...]] = {
+    r["key"]: tuple({_tokens(d) for d in (r["key"], r["name"], *r["aliases"], *r["names"])})
+    for r in _data.GPU_ROWS
+}
+
+
+def gpu_alternatives(name: str) -> list[HardwareSpec]:
+    """The rows other than ``get_gpu(name)``'s that ``name`` could also mean, in table order.
+
+    A row could be meant when one of its descriptions (key, name, alias, device name)
+    has every token of ``name``: 'a100' -> the other SXM and both PCIe A100s, 'h100' ->
+    h100-pcie and h100-nvl, 'a100-80gb' -> a100-pcie-80gb; 'a10' and 'l40' mean
+    nothing else. A row's own key is a choice, so it has no alternatives. An unknown
+    name raises ``get_gpu``'s ConfigError.
+    """
+    chosen = get_gpu(name)
+    query = _tokens(name)
+    if not query or _compact(str(name)) == _compact(chosen.key):
+        return []
+    return [s for s in _ROWS if s.key != chosen.key and any(query <= d for d in _DESCRIPTIONS[s.key])]
+
+
 def _suggest(text: str, n: int = 3) -> list[str]:
     """Keys ranked by the best fuzzy ratio of any alias, nudged by a shared
     prefix (so 'h1000' offers the H100 family before the H200); far-behind
@@ -326,12 +353,12 @@ def derived_gpu_spec(device_name: str, compute_capability: str, sm_count: int, c
     if arch is None:
         peaks: dict[str, float] = {}
         notes.append(f"unknown architecture {cc!r}: MFU n/a (unknown peak; --peak-tflops)")
-        source = "derived: no per-SM rate for this architecture in gpu-specs.md section 5"
+        source = "derived: no per-SM rate for this architecture in the per-architecture FLOPs/clock/SM table"
     else:
         rates = arch.get("geforce", arch["rates"]) if geforce else arch["rates"]
         peaks = {d: int(sm_count) * r * float(clock_hz) for d, r in rates.items()}
         variant = " (GeForce: half-rate fp32-accumulate)" if geforce and "geforce" in arch else ""
-        source = f"derived: gpu-specs.md section 5, {arch['arch']}{variant} ({arch['src']})"
+        source = f"derived: per-architecture FLOPs/clock/SM table, {arch['arch']}{variant} ({arch['src']})"
         notes.append(f"{sm_count} SMs x {float(clock_hz) / 1e6:.0f} MHz; fp32 non-tensor uses the same clock")
         if cc == "7.5" and geforce:
             notes.append("GeForce Turing may run fp32-accumulate at half rate [unverified]")

@@ -199,7 +199,7 @@ def overhead_assumptions(overheads: StepOverheads, setup: TrainSetup, cfg: Model
                          seq_len: int | None = None) -> dict:
     """The per-op and CPU-kernel assumptions, as printed under ``assumptions``."""
     kind = overheads.device_kind
-    source = ("formulas.md §4.1: kernel launch ~5–10 µs for small ops" if kind == "gpu" else
+    source = ("roofline per op, kernel launch ~5–10 µs for small ops" if kind == "gpu" else
               "measured on a 2-core AMD EPYC VM (torch 2.13): gpt-tiny at batch 1 x 1 token, 7.6–15 µs per op "
               "with 2 threads, 4.4–10 with 1")
     out = {

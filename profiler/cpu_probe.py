@@ -9,12 +9,16 @@ cached per (CPU model, threads, torch version, dtype, size).
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
+import importlib.util
 import json
 import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -110,14 +114,104 @@ def _cgroup_memory() -> tuple[int | None, int | None]:
     return None, None
 
 
-def cpu_info() -> dict[str, Any]:
+# ---------------------------------------------------------------- torch facts, without importing torch
+# Importing torch takes 1-2 s; `mfutop gpus` on a CPU box needs only its version, whether the build has
+# CUDA, and its default thread count (all keys of the cached peak), so those are read without it.
+
+THREADS_CACHE_NAME = "torch_threads.json"
+THREADS_CACHE_VERSION = "v1"
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what torch reads at import to size its pool
+
+
+def _version_file_constants(path: str) -> dict[str, Any]:
+    """Top-level ``name = <str or None>`` assignments of torch's generated ``version.py``."""
+    with open(path, encoding="utf-8") as stream:
+        tree = ast.parse(stream.read(), path)
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign):  # cuda: Optional[str] = None
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and isinstance(value, ast.Constant) and \
+                (value.value is None or isinstance(value.value, str)):
+            out[target.id] = value.value
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def torch_build() -> dict[str, str | None]:
+    """torch's ``__version__``, ``version.cuda`` and ``version.hip``: from an imported torch, else from
+    its ``version.py`` as text (the package is not imported); a file that cannot be read imports torch."""
+    if "torch" not in sys.modules:
+        try:
+            spec = importlib.util.find_spec("torch")
+            locations = list(spec.submodule_search_locations or []) if spec else []
+            found = _version_file_constants(os.path.join(locations[0], "version.py")) if locations else {}
+        except (OSError, SyntaxError, ValueError, ImportError):
+            found = {}
+        if isinstance(found.get("__version__"), str):
+            return {"version": found["__version__"], "cuda": found.get("cuda"), "hip": found.get("hip")}
+    import torch
+
+    return {"version": str(torch.__version__), "cuda": torch.version.cuda,
+            "hip": getattr(torch.version, "hip", None)}
+
+
+def _threads_key() -> str:
+    """What torch's default intra-op thread count depends on: build, CPU, CPUs usable, the env it reads."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        usable = os.cpu_count() or 1
+    env = ",".join(f"{name}={os.environ.get(name, '')}" for name in _THREAD_ENV)
+    return (f"{THREADS_CACHE_VERSION}|torch={torch_build()['version']}|{_model_name(_cpuinfo_fields())}"
+            f"|cpus={os.cpu_count()}|usable={usable}|{env}")
+
+
+def default_torch_threads(physical_cores: int) -> int:
+    """The intra-op threads a fresh ``import torch`` starts with: OMP_NUM_THREADS, else MKL_NUM_THREADS,
+    else the physical cores."""
+    for name in _THREAD_ENV:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return physical_cores
+
+
+def torch_threads(allow_import: bool = True) -> int | None:
+    """torch's intra-op thread count: asked of torch once it is imported; else the default a fresh
+    ``import torch`` gave an earlier process on this machine (cached); else imported and cached — or,
+    with ``allow_import`` False (a UI thread that must not stall for seconds), None."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    path = default_cache_path().with_name(THREADS_CACHE_NAME)
+    key = _threads_key()
+    entry = _load_cache(path).get(key)
+    threads = entry.get("threads") if isinstance(entry, dict) else None  # a file anyone may edit:
+    if isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= 1 << 16:
+        return threads
+    if not allow_import:
+        return None
+    import torch
+
+    threads = int(torch.get_num_threads())
+    _store_cache(path, key, {"threads": threads, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return threads
+
+
+def cpu_info(allow_import: bool = True) -> dict[str, Any]:
     """Model, cores (physical, logical, usable, torch's), clocks, ISA flags and RAM.
 
     Memory honours a container's cgroup limit: the batch search must gate
-    probes on the RAM this process may really use, not the host's.
+    probes on the RAM this process may really use, not the host's. With
+    ``allow_import`` False torch's threads are never asked of a fresh import:
+    the cached count, else torch's default (``default_torch_threads``).
     """
     import psutil
-    import torch
 
     fields = _cpuinfo_fields()
     flags = set((fields.get("flags") or fields.get("features") or "").split())
@@ -141,7 +235,7 @@ def cpu_info() -> dict[str, Any]:
         "physical_cores": int(physical),
         "logical_cores": int(logical),
         "usable_cores": int(usable),
-        "torch_threads": int(torch.get_num_threads()),
+        "torch_threads": torch_threads(allow_import) or default_torch_threads(int(physical)),
         "clock_max_hz": max_hz,
         "clock_current_hz": cur_hz,
         "isa_flags": sorted(f for f in RELEVANT_FLAGS if f in flags),
@@ -163,12 +257,20 @@ def default_cache_path() -> Path:
     return Path(base) / "mfutop" / "cpu_peak.json"
 
 
-def _cache_key(dtype: str, max_size: int) -> str:
-    import torch
-
+def _cache_key(dtype: str, max_size: int, threads: int | None = None) -> str:
     model = _model_name(_cpuinfo_fields())
-    return (f"{CACHE_VERSION}|{model}|threads={torch.get_num_threads()}|torch={torch.__version__}|{dtype}"
+    threads = torch_threads() if threads is None else threads
+    return (f"{CACHE_VERSION}|{model}|threads={threads}|torch={torch_build()['version']}|{dtype}"
             f"|max_n={max_size}")
+
+
+def cached_peak(dtype: str, threads: int | None = None, cache_path: str | os.PathLike | None = None,
+                max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any] | None:
+    """The cached matmul peak of ``dtype`` at ``threads`` (default: torch's) when it is usable here, else
+    None: never a measurement (a UI or a preview must not benchmark)."""
+    path = Path(cache_path) if cache_path is not None else default_cache_path()
+    entry = _load_cache(path).get(_cache_key(dtype, max_size, threads))
+    return {**entry, "cached": True} if entry is not None and entry_problem(entry, dtype) is None else None
 
 
 def _load_cache(path: Path) -> dict[str, Any]:
@@ -323,8 +425,6 @@ def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = No
     re-measures and replaces (or, if not cacheable, drops) the cached figure;
     ``use_cache=False`` neither reads nor writes it.
     """
-    import torch
-
     from estimator.errors import ConfigError
 
     if dtype not in _TORCH_DTYPES:
@@ -342,6 +442,8 @@ def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = No
                 return {**cache[key], "cached": True}
             discarded = f"discarded the cached {dtype} peak in {path}: {problem}; measured again"
             refresh = True  # the bad entry is replaced (or dropped) whatever this measurement gives
+
+    import torch  # only now: a cached figure is read without torch's 1-2 s import
 
     load = _load_average()
     busy = load is not None and load > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)

@@ -53,23 +53,39 @@ class DetectedDevice:
                 "event": self.event.to_dict(), "warnings": list(self.warnings)}
 
 
+# Where an NVIDIA driver shows itself without NVML: its control device (Linux) or WSL's GPU device.
+_DRIVER_DEVICES = ("/dev/nvidiactl", "/dev/dxg")
+
+
+def _no_nvidia_driver(nvml_reason: str) -> bool:
+    """NVML's library is missing and so is every driver device: libcuda (same driver) is missing too."""
+    return "library not found" in nvml_reason.lower() and not any(map(os.path.exists, _DRIVER_DEVICES))
+
+
 class TorchCuda:
-    """What PyTorch says about CUDA devices (the default ``cuda`` seam)."""
+    """What PyTorch says about CUDA devices (the default ``cuda`` seam).
+
+    ``nvml_reason`` is why NVML, asked first, listed no GPU. Where the answer is
+    already known (a CPU-only build; a CUDA build with no NVIDIA driver) torch
+    is not imported: that import is most of `mfutop gpus`'s time on a CPU box.
+    """
+
+    def __init__(self, nvml_reason: str = ""):
+        self.nvml_reason = nvml_reason
 
     def count_and_reason(self) -> tuple[int, str]:
+        build = cpu_probe.torch_build()
+        if build["cuda"] is None and build["hip"] is None:
+            return 0, f"this PyTorch build ({build['version']}) has no CUDA support"
+        if build["hip"] is None and _no_nvidia_driver(self.nvml_reason):
+            return 0, _no_device_reason()
         import torch
 
-        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
-            return 0, f"this PyTorch build ({torch.__version__}) has no CUDA support"
         try:
             count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         except RuntimeError as exc:  # a broken driver install
             return 0, f"CUDA initialisation failed: {str(exc).splitlines()[0]}"
-        if count:
-            return count, ""
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        hint = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
-        return 0, f"PyTorch sees no CUDA device{hint}"
+        return (count, "") if count else (0, _no_device_reason())
 
     def properties(self, index: int) -> dict[str, Any]:
         import torch
@@ -83,6 +99,12 @@ class TorchCuda:
             "sm_count": int(props.multi_processor_count),
             "uuid": str(getattr(props, "uuid", "") or ""),
         }
+
+
+def _no_device_reason() -> str:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    hint = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+    return f"PyTorch sees no CUDA device{hint}"
 
 
 # ---------------------------------------------------------------- GPU specs
@@ -213,9 +235,9 @@ def detect_device(requested: str = "auto", precision: str = "bf16-mixed", peak_t
     if peak_tflops is not None and not (isinstance(peak_tflops, (int, float)) and math.isfinite(peak_tflops)
                                         and peak_tflops > 0):
         raise ConfigError(f"--peak-tflops must be a positive number of TFLOP/s, got {peak_tflops!r}")
-    cuda = cuda or TorchCuda()
-    count, reason = (0, "--device cpu requested") if want == "cpu" else cuda.count_and_reason()
     gpus, nvml_reason = nvml_probe.query_gpus(nvml) if want != "cpu" else ([], "")
+    cuda = cuda or TorchCuda(nvml_reason)
+    count, reason = (0, "--device cpu requested") if want == "cpu" else cuda.count_and_reason()
     if want == "cuda" and count == 0:
         why = "; ".join(filter(None, (reason, nvml_reason))) or "unknown reason"
         raise ConfigError(f"--device cuda requested but CUDA is not available: {why}")
@@ -293,9 +315,9 @@ def _torch_uuid(index: int) -> str | None:
 
 def describe_devices(nvml: Any = None, *, cuda: Any = None, cpu_benchmark: Benchmark | None = None) -> dict:
     """The ``mfutop gpus --json`` object: every GPU (NVML fields, spec, peaks) or the CPU and why."""
-    cuda = cuda or TorchCuda()
+    gpus, nvml_reason = nvml_probe.query_gpus(nvml)  # first: it can spare torch's import (TorchCuda)
+    cuda = cuda or TorchCuda(nvml_reason)
     count, cuda_reason = cuda.count_and_reason()
-    gpus, nvml_reason = nvml_probe.query_gpus(nvml)
     torch_props = [cuda.properties(i) for i in range(count)]
     entries, seen = [], set()
     for i, props in enumerate(torch_props):

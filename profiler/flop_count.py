@@ -101,8 +101,10 @@ def count_flops(cfg: ModelConfig, batch_size: int, seq_len: int, use_thop: bool 
     """
     sf = step_flops(cfg, batch_size, seq_len)
     core = attention_core_forward(cfg, batch_size, seq_len)
-    model = build_model(cfg, "meta", attention="explicit")
-    idx = torch.zeros((batch_size, seq_len), dtype=torch.long, device="meta")
+    model = idx = None
+    if use_thop or use_counter:  # the analytic count needs no model: the first steps wait for none
+        model = build_model(cfg, "meta", attention="explicit")
+        idx = torch.zeros((batch_size, seq_len), dtype=torch.long, device="meta")
     thop_fwd = thop_forward_flops(model, idx) if use_thop else None
     counter, by_op = counter_step_flops(model, idx) if use_counter else (None, {})
     ln = thop_layernorm_forward(cfg, batch_size, seq_len)

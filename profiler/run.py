@@ -120,11 +120,11 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
         yield state.device_event
         for text in filter(None, [resolved.precision_note, *det.warnings]):
             yield state.warn(text)
-        yield from _memory_cap(state)
-        yield from _load_device_profile(state)
+        yield from memory_cap(state)
+        yield from load_device_profile(state)
         searching = config.batch_size is None and (config.search or not measure)
-        yield from _predict(state, config.batch_size or 1, first=True)
-        batch = config.batch_size or _seed_batch(state)
+        yield from predict_at(state, config.batch_size or 1, first=True)
+        batch = config.batch_size or seed_batch(state)
         if det.kind == "cpu" and not searching:
             _gate_fixed_batch(state, batch)  # before any memory is allocated
 
@@ -135,7 +135,7 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
             batch = yield from _search(state, trainer, cancel, inject_oom_above)
         state.batch_size = batch
         if batch != lookup(state.prediction, "setup.batch_size"):
-            yield from _predict(state, batch, first=False)
+            yield from predict_at(state, batch, first=False)
         # FLOPs are counted at the batch that runs: every comparison is at that batch. The analytic
         # count is instant; thop and FlopCounterMode (seconds: models built and traced) wait until
         # after the timed steps, so they never delay the first measured tokens/s.
@@ -170,7 +170,7 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
 
 # ----------------------------------------------------------------- setup
 
-def _memory_cap(state: ProfileProgress) -> Iterator[Event]:
+def memory_cap(state: ProfileProgress) -> Iterator[Event]:
     """The memory the search and the run may use: --memory-limit, or on a CPU a share of free RAM."""
     config = state.config
     if state.device.kind == "cpu":
@@ -188,7 +188,7 @@ def _memory_cap(state: ProfileProgress) -> Iterator[Event]:
         state.limit_source = "--memory-limit" if config.memory_limit_bytes else "device memory"
 
 
-def _predict(state: ProfileProgress, batch: int, first: bool) -> Iterator[Event]:
+def predict_at(state: ProfileProgress, batch: int, first: bool) -> Iterator[Event]:
     spec = state.device.spec
     overheads = default_overheads(spec)
     impl = state.resolved.optimizer_impl
@@ -203,7 +203,7 @@ def _predict(state: ProfileProgress, batch: int, first: bool) -> Iterator[Event]
     yield PredictionReady(prediction=prediction)
 
 
-def _load_device_profile(state: ProfileProgress) -> Iterator[Event]:
+def load_device_profile(state: ProfileProgress) -> Iterator[Event]:
     """This device's measured kernel profile (``mfutop calibrate``), when a reusable one is cached: the
     step-time prediction then comes from it, the datasheet one beside it. Never measured here unasked."""
     from profiler.calibrate import cached_device_profile
@@ -225,7 +225,7 @@ def _breakdown(state: ProfileProgress, trainer: TrainingStep, batch: int) -> Eve
     return breakdown_event(state.breakdown, lookup(state.prediction, "step.categories"))
 
 
-def _seed_batch(state: ProfileProgress) -> int:
+def seed_batch(state: ProfileProgress) -> int:
     return max(1, int(state.first_prediction.get("max_batch_size") or 1))
 
 
@@ -239,7 +239,7 @@ def _count(state: ProfileProgress, batch: int, conventions: bool) -> FlopsCounte
                         counter=counts.counter, note=counts.note if conventions else "")
 
 
-def _predicted_bytes(state: ProfileProgress) -> Callable[[int], int]:
+def predicted_bytes(state: ProfileProgress) -> Callable[[int], int]:
     cfg, setup = state.resolved.padded, state.resolved.setup(1)
     kind, impl = "cpu" if state.device.kind == "cpu" else "gpu", state.resolved.optimizer_impl
     return lambda b: training_memory(cfg, setup, batch_size=b, device_kind=kind, optimizer_impl=impl).total
@@ -247,7 +247,7 @@ def _predicted_bytes(state: ProfileProgress) -> Callable[[int], int]:
 
 def _gate_fixed_batch(state: ProfileProgress, batch: int) -> None:
     """CPU: a fixed batch predicted far over the cap is refused before it can exhaust RAM."""
-    predicted = _predicted_bytes(state)(batch)
+    predicted = predicted_bytes(state)(batch)
     if predicted > GATE_MARGIN * state.memory_limit:
         raise ConfigError(f"batch {batch} is predicted to need {fmt_bytes(predicted)}, over the CPU memory cap "
                           f"{fmt_bytes(state.memory_limit)} ({state.limit_source}); use a smaller --batch-size")
@@ -260,14 +260,14 @@ def _search(state: ProfileProgress, trainer: TrainingStep, cancel: threading.Eve
     """Priming step at batch 1 (allocates AdamW state), then the seeded bracket search."""
     cpu = trainer.device.type == "cpu"
     probe = StepProbe(trainer, state.seq_len, state.memory_limit,
-                      _predicted_bytes(state) if cpu else None, inject_oom_above)
+                      predicted_bytes(state) if cpu else None, inject_oom_above)
     priming = probe(1)
     if not priming.fits:
         raise ConfigError(f"{state.resolved.model.name} does not fit at batch 1 (seq-len {state.seq_len}, "
                           f"{state.resolved.precision}) under the memory limit {fmt_bytes(state.memory_limit)}: "
                           f"{priming.detail or priming.outcome}")
     state.priming = {"batch_size": 1, "seconds": priming.seconds, "peak_memory_bytes": priming.peak_memory_bytes}
-    seed, max_batch = _seed_batch(state), MAX_BATCH
+    seed, max_batch = seed_batch(state), MAX_BATCH
     if cpu and state.config.memory_limit_bytes is None:
         max_batch = max(1, CPU_SEARCH_TOKENS // state.seq_len)
         yield LogMessage(level="info", text=(

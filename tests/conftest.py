@@ -24,6 +24,9 @@ MARKERS = {
 FILE_MARKERS = {
     "test_app_cli": ("slow", "app"),
     "test_app_gpu_panel": ("app",),
+    "test_app_screen_keys": ("app",),
+    "test_compare_screen": ("app",),
+    "test_setup_preview": ("app",),
     "test_app_live": ("slow", "app"),
     "test_app_pilot": ("slow", "app"),
     "test_app_sources": ("app",),

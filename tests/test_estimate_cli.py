@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 from typer.testing import CliRunner
 
+from estimator.units import fmt_si
 from tui.cli import app
 
 runner = CliRunner()
@@ -59,18 +61,38 @@ def test_hf_config(tmp_path):
 
 
 def test_human_output_has_the_tables():
-    result = runner.invoke(app, ["estimate", "--model", "gpt2", "--gpu", "a100-80gb", "--batch-size", "8",
-                                 "--tokens", "1B", "--gpu-hour-cost", "1.5"])
+    args = ["estimate", "--model", "gpt2", "--gpu", "a100-80gb", "--batch-size", "8", "--tokens", "1B",
+            "--gpu-hour-cost", "1.5"]
+    result = runner.invoke(app, args, env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.stderr
-    for title in ("Parameters", "FLOPs", "Memory per GPU", "Time", "Assumptions", "MFU", "124,439,808",
-                  "largest batch that fits", "efficiency.flops"):
+    r = _json(*args[1:])
+    for title in ("Parameters", "FLOPs", "Memory per GPU", "Time", "MFU", "124,439,808", "largest batch that fits",
+                  f"{r['max_batch_size']:,}", "train 1.00 G tokens", f"${r['train']['cost']:,.2f}"):
         assert title in result.stdout
+    assert "Assumptions" not in result.stdout and len(result.stdout.splitlines()) <= 50
+
+
+def test_explain_adds_the_assumptions_as_text():
+    plain = runner.invoke(app, ["estimate", "--model", "gpt2"], env={"COLUMNS": "100"})
+    result = runner.invoke(app, ["estimate", "--model", "gpt2", "--explain"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(plain.stdout)  # the same screen, the assumptions after it
+    tail = result.stdout[len(plain.stdout):]
+    assert tail.lstrip().startswith("Assumptions")
+    rows = [re.split(r"\s{2,}", line.strip()) for line in tail.splitlines()]
+    assert ["efficiency"] in rows and ["flops", "0.5"] in rows  # efficiency.flops, under its group
+    assert ["precision", "name: bf16-mixed"] in rows and ["matmul dtype: bf16"] in rows  # a nested value
+    assert "formulas.md" not in tail and "gpu-specs.md" not in tail and "{" not in tail
+    text = " ".join(" ".join(row) for row in rows)
+    assert "7.5 µs per dispatched op (roofline per op, kernel launch ~5–10 µs for small ops)" in text
 
 
 def test_human_output_infer_and_unknown_peak():
     result = runner.invoke(app, ["estimate", "--model", "gpt2", "--gpu", "t4", "--mode", "infer"])
     assert result.exit_code == 0, result.stderr
-    assert "decode tokens/s" in result.stdout and "KV cache" in result.stdout
+    r = _json("--model", "gpt2", "--gpu", "t4", "--mode", "infer")
+    decode = next(line for line in result.stdout.splitlines() if line.startswith("decode per token"))
+    assert fmt_si(r["decode"]["tokens_per_s"], " tok/s") in decode and "KV cache per token" in result.stdout
     train = runner.invoke(app, ["estimate", "--model", "gpt2", "--gpu", "t4", "--seq-len", "256"])
     assert "MFU n/a (unknown peak; --peak-tflops)" in train.stdout
     fixed = _json("--model", "gpt2", "--gpu", "t4", "--seq-len", "256", "--peak-tflops", "65")
@@ -134,16 +156,17 @@ def test_memory_table_shows_the_peak_phase_terms_that_add_up():
     Console(file=out, width=110).print(memory_table(r))
     text = out.getvalue()
     assert m["peak_phase"] == "loss_backward"
-    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
-            for line in text.splitlines() if line.startswith("│")}
+    cells = [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()[3:]]  # title, header, rule
+    rows = {row[0]: row[1:] for row in cells if len(row) > 1}
     at_peak_bytes = [int(cells[1].replace(",", "")) for name, cells in rows.items()
-                     if name not in ("peak phase", "total", "limit", "fits", "largest batch that fits") and cells[1]]
+                     if name not in ("total", "limit", "largest batch that fits")]
     assert sum(at_peak_bytes) == m["total"] == sum(m["at_peak"].values())
-    assert rows["peak phase"][0] == "loss backward"
+    assert text.splitlines()[1].split()[:5] == ["term", "at", "peak", "(loss", "backward)"]
     assert rows["gradients"] == ["0", "0", fmt_bytes(m["gradients"])]  # no gradient exists in the loss backward
     assert rows["logits"][1] == f"{m['at_peak']['logit_buffers']:,}"
     assert rows["total"][1:] == [f"{m['total']:,}", fmt_bytes(m["sum_of_terms"])]
-    assert "total = terms alive at the peak phase; all at once = old co-resident sum" in text
+    assert rows["largest batch that fits"] == [f"{r['max_batch_size']:,}"]
+    assert "at peak: alive at the peak phase, adds up to the total; all at once: every term" in text
 
 
 def test_meaningless_combinations_are_said_and_empty_names_refused():
@@ -169,5 +192,16 @@ def test_a_setup_that_does_not_fit_is_an_answer_with_its_verdict():
     infer = json.loads(runner.invoke(app, ["estimate", "--model", "llama-2-70b", "--gpu", "t4", "--mode", "infer",
                                            "--json"]).stdout)
     assert infer["fits"] is False and "does not fit at batch 1" in infer["verdict"]
+    assert "--weight-bits 8 or 4" in infer["verdict"] and "--zero" not in infer["verdict"]  # inference's levers
     fits = json.loads(runner.invoke(app, ["estimate", "--model", "gpt2", "--json"]).stdout)
     assert fits["fits"] is True and "verdict" not in fits
+
+
+def test_a_short_gpu_alias_says_which_row_it_picked():
+    data = _json("--model", "gpt2", "--gpu", "a100")
+    assert data["assumptions"]["gpu"] == "a100-sxm-80gb"
+    assert data["gpu_note"].startswith("a100 -> NVIDIA A100 SXM4 80GB (also: ")
+    assert "a100-pcie-40gb" in data["gpu_note"]
+    assert _json("--model", "gpt2", "--gpu", "a100-sxm-40gb")["gpu_note"] is None
+    rich = runner.invoke(app, ["estimate", "--model", "gpt2", "--gpu", "a100"], env={"COLUMNS": "100"})
+    assert rich.exit_code == 0 and "a100 -> NVIDIA A100 SXM4 80GB" in rich.stderr

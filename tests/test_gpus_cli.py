@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -124,3 +125,93 @@ def test_gpus_list_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ---------------------------------------------------------------- no torch import when nothing needs it
+
+def test_torch_cuda_answers_without_torch_where_the_build_or_the_driver_rules_a_gpu_out(monkeypatch, tmp_path):
+    from profiler import detect
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # any `import torch` now raises ImportError
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(detect, "_DRIVER_DEVICES", (str(tmp_path / "nvidiactl"),))
+    no_lib = "NVML init failed: NVML Shared Library Not Found (no NVIDIA driver installed on this machine)"
+
+    def build(cuda=None, hip=None):
+        monkeypatch.setattr(cpu_probe, "torch_build", lambda: {"version": "2.9.0", "cuda": cuda, "hip": hip})
+
+    build()
+    assert detect.TorchCuda().count_and_reason() == (0, "this PyTorch build (2.9.0) has no CUDA support")
+    build(cuda="12.6")
+    assert detect.TorchCuda(no_lib).count_and_reason() == (0, "PyTorch sees no CUDA device")
+    (tmp_path / "nvidiactl").write_text("")  # a driver is there though NVML's library is not: torch is asked
+    with pytest.raises(ImportError):
+        detect.TorchCuda(no_lib).count_and_reason()
+    (tmp_path / "nvidiactl").unlink()
+    with pytest.raises(ImportError):  # NVML failed for another reason
+        detect.TorchCuda("NVML init failed: Driver Not Loaded").count_and_reason()
+    build(hip="6.2")  # ROCm: NVML never sees AMD GPUs
+    with pytest.raises(ImportError):
+        detect.TorchCuda(no_lib).count_and_reason()
+
+
+def test_torch_build_is_read_from_torch_version_py_as_torch_reports_it():
+    import importlib.util
+
+    import torch
+
+    location = importlib.util.find_spec("torch").submodule_search_locations[0]
+    found = cpu_probe._version_file_constants(f"{location}/version.py")
+    assert (found["__version__"], found["cuda"], found.get("hip")) == (
+        torch.__version__, torch.version.cuda, getattr(torch.version, "hip", None))
+
+
+def test_torch_threads_come_from_a_valid_cache_entry_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = cpu_probe.default_cache_path().with_name(cpu_probe.THREADS_CACHE_NAME)
+    key = cpu_probe._threads_key()
+    monkeypatch.setitem(sys.modules, "torch", None)  # not imported: the cache must answer, or torch be asked
+    for bad in (True, 0, "3", 1 << 20, None):
+        cpu_probe._store_cache(path, key, {"threads": bad})
+        with pytest.raises(ImportError):
+            cpu_probe.torch_threads()
+    cpu_probe._store_cache(path, key, {"threads": 3})
+    assert cpu_probe.torch_threads() == 3
+
+
+def test_gpus_json_from_warm_caches_imports_no_torch(tmp_path):
+    """What `mfutop gpus` does on a CPU box after its first run: every figure from a cache, no torch."""
+    if cpu_probe.torch_build()["cuda"] or cpu_probe.torch_build()["hip"]:
+        pytest.skip("a GPU build of torch: detection asks torch")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    warm = textwrap.dedent("""
+        from profiler import cpu_probe
+        for dtype in ("fp32", "bf16", "fp16"):
+            entry = {"dtype": dtype, "flops": 2.5e11, "size": 2048, "usable": True, "note": "seeded",
+                     "measured_at": "2026-01-01T00:00:00", "threads": 2}
+            key = cpu_probe._cache_key(dtype, cpu_probe.DEFAULT_MAX_SIZE)  # imports torch once: threads
+            cpu_probe._store_cache(cpu_probe.default_cache_path(), key, entry)
+        print(cpu_probe.torch_threads())
+    """)
+    first = subprocess.run([sys.executable, "-c", warm], capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0, first.stderr
+    code = textwrap.dedent("""
+        import json, sys, typer
+        from typer.testing import CliRunner
+        from tui import cmd_gpus
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        cmd_gpus.register(app)
+        result = CliRunner().invoke(app, ["gpus", "--json"])
+        assert result.exit_code == 0, result.output
+        print(json.dumps({"torch": sorted(m for m in sys.modules if m.split(".")[0] == "torch"),
+                          "data": json.loads(result.output)}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    cpu = seen["data"]["cpu"]
+    assert seen["torch"] == []
+    assert cpu["info"]["torch_threads"] == int(first.stdout.split()[-1])
+    assert all(cpu["measured"][d]["cached"] and cpu["measured"][d]["flops"] == 2.5e11 for d in ("fp32", "bf16", "fp16"))
+    assert cpu["peak_flops"]["bf16"] == 2.5e11 and "has no CUDA support" in seen["data"]["reason"]

@@ -19,6 +19,7 @@ from estimator.hardware import (
     cpu_spec,
     derived_gpu_spec,
     get_gpu,
+    gpu_alternatives,
     list_gpus,
     match_device_name,
     normalize_compute_capability,
@@ -168,6 +169,31 @@ def test_get_gpu_unknown_suggests_close_matches():
         get_gpu("")
     with pytest.raises(ConfigError):
         get_gpu("cpu")
+
+
+@pytest.mark.parametrize("name,picked,others", [
+    ("a100", "a100-sxm-80gb", ["a100-sxm-40gb", "a100-pcie-40gb", "a100-pcie-80gb"]),
+    ("A100", "a100-sxm-80gb", ["a100-sxm-40gb", "a100-pcie-40gb", "a100-pcie-80gb"]),
+    ("h100", "h100-sxm", ["h100-pcie", "h100-nvl"]),
+    ("a100-80gb", "a100-sxm-80gb", ["a100-pcie-80gb"]), ("A100_40GB", "a100-sxm-40gb", ["a100-pcie-40gb"]),
+    ("a100-sxm", "a100-sxm-80gb", ["a100-sxm-40gb"]), ("h100-80gb", "h100-sxm", ["h100-pcie"]),
+    ("v100", "v100-sxm2-32gb", ["v100-sxm2-16gb", "v100-pcie-16gb", "v100-pcie-32gb"]),
+    ("h200", "h200-sxm", ["h200-nvl"]), ("gh200", "gh200-96gb", ["gh200-144gb"]),
+    # one row only: a full key (even a prefix of another's), a size and form factor, a device name
+    ("a100-sxm-80gb", "a100-sxm-80gb", []), ("mi250x", "mi250x", []), ("h100-sxm5", "h100-sxm", []),
+    ("NVIDIA A100-SXM4-40GB", "a100-sxm-40gb", []), ("NVIDIA H100 80GB HBM3", "h100-sxm", []),
+    # a shared prefix is not a shared token: a10 is not a100, l40 not l40s, h200 not gh200, b200 not gb200
+    ("a10", "a10", []), ("l40", "l40", []), ("b200", "b200", []), ("4090", "rtx-4090", []),
+])
+def test_gpu_alternatives_are_the_other_rows_a_name_could_mean(name, picked, others):
+    assert get_gpu(name).key == picked  # unchanged: the alternatives only say what else it could be
+    assert [s.key for s in gpu_alternatives(name)] == others
+
+
+def test_every_row_key_is_unambiguous_and_unknown_names_still_raise():
+    assert [s.key for s in list_gpus() if gpu_alternatives(s.key)] == []
+    with pytest.raises(ConfigError, match="unknown GPU"):
+        gpu_alternatives("a1000")
 
 
 @pytest.mark.parametrize("name,key", [

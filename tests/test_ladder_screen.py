@@ -9,7 +9,7 @@ from textual.app import App
 from textual.widgets import Static
 
 from profiler.events import Event, LogMessage, RunFinished
-from profiler.ladder import LadderRung
+from profiler.ladder import RUNGS, LadderRung
 from tui.app.ladder_screen import LadderScreen
 from tui.ladder_table import BAR_WIDTH, bar_chart, fold, rung_cells
 
@@ -103,10 +103,13 @@ def test_recorded_rows_show_without_a_source_and_c_cancels_a_live_one():
     async def recorded():
         async with app.run_test(size=(140, 40)) as pilot:
             await pilot.pause(0.1)
-            return shown.cell_text("tf32", "note"), shown.done
+            first = shown.note_text()
+            await pilot.press("down")
+            return first, shown.note_text(), shown.done
 
-    note, done = run(recorded())
-    assert note == "n/a on cpu: TF32 is a GPU tensor-core format" and done
+    first, note, done = run(recorded())
+    assert first == "baseline measured: baseline"
+    assert note == "tf32 n/a: n/a on cpu: TF32 is a GPU tensor-core format" and done
 
     live = LadderScreen(source=lambda cancel: _events(cancel, block=True))
     app = Host(live)
@@ -119,3 +122,65 @@ def test_recorded_rows_show_without_a_source_and_c_cancels_a_live_one():
             return str(live.query_one("#ladder-status", Static).render())
 
     assert run(cancel()) == "ladder cancelled"
+
+
+# Every rung of the real ladder, with the longest names and a note too long for any column.
+LONG_NOTE = ("n/a on cpu: RuntimeError: Compiler: cl is not found; torch.compile needs a working C++ compiler "
+             "on PATH for the inductor backend (install one, or skip the rung with --skip compile)")
+FULL = [_row(r.name, "n/a", reason=LONG_NOTE) if r.name == "compile" else
+        _row(r.name, tps=12_525.0 * 1.3 ** i, speedup_base=1.3 ** i, precision="bf16-mixed")
+        for i, r in enumerate(RUNGS)]
+
+
+def _screen_lines(app) -> list[str]:
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def _shown(size, presses=()):
+    screen = LadderScreen(rows=FULL)
+    app = Host(screen)
+
+    async def go():
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause(0.1)
+            for key in presses:
+                await pilot.press(key)
+            await pilot.pause(0.1)
+            return _screen_lines(app), screen.note_text()
+
+    return run(go())
+
+
+def test_every_rung_is_on_screen_at_80x24():
+    lines, _ = _shown((80, 24))
+    assert len(lines) == 24 and len(RUNGS) == 9
+    header = next(i for i, line in enumerate(lines) if line.startswith("│ Rung "))
+    # the 9 rungs, in order, on the 9 lines under the table's header: none scrolled away
+    assert [(line.split() + ["", ""])[1] for line in lines[header + 1:header + 10]] == [r.name for r in RUNGS]
+    assert "tokens/s per rung" in "".join(lines[header + 10:])  # the bar chart still has its place
+    assert lines[-1].lstrip().startswith("esc Back")
+
+
+def test_the_selected_rungs_note_is_shown_whole_at_120x40():
+    lines, note = _shown((120, 40), presses=["down"] * 6)  # baseline -> compile
+    assert note == f"compile n/a: {LONG_NOTE}"
+    text = " ".join(line.strip(" │") for line in lines)
+    assert " ".join(note.split()) in " ".join(text.split())  # wrapped, not cut
+    assert all(f"│ {r.name} " in "".join(lines) for r in RUNGS)
+    assert sum("█" in line for line in lines) == len(RUNGS) - 1  # every measured rung's bar, unscrolled
+
+
+def test_the_selection_survives_a_live_update():
+    screen = LadderScreen(rows=FULL)
+    app = Host(screen)
+
+    async def go():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            await pilot.press("down", "down")
+            screen.apply(LadderRung(index=9, total=9, rung=dict(FULL[-1], tokens_per_s=1.0)))
+            await pilot.pause(0.1)
+            return screen.note_text(), screen.cell_text("max-batch", "tokens")
+
+    note, tokens = run(go())
+    assert note.startswith("fused-adamw measured: ") and tokens == "1"

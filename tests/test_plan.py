@@ -230,3 +230,32 @@ def test_hf_config_rows_reproduce_with_hf_config_flag(tmp_path):
     est = runner.invoke(cli, [*row["argv"][1:], "--json"])
     assert est.exit_code == 0, est.output
     assert json.loads(est.stdout)["step"]["time_s"] == row["step_time_s"]
+
+
+A100_NOTE = ("a100 -> NVIDIA A100 SXM4 80GB (also: a100-sxm-40gb, a100-pcie-40gb, a100-pcie-80gb; "
+             "pass one to choose)")
+
+
+def test_a_gpu_alias_that_several_rows_could_mean_says_which_it_picked():
+    args = ["plan", "--model", "gpt-tiny", "--gpus", "2", "--top", "1"]
+    done = runner.invoke(cli, [*args, "--gpu", "a100", "--json"])
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    assert (out["gpu"], out["gpu_note"]) == ("a100-sxm-80gb", A100_NOTE)
+    assert done.stderr == ""  # --json: the note is in the object only
+    text = runner.invoke(cli, [*args, "--gpu", "a100"])
+    assert text.exit_code == 0, text.output
+    assert text.stderr.splitlines()[0] == f"mfutop: {A100_NOTE}" and "pass one to choose" not in text.stdout
+    exact = runner.invoke(cli, [*args, "--gpu", "a100-sxm-80gb", "--json"])
+    assert json.loads(exact.stdout)["gpu_note"] is None and exact.stderr == ""
+
+
+def test_gpu_note_echoes_the_users_text_without_control_characters():
+    from tui.gpu_choice import gpu_note
+
+    assert gpu_note("a100") == A100_NOTE
+    assert gpu_note(" a100\x07 ") == A100_NOTE  # the alias matched; the bell is not echoed
+    assert gpu_note("h100") == ("h100 -> NVIDIA H100 SXM5 80GB (also: h100-pcie, h100-nvl; pass one to choose)")
+    assert gpu_note("h100-sxm") is None and gpu_note("l40") is None
+    with pytest.raises(ConfigError, match="unknown GPU"):
+        gpu_note("h1000")

@@ -53,8 +53,11 @@ def _add_verdict(result: dict, cfg, spec, setup, memory_limit: int | None, does_
     result["fits"] = bool(result.get("max_batch_size"))
     if result["fits"]:
         return
-    verdict = str(does_not_fit(cfg.name, memory["total"], memory["limit"]))
-    if result.get("mode", "train") == "train":
+    from estimator.max_batch import INFER_HINT, TRAIN_HINT
+
+    train = result.get("mode", "train") == "train"
+    verdict = str(does_not_fit(cfg.name, memory["total"], memory["limit"], TRAIN_HINT if train else INFER_HINT))
+    if train:
         from estimator.plan_fit import cheapest_fitting_change
 
         change = cheapest_fitting_change(cfg, spec, setup, memory_limit_bytes=memory_limit)
@@ -118,6 +121,8 @@ def estimate(
                                                   help="A measured device profile (mfutop calibrate --out FILE): "
                                                        "step time from its kernels, the datasheet beside it."),
     as_json: bool = typer.Option(False, "--json", help="Print the prediction as JSON."),
+    explain: bool = typer.Option(False, "--explain",
+                                 help="Add the assumptions behind every figure (--json always has them)."),
 ) -> None:
     """Predict params, FLOPs, memory, step time, MFU and max batch (no GPU needed)."""
     with user_errors():
@@ -134,6 +139,11 @@ def estimate(
         if gpu is not None and not gpu.strip():
             raise ConfigError("--gpu is empty: give a GPU name such as h100-sxm (mfutop gpus --list)")
         spec = get_gpu(gpu or DEFAULT_GPU)
+        from tui.gpu_choice import gpu_note, print_gpu_note
+
+        note = gpu_note(gpu) if gpu is not None else None
+        if not as_json:
+            print_gpu_note(note)
         p = get_precision(precision)
         if peak_tflops is not None:
             check_finite_positive(peak_tflops, "peak-tflops", low=PEAK_TFLOPS_RANGE[0], high=PEAK_TFLOPS_RANGE[1])
@@ -163,6 +173,7 @@ def estimate(
             result["warnings"].append(f"a CPU device profile with the {spec.name} spec: step time from the CPU's "
                                       f"kernels, MFU against {spec.name}'s peak")
         result["assumptions"]["gpu"] = spec.key + ("" if gpu else " (default: no --gpu given)")
+        result["gpu_note"] = note
         if model is None and hf_config is None:
             result["assumptions"]["model"] = f"{DEFAULT_MODEL} (default: no --model given)"
 
@@ -171,7 +182,7 @@ def estimate(
         return
     from tui.estimate_view import print_estimate
 
-    print_estimate(result)
+    print_estimate(result, explain=explain)
 
 
 def register(app: typer.Typer) -> None:

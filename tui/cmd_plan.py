@@ -2,7 +2,8 @@
 
 The search is ``estimator.planner.plan``; this module parses flags (with the
 estimate command's model and count parsers) and prints. A search that runs
-past a second prints a progress line on stderr. Imports no torch.
+past a second prints a progress line on stderr, and so does a ``--gpu`` alias
+that several rows could mean (``gpu_note`` in --json). Imports no torch.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def plan_cmd(
     with user_errors():
         from estimator.hardware import get_gpu
         from estimator.planner import PlanRequest, plan
+        from tui.gpu_choice import gpu_note, print_gpu_note
 
         if model is None and hf_config is None:
             raise ConfigError("give --model or --hf-config")
@@ -106,11 +108,15 @@ def plan_cmd(
             memory_limit_bytes=parse_memory(memory_limit), top=top, objective=objective.lower(),
             uneven_pp=uneven_pp, model_flags=flags, precisions=_precisions(precisions),
         )
+        note = gpu_note(gpu)
+        if not as_json:
+            print_gpu_note(note)  # before the search: a wrong pick is seen at once
         progress = _Progress()
         try:
             result = plan(req, progress).to_dict()
         finally:
             progress.close()
+        result["gpu_note"] = note
 
     if as_json:
         emit_json(result)

@@ -17,6 +17,7 @@ COLUMNS = (
     ("memory", "Peak mem"), ("mfu", "MFU"), ("predicted", "Predicted tok/s"), ("batch", "Batch"),
     ("precision", "Precision"), ("note", "Note"),
 )
+NOTE_KEY = "note"  # prose, not a figure: shown below a printed table, or for the app's selected rung
 BAR_WIDTH = 40
 EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -41,6 +42,11 @@ def rung_name(row: dict[str, Any]) -> str:
     return str(row.get("name", "?"))
 
 
+def rung_note(row: dict[str, Any]) -> str:
+    """Why a rung is what it is (n/a reason, failure, what the switch did), else its title."""
+    return str(row.get("reason") or row.get("title", ""))
+
+
 def rung_cells(row: dict[str, Any]) -> tuple[str, ...]:
     """One table row as text, in ``COLUMNS`` order; "-" where a rung has no figure."""
     measured = _figure(row.get("tokens_per_s")) is not None
@@ -53,7 +59,7 @@ def rung_cells(row: dict[str, Any]) -> tuple[str, ...]:
         _num(row.get("predicted_tokens_per_s")),
         "-" if row.get("batch_size") is None or not measured else str(row["batch_size"]),
         str(row.get("precision") or "-") if measured else "-",
-        str(row.get("reason") or row.get("title", "")),
+        rung_note(row),
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from profiler.compare import ROWS, lookup, relative_error
+from tui.app.comparison import format_value
 from tui.app.run_state import RunState
 
 SETUP_KEYS = ("model", "torch_device", "precision_effective", "batch_size", "seq_len", "attention", "optimizer_impl",
@@ -63,3 +64,22 @@ def diff_runs(a_path: Path, a: RunState, b_path: Path, b: RunState) -> dict[str,
     return {"a": {k: left[k] for k in ("path", "status", "device")},
             "b": {k: right[k] for k in ("path", "status", "device")},
             "setup_differences": setup, "rows": rows}
+
+
+def difference(a: Any, b: Any) -> float | None:
+    """B - A of one figure; None unless both are numbers (unmeasured, or "MFU n/a (unknown peak)")."""
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (a, b)):
+        return None
+    return b - a
+
+
+def delta_text(delta: float | None, unit: str) -> str:
+    """B - A in the figure's own unit, signed ('' when unknown); a fraction (MFU) in percentage points,
+    so that it never reads like a relative change."""
+    if delta is None:
+        return ""
+    if unit == "fraction":
+        return f"{delta * 100:+.1f} pp"
+    if delta == 0:
+        return "0"
+    return ("+" if delta > 0 else "-") + format_value(abs(delta), unit)

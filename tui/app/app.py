@@ -3,7 +3,9 @@
 The run happens in a thread worker that pulls events from a source (a live
 run, a recorded file, an ssh stream) and posts each to the app as a message;
 the app folds them into a `RunState` and redraws the panels a few times a
-second. The app adds no measurement logic of its own.
+second. The app adds no measurement logic of its own. Before a live run, the
+setup form's prediction is previewed (another thread worker, debounced): a
+setup that cannot fit is refused before it starts, a long one asks first.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from estimator.errors import ConfigError
 from estimator.units import fmt_seconds
 from profiler.events import (
     DeviceDetected,
@@ -38,6 +41,7 @@ from tui.app.run_state import RunState
 from tui.app.run_status import RunStatus
 from tui.app.setup_draft import check_draft, draft_from_config
 from tui.app.setup_form import SetupForm
+from tui.app.setup_preview import PreviewReady, RunPreview, preview_details, preview_run
 from tui.app.view import StateView
 from tui.event_sources import EventSource, live_source
 from tui.plain_text import plain_str
@@ -46,6 +50,7 @@ from tui.recording import Recording
 REDRAW_S = 0.25  # panels redraw at most this often while events stream
 GPU_POLL_S = 1.0  # NVML refresh of the hardware panel during a live GPU run
 QUIT_WAIT_S = 30.0  # how long quitting waits for the run to stop between steps
+PREVIEW_DEBOUNCE_S = 0.3  # the setup's preview is recomputed once the form has been still this long
 
 
 class MfutopApp(App):
@@ -63,6 +68,8 @@ class MfutopApp(App):
         Binding("c", "cancel", "Cancel"),
         Binding("s", "save", "Save"),
         Binding("l", "ladder", "Ladder"),
+        Binding("p", "plan", "Plan"),
+        Binding("m", "compare", "Compare runs"),
         Binding("q", "quit", "Quit"),
         Binding("escape", "leave_field", "Leave field", show=False),
     ]
@@ -85,7 +92,7 @@ class MfutopApp(App):
         self.setup_draft = draft_from_config(self.run_config)
         self.setup_errors: dict[str, str] = {}
         self.setup_editable = source is None
-        self.setup_note = ("Esc leaves a field; r runs this setup" if source is None
+        self.setup_note = ("Esc leaves a field; r runs it" if source is None
                            else "the run's own setup (read-only); r runs it again")
         if title:
             self.title = plain_str(title)
@@ -96,6 +103,14 @@ class MfutopApp(App):
         self._run_done.set()
         self._dirty = False
         self._gpu_timer = None
+        self.preview: RunPreview | None = None  # the prediction of the setup on the form, once computed
+        self.preview_status = ""  # what the preview waits for ("predicting…"), or why there is none
+        self.setup_refusal = ""  # why `r` did not start the setup on the form (cleared when it changes)
+        self._preview_seq = 0  # the latest preview asked for; older answers are dropped
+        self._preview_answered = -1  # the latest preview that has arrived (== _preview_seq: current)
+        self._preview_config: RunConfig | None = None
+        self._preview_timer = None
+        self._pending_start: RunConfig | None = None  # `r` pressed before this config's preview arrived
 
     # ---- layout -------------------------------------------------------------------------------
 
@@ -110,12 +125,22 @@ class MfutopApp(App):
         self._check_setup()
         self.after_layout_change()
         if self.autostart:
+            self._autostart()
+        self._ask_preview(delay=0)
+
+    def _autostart(self) -> None:
+        """The run the command line asked for starts at once: it was checked as the CLI parsed it, and
+        waiting for the preview (torch's import in this process) would hold back the first numbers by
+        seconds. The preview still follows for the form; `r` is what it guards."""
+        config, _ = check_draft(self.setup_draft, self.run_config)
+        if self._source is not None or config is None:
             self.action_start()
+        else:
+            self._launch_live(config)
 
     def after_layout_change(self) -> None:
         """Called once the body is (re)built: re-flag setup errors, put focus where keys work."""
-        for form in self.query(SetupForm):
-            form.show_errors(self.setup_errors)
+        self._show_setup()
         for table in self.query("#comparison"):
             table.focus()
 
@@ -137,24 +162,58 @@ class MfutopApp(App):
         return not self._run_done.is_set()
 
     def action_start(self) -> None:
-        """Start a run (or run again once one has ended)."""
+        """Start a run (or run again once one has ended); a live setup is checked against its preview
+        first (``_start_previewed``)."""
         if self.running:
             self.notify("A run is in progress; c cancels it.", severity="warning", markup=False)
             return
         if self._source is not None:
-            source = self._source
-            steps = self.run_config.steps if self._steps_known else None
-        else:
-            config, errors = check_draft(self.setup_draft, self.run_config)
-            if config is None:
-                self.setup_errors = errors
-                self.after_layout_change()
-                self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error", markup=False)
-                return
-            self.run_config = config
-            source = live_source(config)
-            steps = config.steps
-            self.sub_title = self._describe_source()
+            self._launch(self._source, self.run_config.steps if self._steps_known else None)
+            return
+        config, errors = check_draft(self.setup_draft, self.run_config)
+        if config is None:
+            self.setup_errors = errors
+            self.after_layout_change()
+            self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error", markup=False)
+            return
+        if self._preview_config == config and self._preview_answered == self._preview_seq:
+            self._start_previewed(config)
+            return
+        if self._preview_config != config or self._preview_timer is not None:
+            self._ask_preview(delay=0)  # not asked yet, or still waiting out the debounce
+        self._pending_start = config
+        self._show_setup()
+
+    def _start_previewed(self, config: RunConfig) -> None:
+        """Start ``config`` as its preview allows: refused when it cannot fit (nothing is wiped), asked
+        first when it is long, started otherwise (also when no preview could be made)."""
+        preview = self.preview if self.preview is not None and self.preview.config == config else None
+        if preview is not None and not preview.fits:
+            self.setup_refusal = preview.refusal()
+            self._show_setup()
+            for box in self.query("#setup-errors"):
+                box.scroll_visible()
+            self.notify(preview.refusal(figures=True), severity="error", markup=False)
+            return
+        if preview is not None and preview.long:
+            from tui.app.confirm_run import ConfirmRun
+
+            self.push_screen(ConfirmRun(preview.question(), "\n".join(preview_details(preview))),
+                             callback=lambda run: self._launch_live(config) if run else None)
+            return
+        self._launch_live(config)
+
+    def _launch_live(self, config: RunConfig) -> None:
+        if self.running:  # a second answer to a confirmation, or a run started meanwhile
+            return
+        self.run_config = config
+        self.sub_title = self._describe_source()
+        self._launch(live_source(config), config.steps)
+
+    def _launch(self, source: EventSource, steps: int | None) -> None:
+        """A fresh run of ``source``: the previous results give way to it."""
+        self.setup_refusal = ""
+        self._show_setup()
         self._run_id += 1
         self._cancel = threading.Event()
         self._run_done = threading.Event()
@@ -238,6 +297,32 @@ class MfutopApp(App):
                 self.notify("The run did not stop in time; quitting anyway.", severity="error", markup=False)
         self.exit()
 
+    def action_compare(self) -> None:
+        """Two recorded runs side by side on their own screen (escape returns); the picker lists the
+        run files beside this app's recording, else those of the current directory."""
+        from tui.app.compare_screen import CompareScreen
+
+        self.push_screen(CompareScreen(directory=self.out_path.parent if self.out_path else None))
+
+    def action_plan(self) -> None:
+        """The planner's best setups for this model across GPU counts on its own screen (escape returns);
+        without a known GPU here it plans for `mfutop plan`'s default GPU, and says so."""
+        from estimator.hardware import get_gpu
+        from estimator.presets import PRESETS
+        from profiler.resolve import default_model
+        from tui.app.plan_screen import PlanScreen
+        from tui.cmd_estimate import DEFAULT_GPU
+
+        device = self.state.device
+        config, _ = check_draft(self.setup_draft, self.run_config)
+        config = config or self.run_config
+        recorded = PRESETS.get(self.state.model_name or "") if self._source is not None else None
+        model = recorded or config.model or default_model(device.device if device else "cpu")
+        gpu = device.spec_key if device is not None and device.device == "cuda" and device.spec_key else None
+        if gpu is None:
+            self.notify(f"No known GPU here: planning {model.name} for {DEFAULT_GPU}.", markup=False)
+        self.push_screen(PlanScreen(model, get_gpu(gpu or DEFAULT_GPU), seq_len=config.seq_len))
+
     def action_ladder(self) -> None:
         """The optimisation ladder of the current setup on its own screen (escape returns)."""
         if self.running:
@@ -300,13 +385,74 @@ class MfutopApp(App):
 
     def on_setup_form_changed(self, message: SetupForm.Changed) -> None:
         self.setup_draft = message.draft
+        self.setup_refusal = ""
         self._check_setup()
-        for form in self.query(SetupForm):
-            form.show_errors(self.setup_errors)
+        self._ask_preview()
 
     def _check_setup(self) -> None:
         if self.setup_editable:
             _, self.setup_errors = check_draft(self.setup_draft, self.run_config)
+
+    def _show_setup(self) -> None:
+        """The form's flagged fields, the refusal line beside them, and the preview."""
+        errors = {**self.setup_errors, **({"refused": self.setup_refusal} if self.setup_refusal else {})}
+        status = self.preview_status
+        if self._pending_start is not None and status:
+            status = "checking the setup before the run: " + status
+        for form in self.query(SetupForm):
+            form.show_errors(errors)
+            form.show_preview(self.preview, status)
+
+    # ---- setup preview ------------------------------------------------------------------------
+
+    def _ask_preview(self, delay: float = PREVIEW_DEBOUNCE_S) -> None:
+        """Recompute the preview of the draft once the form has been still for ``delay`` seconds."""
+        if not self.setup_editable:
+            return
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+            self._preview_timer = None
+        config, _ = check_draft(self.setup_draft, self.run_config)
+        self._preview_seq += 1
+        self._preview_config = config
+        if config != self._pending_start:
+            self._pending_start = None  # the setup changed after `r`: that start is dropped
+        if config is None:
+            self.preview, self.preview_status = None, "fix the setup to see its prediction"
+        else:
+            self.preview_status = "predicting…"
+            seq = self._preview_seq
+            if delay <= 0:
+                self._preview_worker(config, seq)
+            else:
+                self._preview_timer = self.set_timer(delay, lambda: self._preview_due(config, seq))
+        self._show_setup()
+
+    def _preview_due(self, config: RunConfig, seq: int) -> None:
+        self._preview_timer = None
+        if seq == self._preview_seq:
+            self._preview_worker(config, seq)
+
+    @work(thread=True, exit_on_error=False, group="preview")
+    def _preview_worker(self, config: RunConfig, seq: int) -> None:
+        """The estimator's prediction of ``config`` (torch is imported here, never on the UI thread)."""
+        try:
+            self.post_message(PreviewReady(seq, config, preview_run(config)))
+        except ConfigError as exc:  # no CUDA, a refused shape: the run, if started, reports it itself
+            self.post_message(PreviewReady(seq, config, None, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a failed preview must not stop the run: it starts unchecked
+            self.post_message(PreviewReady(seq, config, None, f"{type(exc).__name__}: {exc}"))
+
+    def on_preview_ready(self, message: PreviewReady) -> None:
+        if message.seq != self._preview_seq:
+            return  # the form changed since
+        self._preview_answered = message.seq
+        self.preview = message.preview
+        self.preview_status = f"no prediction: {message.error}" if message.error else ""
+        pending, self._pending_start = self._pending_start, None
+        self._show_setup()
+        if pending is not None and pending == message.config and not self.running:
+            self._start_previewed(pending)
 
     def action_leave_field(self) -> None:
         """Escape: close the keys panel if it is open, else leave a text field so the single-key

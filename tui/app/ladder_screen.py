@@ -6,6 +6,11 @@ a source ``source(cancel) -> events`` in a thread worker, folding each
 app uses for runs, so a recorded ladder (JSONL) replays here too. ``c``
 cancels between steps, ``escape`` closes (and cancels). The rows' text comes
 from ``tui.ladder_table``, as ``mfutop ladder``'s does.
+
+Every rung must fit on an 80x24 terminal: the table takes the height its rows
+need (the rung names stay put when it scrolls sideways), the note, which is
+prose, is shown in full for the selected rung below it instead of as a cut-off
+column, and the bar chart gets what is left (and scrolls).
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from typing import Any, Callable, Iterable
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from profiler.events import Event, LogMessage, RunFailed, RunFinished
-from tui.ladder_table import COLUMNS, bar_chart, fold, rung_cells, rung_name
-from tui.plain_text import plain
+from tui.ladder_table import COLUMNS, NOTE_KEY, bar_chart, fold, rung_cells, rung_name, rung_note
+from tui.plain_text import join, plain, plain_str
 
 EventSource = Callable[[threading.Event], Iterable[Event]]
 STATUS_STYLE = {"measured": "green", "n/a": "dim", "skipped": "yellow", "failed": "bold red",
@@ -44,8 +50,10 @@ class LadderScreen(Screen):
     DEFAULT_CSS = """
     LadderScreen { layout: vertical; }
     LadderScreen #ladder-status { height: 1; padding: 0 1; background: $boost; }
-    LadderScreen #ladder-table { height: 1fr; border: round $primary 40%; }
-    LadderScreen #ladder-bars { height: auto; max-height: 14; padding: 0 1; border: round $primary 40%; }
+    LadderScreen #ladder-table { height: auto; border: round $primary 40%; }
+    LadderScreen #ladder-note { height: auto; max-height: 4; padding: 0 1; }
+    LadderScreen #ladder-bars-box { height: 1fr; border: round $primary 40%; }
+    LadderScreen #ladder-bars { height: auto; padding: 0 1; }
     """
     BINDINGS = [
         Binding("escape", "close", "Back"),
@@ -67,18 +75,20 @@ class LadderScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(self.status_text, id="ladder-status")
-        table = DataTable(id="ladder-table", cursor_type="row", zebra_stripes=True)
-        table.border_title = self.ladder_title
+        table = DataTable(id="ladder-table", cursor_type="row", zebra_stripes=True, fixed_columns=1)
+        table.border_title = plain(self.ladder_title)
         yield table
-        bars = Static("", id="ladder-bars")
-        bars.border_title = "tokens/s per rung"
-        yield bars
+        yield Static("", id="ladder-note")
+        with VerticalScroll(id="ladder-bars-box") as box:
+            box.border_title = "tokens/s per rung"
+            yield Static("", id="ladder-bars")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#ladder-table", DataTable)
         for key, label in COLUMNS:
-            table.add_column(label, key=key)
+            if key != NOTE_KEY:
+                table.add_column(label, key=key)
         self._ready = True
         self.refresh_view()
         if self.source is not None:
@@ -154,19 +164,46 @@ class LadderScreen(Screen):
         if not self._ready:
             return
         table = self.query_one("#ladder-table", DataTable)
-        table.clear()
+        selected = table.cursor_row
+        table.clear()  # (moves the cursor to the top: put back below, so a live ladder keeps the selection)
         keys: set[str] = set()
         for row in self.rows:
-            cells = rung_cells(row)
-            status = row.get("status", "")
-            style = STATUS_STYLE.get(status, "") if isinstance(status, str) else ""
+            cells = [cell for (column, _), cell in zip(COLUMNS, rung_cells(row)) if column != NOTE_KEY]
             key = rung_name(row) if rung_name(row) not in keys else None  # a repeated name must not end the screen
             keys.add(rung_name(row))
-            table.add_row(*(plain(c, style=style) if i == 1 else
+            table.add_row(*(plain(c, style=_status_style(row)) if i == 1 else
                             plain(c, justify="right") if 2 <= i <= 8 else plain(c) for i, c in enumerate(cells)),
                           key=key)
+        if self.rows:
+            table.move_cursor(row=min(selected, len(self.rows) - 1), animate=False)
+        self.show_note()
         self.query_one("#ladder-bars", Static).update(plain(bar_chart(self.rows), max_chars=20_000))
+        self.query_one("#ladder-bars-box").styles.max_height = len(self.rows) + 2  # 1fr, but no empty box
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self.show_note()
+
+    def show_note(self) -> None:
+        """The selected rung's note in full: a torch error or an n/a reason is often a sentence."""
+        index = self.query_one("#ladder-table", DataTable).cursor_row
+        text = ""
+        if 0 <= index < len(self.rows):
+            row = self.rows[index]
+            text = join(plain(rung_name(row), style="bold"), " ",
+                        plain(row.get("status", ""), style=_status_style(row)), ": ",
+                        plain(rung_note(row), max_chars=2000))
+        self.query_one("#ladder-note", Static).update(text)
 
     def cell_text(self, rung: str, column: str) -> str:
         """Plain text of one cell (tests read the table through this)."""
         return str(self.query_one("#ladder-table", DataTable).get_cell(rung, column))
+
+    def note_text(self) -> str:
+        """Plain text of the selected rung's note line."""
+        return plain_str(self.query_one("#ladder-note", Static).render(), max_chars=4000)
+
+
+def _status_style(row: dict[str, Any]) -> str:
+    status = row.get("status", "")
+    return STATUS_STYLE.get(status, "") if isinstance(status, str) else ""

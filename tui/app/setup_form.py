@@ -15,6 +15,7 @@ from profiler.compare import lookup
 from profiler.run_config import RUN_PRECISIONS
 from tui.app.run_state import RunState
 from tui.app.setup_draft import DEVICE_DEFAULT, SetupDraft, size_text
+from tui.app.setup_preview import RunPreview, SetupPreview
 from tui.app.view import StateView
 from tui.plain_text import plain
 
@@ -82,8 +83,9 @@ class SetupForm(Vertical, StateView):
     """Model, sequence length, batch, steps, precision, compile, flash attention, memory limit.
 
     Every change updates the app's draft (``app.setup_draft``) and re-checks it;
-    the form only shows the verdict. With a source that is not a live run
-    (replay, remote) the form is read-only.
+    the form only shows the verdict, and under it the app's preview of the run
+    (``SetupPreview``). With a source that is not a live run (replay, remote)
+    the form is read-only.
     """
 
     class Changed(Message):
@@ -99,6 +101,7 @@ class SetupForm(Vertical, StateView):
         self._draft = draft
         self._editable = editable
         self._note = note
+        self.set_class(editable, "-editable")
 
     def compose(self) -> ComposeResult:
         if not self._editable:
@@ -127,6 +130,7 @@ class SetupForm(Vertical, StateView):
                            compact=True, disabled=not self._editable)
             yield Checkbox(toggle_label("flash", draft.flash), draft.flash, id="setup-flash",
                            compact=True, disabled=not self._editable)
+        yield SetupPreview(id="setup-preview")
         yield Static(plain(self._note), id="setup-errors", classes="setup-errors")
 
     def show(self, state: RunState) -> None:
@@ -152,6 +156,11 @@ class SetupForm(Vertical, StateView):
         else:
             box.update(plain(self._note))
             box.remove_class("-bad")
+
+    def show_preview(self, preview: RunPreview | None, status: str = "") -> None:
+        """The app's prediction of this setup (an editable form only)."""
+        for widget in self.query(SetupPreview):
+            widget.show_preview(preview, status)
 
     def _changed(self, **changes) -> None:
         self._draft = self._draft.with_(**changes)
