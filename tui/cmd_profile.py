@@ -181,7 +181,13 @@ def register(app: typer.Typer) -> None:
 
             padded = cfg.with_vocab_padded(vocab_pad)
             check_buildable(padded)
-            counts = count_flops(padded, batch_size, seq)
+            if json_:
+                counts = count_flops(padded, batch_size, seq)
+            else:  # seconds for a large model (torch's import, two passes on the meta device): say so
+                from rich.console import Console
+
+                with Console(stderr=True).status(f"counting the FLOPs of one {padded.name} step three ways…"):
+                    counts = count_flops(padded, batch_size, seq)
         result = {"model": padded.name, "vocab_size": padded.vocab_size, **counts.to_dict()}
         if json_:
             emit_json(result)

@@ -124,19 +124,24 @@ class MfutopApp(App):
         self.set_interval(REDRAW_S, self._redraw_if_dirty)
         self._check_setup()
         self.after_layout_change()
-        if self.autostart:
-            self._autostart()
-        self._ask_preview(delay=0)
+        if self.autostart and self._autostart():
+            # torch's import for the preview would hold the GIL while the panel and the first numbers
+            # arrive: the preview waits for an edit of the form, or the end of this run
+            self.preview_status = "shown when you edit the setup, or after this run"
+            self._show_setup()
+        else:
+            self._ask_preview(delay=0)
 
-    def _autostart(self) -> None:
-        """The run the command line asked for starts at once: it was checked as the CLI parsed it, and
-        waiting for the preview (torch's import in this process) would hold back the first numbers by
-        seconds. The preview still follows for the form; `r` is what it guards."""
+    def _autostart(self) -> bool:
+        """Start the run the command line asked for at once (True when a live run started): it was checked
+        as the CLI parsed it, and waiting for the preview (torch's import in this process) would hold back
+        the first numbers by seconds. The preview follows for the form; `r` is what it guards."""
         config, _ = check_draft(self.setup_draft, self.run_config)
         if self._source is not None or config is None:
             self.action_start()
-        else:
-            self._launch_live(config)
+            return False
+        self._launch_live(config)
+        return True
 
     def after_layout_change(self) -> None:
         """Called once the body is (re)built: re-flag setup errors, put focus where keys work."""
@@ -280,6 +285,8 @@ class MfutopApp(App):
                 self.state.status = "ended"
                 self.state.note("warning", "the source ended without RunFinished (file cut short?)")
         self._stop_gpu_poll()
+        if self.preview is None and self._preview_timer is None and self.setup_editable:
+            self._ask_preview(delay=0)  # deferred at start-up (on_mount)
         self.redraw()
 
     async def wait_for_run(self, timeout: float = QUIT_WAIT_S) -> bool:
