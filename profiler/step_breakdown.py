@@ -8,8 +8,8 @@ kernels and every op on a T x T score tensor -> attention, anything under
 ``Optimizer.step`` / ``zero_grad`` -> optimizer, collectives -> communication,
 views and autograd bookkeeping -> host, the rest -> elementwise. What no aten
 op accounts for (Python, the autograd engine, the profiler itself) is host.
-Given a ``reference_s`` (the median timed step), the profiler's own overhead is
-taken out per recorded event (a fixed cost each), then the split is scaled to it.
+Given a ``reference_s`` (the median timed step), the split is scaled to it, so
+the profiler's own overhead (on every recorded op) is taken out in proportion.
 On CUDA the device kernels are classified by name instead and the host part
 is the step time they leave uncovered.
 """
@@ -86,31 +86,22 @@ def _under_attention(event: Any) -> bool:
 
 
 def cpu_categories(events: Iterable[Any], wall_s: float, reference_s: float | None = None) -> dict[str, float]:
-    """Seconds per category from CPU events' self times; host takes the uncovered rest of the step.
-
-    With ``reference_s`` (the same step unprofiled), the profiler's own cost is taken out per recorded
-    event, not in proportion to time: it is a fixed cost per event, so a category of many tiny ops (the
-    optimizer's per-tensor ops, views, autograd's nodes) carries more of it than one long GEMM."""
+    """Seconds per category from CPU events' self times; host takes the uncovered rest of the step."""
     out = {c: 0.0 for c in CATEGORIES}
-    counts = {c: 0 for c in CATEGORIES}
     for event in events:
         if getattr(event, "device_type", None) is not None and "CUDA" in str(event.device_type):
             continue
         category = classify_cpu_event(event)
         if category is not None:
             out[category] += event.self_cpu_time_total / 1e6
-            counts[category] += 1
     kernels = sum(v for c, v in out.items() if c != "host")
     out["host"] = max(0.0, wall_s - kernels)
-    if reference_s is not None and wall_s > reference_s and sum(counts.values()):
-        per_event = (wall_s - reference_s) / sum(counts.values())
-        out = {c: max(0.0, v - counts[c] * per_event) for c, v in out.items()}
-    return _scaled(out, sum(out.values()), reference_s)
+    return _scaled(out, wall_s, reference_s)
 
 
 def _scaled(categories: dict[str, float], wall_s: float, reference_s: float | None) -> dict[str, float]:
-    """The split scaled to the reference step's time (what is left of the profiler's overhead, or of a
-    difference between the two steps, shared in proportion)."""
+    """The profiled step's split scaled to the reference step's time: the profiler's overhead lands on every
+    recorded op, so it is taken out in proportion rather than all from one category."""
     if reference_s is None or wall_s <= 0:
         return categories
     factor = reference_s / max(wall_s, sum(categories.values()))

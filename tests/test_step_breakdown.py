@@ -36,20 +36,8 @@ def test_host_is_what_the_kernels_leave_of_the_step():
     out = cpu_categories(events, wall_s=0.006)
     assert out["matmul"] == pytest.approx(0.003) and out["elementwise"] == pytest.approx(0.001)
     assert out["host"] == pytest.approx(0.002) and set(out) == set(CATEGORIES)
-    # the profiler's 1.5 ms (6 - 4.5) is a fixed cost per recorded event: 0.5 ms off each of the three
-    scaled = cpu_categories(events, wall_s=0.006, reference_s=0.0045)
-    assert scaled["matmul"] == pytest.approx(0.0025) and scaled["elementwise"] == pytest.approx(0.0005)
-    assert scaled["host"] == pytest.approx(0.0015) and sum(scaled.values()) == pytest.approx(0.0045)
-
-
-def test_a_category_of_many_tiny_ops_carries_more_of_the_profilers_cost():
-    step = _event("Optimizer.step#AdamW.step")
-    events = [_event("aten::mm", 4000)] + [_event("aten::_foreach_add_", 20, parent=step) for _ in range(100)]
-    wall = 0.004 + 100 * 20e-6 + 0.0005  # 0.5 ms uncovered: host
-    out = cpu_categories(events, wall_s=wall, reference_s=wall - 101 * 10e-6)  # 10 µs per recorded event
-    assert out["optimizer"] == pytest.approx(100 * 10e-6)  # half of its 2 ms was the profiler's
-    assert out["matmul"] == pytest.approx(0.004 - 10e-6)  # one event's worth off the GEMM
-    assert sum(out.values()) == pytest.approx(wall - 101 * 10e-6)
+    scaled = cpu_categories(events, wall_s=0.006, reference_s=0.0045)  # the profiler's overhead taken out
+    assert scaled["matmul"] == pytest.approx(0.003 * 0.75) and sum(scaled.values()) == pytest.approx(0.0045)
 
 
 def test_cuda_kernels_map_to_categories():
