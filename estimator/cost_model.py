@@ -80,7 +80,6 @@ class MeasuredCost(_Communication):
     def cost(self, op: Op) -> OpCost:
         """Kernel time from the grids (a kernel's own dispatch included); the host time of the micro-batch,
         beyond its kernels, is the framework op's: measured per micro-batch and per block."""
-        host = 0.0
         if op.category == "communication":
             return self.comm_cost(op)
         if op.kernel == "framework":
@@ -89,22 +88,22 @@ class MeasuredCost(_Communication):
             grid = self.profile.gemm.get(op.dtype) or self.profile.gemm.get("fp32")
             t, ext = grid.lookup(op.shape)
             t *= self.profile.gemm_layout.get(op.dtype, {}).get(op.phase, 1.0)  # dY·W, dYᵀ·X vs x·Wᵀ
-            return OpCost(t, host, ext)
+            return OpCost(t, 0.0, ext)
         if op.category == "attention":
             grid = self._grid(self.profile.attention, op.kernel, op.dtype, op.phase)
             t, ext = grid.lookup(op.shape) if grid is not None else (0.0, True)
-            return OpCost(t, host, ext)
+            return OpCost(t, 0.0, ext)
         if op.category == "optimizer":  # measured as a whole AdamW step: per step, per tensor, per element
             opt = self.profile.optimizer.get(f"adamw.{self._impl()}") or next(iter(self.profile.optimizer.values()))
             if op.kernel == "launch":
                 return OpCost(opt["step_s"], 0.0)
-            return OpCost(opt["per_tensor_s"] + opt["per_element_s"] * op.shape[0], host)
+            return OpCost(opt["per_tensor_s"] + opt["per_element_s"] * op.shape[0], 0.0)
         grid = self._grid(self.profile.elementwise, op.kernel, op.dtype, op.phase)
         if grid is None:
             bw = self.hardware.memory_bandwidth if self.hardware is not None else 0.0
-            return OpCost(op.bytes / bw if bw else 0.0, host, True)
+            return OpCost(op.bytes / bw if bw else 0.0, 0.0, True)
         t, ext = grid.lookup(op.shape)
-        return OpCost(t, host, ext)
+        return OpCost(t, 0.0, ext)
 
     def _framework(self, variant: str, layers: int) -> float:
         """Per micro-batch + per block x blocks; another variant of the same family (or any) stands in for

@@ -8,8 +8,9 @@ parameter tensor; the communication each parallelism adds. ``flops`` follows
 so the FLOP sum of a graph equals ``step_flops(...).total`` exactly (recompute
 ops aside: they make up ``recompute``). Elementwise ops carry no model FLOPs;
 their cost is the bytes they move. ``host_ops`` counts the kernel-less ops
-(views, transposes, autograd bookkeeping) dispatched around a kernel: on a CPU
-each costs host time, on a GPU each is a launch the host must issue.
+(views, transposes, autograd bookkeeping) dispatched around a kernel: the
+datasheet cost model charges each a launch; the measured one times all host
+work of a micro-batch at once, per block (the ``framework`` op).
 
 The cost model (``estimator.cost_model``) times each op; the breakdown sums
 them per category, the same categories ``profiler.step_breakdown`` measures.

@@ -34,6 +34,12 @@ SPREAD_TOLERANCE = 0.10  # IQR / median under which the timed steps count as ste
 LOAD_RECHECK_S = 5.0  # how often the machine's load is checked again during the timed steps
 
 
+def warmup_steps(requested: int, cpu: bool, stepped_before: bool) -> int:
+    """The warm-up steps a run takes: as asked, but at least one on a CPU that has not stepped yet (the
+    tracked memory step needs AdamW's state allocated by an earlier step)."""
+    return 1 if cpu and requested == 0 and not stepped_before else requested
+
+
 def measure_steps(state, trainer: TrainingStep, batch: int, cancel: threading.Event,
              max_extra: int) -> Iterator[Event]:
     """Warm-up steps, (CPU) one tracked memory step, then timed steps until steady."""
@@ -71,9 +77,7 @@ def measure_steps(state, trainer: TrainingStep, batch: int, cancel: threading.Ev
         meter.set_cpu_figures(unique_storage_bytes(training_state_tensors(trainer.raw_model, trainer.optimizer)),
                               max(probe_peaks, default=0))
     step_no = 0
-    warmups = config.warmup_steps
-    if cpu and warmups == 0 and steps_run == 0:
-        warmups = 1  # the memory step needs AdamW state allocated by an earlier step
+    warmups = warmup_steps(config.warmup_steps, cpu, steps_run > 0)
     for _ in range(warmups):
         if cancel.is_set():
             return

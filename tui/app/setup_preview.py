@@ -106,10 +106,9 @@ def run_steps(config: RunConfig, cpu: bool, searched: bool) -> int:
     """The full steps a run takes after the search (``profiler.timed_steps.measure_steps``): warm-up
     (at least one on a CPU without a search), the CPU's tracked memory step, the timed steps, and
     the breakdown step under torch.profiler."""
-    warmups = config.warmup_steps
-    if cpu and warmups == 0 and not searched:
-        warmups = 1
-    return warmups + (1 if cpu else 0) + config.steps + 1
+    from profiler.timed_steps import warmup_steps
+
+    return warmup_steps(config.warmup_steps, cpu, searched) + (1 if cpu else 0) + config.steps + 1
 
 
 def preview_run(config: RunConfig, detect: Callable[..., Any] | None = None) -> RunPreview:
