@@ -29,7 +29,7 @@ from estimator.op_graph import CATEGORIES, Op, StepGraph, stages, step_graph
 from estimator.model_config import ModelConfig
 from estimator.setup import TrainSetup
 from estimator.step_overheads import OPTIMIZER_OPS, StepOverheads, default_overheads
-from estimator.step_time import link_bandwidth, ring_all_reduce_s, transfer_s, COLLECTIVE_LATENCY_S
+from estimator.communication import communication_seconds
 
 
 @dataclass(frozen=True)
@@ -40,19 +40,13 @@ class OpCost:
 
 
 class _Communication:
-    """Ring collectives and point-to-point sends at the hardware's link bandwidth (estimator.step_time)."""
+    """Collectives and point-to-point sends of the op graph, timed by ``estimator.communication``."""
 
     def __init__(self, hardware: HardwareSpec, setup: TrainSetup):
         self.hardware, self.setup = hardware, setup
 
     def comm_cost(self, op: Op) -> OpCost:
-        message, ranks = op.shape
-        eff = self.setup.efficiency.interconnect
-        if op.kernel == "p2p":
-            bw = link_bandwidth(self.hardware, self.setup.tp * self.setup.pp, eff)
-            return OpCost(transfer_s(message, bw) + COLLECTIVE_LATENCY_S, 0.0)
-        span = self.setup.tp if op.name.startswith("tp.") else self.setup.world_size
-        return OpCost(ring_all_reduce_s(message, ranks, link_bandwidth(self.hardware, span, eff)), 0.0)
+        return OpCost(communication_seconds(op, self.hardware, self.setup), 0.0)
 
 
 class MeasuredCost(_Communication):

@@ -22,7 +22,8 @@ from estimator.model_config import ModelConfig
 from estimator.params import count_params
 from estimator.precision import Precision, get_precision
 from estimator.setup import TrainSetup
-from estimator.step_time import COLLECTIVE_LATENCY_S, transfer_s, link_bandwidth, ring_all_reduce_s, roofline
+from estimator.communication import COLLECTIVE_LATENCY_S, link_bandwidth, ring_all_reduce_s, transfer_s
+from estimator.step_time import roofline
 
 WEIGHT_BITS = (32, 16, 8, 4)
 UNQUANTIZED_BYTES = 2  # embeddings, head, norms, biases, router
@@ -41,7 +42,7 @@ def kv_cache_bytes(cfg: ModelConfig, batch_size: int, context_len: int, kv_bytes
     """2 (K and V) · layers · b · s · g · d_h · bytes on one GPU; KV heads split by TP
     (at least one per GPU), layers by PP."""
     layers = _cdiv(cfg.n_layers, pp)
-    return 2 * layers * batch_size * context_len * _cdiv(cfg.kv_heads, tp) * cfg.dh * kv_bytes
+    return layers * batch_size * context_len * cfg.kv_cache_width(tp) * kv_bytes
 
 
 def kv_cache_bytes_per_token(cfg: ModelConfig, kv_bytes: int = 2) -> int:
@@ -148,7 +149,7 @@ def infer_estimate(cfg: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, 
     # Prefill: every layer of every stage in turn (latency, not pipelined throughput).
     fwd = forward_breakdown(cfg, prompt_len)
     acts_layer = activation_bytes_per_layer(cfg, b, prompt_len, p, tp=tp, flash_attention=setup.flash_attention)
-    kv_write = 2 * b * prompt_len * _cdiv(cfg.kv_heads, tp) * cfg.dh * kv_bytes  # one layer's K and V
+    kv_write = b * prompt_len * cfg.kv_cache_width(tp) * kv_bytes  # one layer's K and V
     layer_t, prefill_bound = roofline(b * fwd["block"] / tp,
                                       layer_weight_bytes + ACTIVATION_TRAFFIC * acts_layer["total"] + kv_write,
                                       peak, bw)
@@ -158,7 +159,7 @@ def infer_estimate(cfg: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, 
 
     # Decode at the mean context over the generation.
     mean_ctx = prompt_len + gen_len / 2
-    kv_read = 2 * b * mean_ctx * _cdiv(cfg.kv_heads, tp) * cfg.dh * kv_bytes
+    kv_read = b * mean_ctx * cfg.kv_cache_width(tp) * kv_bytes
     layer_d, decode_bound = roofline(b * _decode_block_flops(cfg, round(mean_ctx)) / tp,
                                      layer_weight_bytes + kv_read, peak, bw)
     tp_comm_d = 2 * ring_all_reduce_s(b * cfg.d_model * a, tp, tp_bw)

@@ -78,6 +78,10 @@ class ModelConfig:
     def dh(self) -> int:
         return self.head_dim or self.d_model // self.n_heads
 
+    def kv_cache_width(self, tp: int = 1) -> int:
+        """Elements one tensor-parallel rank caches per token per layer: K and V of its KV heads."""
+        return 2 * -(-self.kv_heads // tp) * self.dh
+
     @property
     def q_width(self) -> int:
         """Width of all query heads together (a x d_h)."""

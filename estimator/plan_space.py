@@ -17,7 +17,7 @@ from estimator.errors import ConfigError
 from estimator.flops import RECOMPUTE_KINDS
 from estimator.hardware import HardwareSpec
 from estimator.model_config import ModelConfig
-from estimator.step_time import GPUS_PER_NODE
+from estimator.communication import GPUS_PER_NODE
 
 ZERO_STAGES = (0, 1, 2, 3)
 # Megatron/DeepSpeed's mixed precision (fp32 master) and torch autocast; fp16 where there is no bf16 path.
@@ -162,7 +162,7 @@ def gaps(model: ModelConfig, hardware: HardwareSpec, uneven_pp: bool,
         out.append("expert parallelism: the all-to-all is not modelled, EP rows are optimistic")
     if gpus_per_node != GPUS_PER_NODE:
         out.append(f"--gpus-per-node {gpus_per_node} bounds TP only: the estimator's link model puts "
-                   f"{GPUS_PER_NODE} GPUs on NVLink (estimator.step_time.GPUS_PER_NODE)")
+                   f"{GPUS_PER_NODE} GPUs on NVLink (estimator.communication.GPUS_PER_NODE)")
     if not uneven_pp and any(model.n_layers % p for p in (2, 4, 8, 16)):
         out.append(f"pipeline sizes that do not divide {model.n_layers} layers: not searched (--uneven-pp)")
     return out

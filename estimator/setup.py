@@ -47,10 +47,13 @@ class TrainSetup:
     sp: bool = False  # sequence parallel (with TP)
     ep: int = 1  # expert parallel
     zero: int = 0  # ZeRO stage 0-3 over dp
+    vpp: int = 1  # virtual pipeline stages per GPU (interleaved 1F1B); 1: plain 1F1B
+    cp: int = 1  # context parallel: the sequence split over cp GPUs (ring attention)
+    dropout: float = 0.0  # dropout probability (0: none, as in the profiled GPT)
     efficiency: Efficiency = Efficiency()
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum", "dp", "tp", "pp", "ep"):
+        for name in ("batch_size", "grad_accum", "dp", "tp", "pp", "ep", "vpp", "cp"):
             check_finite_positive(getattr(self, name), name.replace("_", "-"), low=1, high=MAX_SETUP_INT, integer=True)
         if self.seq_len is not None:
             check_finite_positive(self.seq_len, "seq-len", low=1, high=MAX_SETUP_INT, integer=True)
@@ -59,6 +62,9 @@ class TrainSetup:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.recompute not in RECOMPUTE_KINDS:
             raise ConfigError(f"recompute must be one of {', '.join(RECOMPUTE_KINDS)}, got {self.recompute!r}")
+        if not (isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool)
+                and 0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
         if self.zero not in (0, 1, 2, 3):
             raise ConfigError(f"zero stage must be 0, 1, 2 or 3, got {self.zero!r}")
         for name in ("flops", "memory", "interconnect"):
@@ -67,7 +73,7 @@ class TrainSetup:
 
     @property
     def world_size(self) -> int:
-        return self.dp * self.tp * self.pp
+        return self.dp * self.tp * self.pp * self.cp
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -25,6 +25,7 @@ which with the op counts lives in ``estimator.step_overheads``.
 
 from __future__ import annotations
 
+from estimator.communication import COLLECTIVE_LATENCY_S, GPUS_PER_NODE, link_bandwidth, ring_all_reduce_s, transfer_s
 from estimator.flops import forward_breakdown
 from estimator.hardware import HardwareSpec
 from estimator.memory_terms import (
@@ -52,8 +53,6 @@ from estimator.step_overheads import (
 )
 
 
-GPUS_PER_NODE = 8  # a group larger than this crosses the network
-COLLECTIVE_LATENCY_S = 10e-6  # α per ring step (NCCL, formulas.md §4.3: 5-20 µs)
 ACTIVATION_TRAFFIC = 2  # each saved activation is written once and read once in the forward
 BACKWARD_FACTOR = 2  # backward = 2 x forward FLOPs and 2 x forward traffic
 ZERO3_COMM_FACTOR = 1.5  # ZeRO-3: params all-gathered in forward and backward + grad reduce-scatter
@@ -67,28 +66,6 @@ def roofline(flops: float, traffic_bytes: float, peak: float, bandwidth: float) 
     compute = flops / peak
     memory = traffic_bytes / bandwidth if bandwidth > 0 else 0.0
     return (compute, "compute") if compute >= memory else (memory, "memory")
-
-
-def ring_all_reduce_s(message_bytes: float, ranks: int, bandwidth: float,
-                      latency: float = COLLECTIVE_LATENCY_S) -> float:
-    """2(n−1)/n · M / B + 2(n−1)·α; zero for one rank."""
-    if ranks <= 1 or message_bytes <= 0:
-        return 0.0
-    return 2 * (ranks - 1) / ranks * transfer_s(message_bytes, bandwidth) + 2 * (ranks - 1) * latency
-
-
-def transfer_s(n_bytes: float, bandwidth: float) -> float:
-    """Seconds to move ``n_bytes``; an unknown (zero) bandwidth contributes nothing (predict warns)."""
-    return n_bytes / bandwidth if bandwidth > 0 else 0.0
-
-
-def link_bandwidth(hardware: HardwareSpec, span: int, interconnect_efficiency: float) -> float:
-    """Per-direction bytes/s for a group spanning ``span`` GPUs: the scale-up link (NVLink, a
-    bidirectional aggregate, halved) inside its domain, PCIe for the rest of a node (bridged PCIe
-    cards join only 2 GPUs by NVLink), the per-GPU NIC across nodes (already per direction)."""
-    bidirectional, tier = hardware.group_link(span, GPUS_PER_NODE)
-    raw = bidirectional if tier == "network" else bidirectional / 2
-    return raw * interconnect_efficiency
 
 
 # ----------------------------------------------------------------- compute

@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from estimator.mfu import mfu
-from estimator.step_time import COLLECTIVE_LATENCY_S, ZERO3_COMM_FACTOR, ring_all_reduce_s
+from estimator.communication import COLLECTIVE_LATENCY_S, ring_all_reduce_s
+from estimator.step_time import ZERO3_COMM_FACTOR
 from profiler.compare import compare_rows, errors_by_key, lookup
 
 

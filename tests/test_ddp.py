@@ -21,7 +21,7 @@ import pytest
 from estimator.errors import ConfigError
 from estimator.params import count_params
 from estimator.presets import get_model
-from estimator.step_time import COLLECTIVE_LATENCY_S
+from estimator.communication import COLLECTIVE_LATENCY_S
 from profiler.ddp import (
     RUN_MARKER_PREFIX, describe_failure, leftover_processes, run_distributed,
     torchrun_args, torchrun_command,

@@ -9,7 +9,8 @@ from estimator.model_config import ModelConfig
 from estimator.predict import predict
 from estimator.presets import get_model
 from estimator.setup import Efficiency, TrainSetup
-from estimator.step_time import COLLECTIVE_LATENCY_S, link_bandwidth, ring_all_reduce_s, roofline, train_step_time
+from estimator.communication import COLLECTIVE_LATENCY_S, link_bandwidth, ring_all_reduce_s
+from estimator.step_time import roofline, train_step_time
 
 A100 = get_gpu("a100-sxm-80gb")
 H100 = get_gpu("h100-sxm")
