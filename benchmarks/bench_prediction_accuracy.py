@@ -127,11 +127,11 @@ def print_table(rows: list[dict]) -> None:
 
 
 def overhead(repeats: int = 30) -> None:
-    """Per-op CPU overhead: gpt-tiny steps at 1 x 1 token divided by the estimator's op counts."""
+    """Per-op CPU overhead: gpt-tiny steps at 1 x 1 token divided by the op graph's dispatched ops."""
     import torch
 
-    from estimator.memory_terms import stage_params
-    from estimator.step_overheads import CPU_OP_OVERHEAD_S, StepOverheads, step_op_counts
+    from estimator.op_graph import step_graph
+    from estimator.step_overheads import CPU_OP_OVERHEAD_S
     from profiler.step import StepOptions, TrainingStep
 
     cfg = get_model("gpt-tiny")
@@ -141,8 +141,10 @@ def overhead(repeats: int = 30) -> None:
             trainer = TrainingStep(cfg, "cpu", StepOptions(precision=precision, flash_attention=flash))
             x, y = trainer.make_batch(1, 1)
             setup = TrainSetup(batch_size=1, seq_len=1, precision=precision, flash_attention=flash)
-            ops = step_op_counts(cfg, setup, stage_params(cfg)["first"], True, True,
-                                 StepOverheads("cpu", CPU_OP_OVERHEAD_S, "foreach"))
+            graph = step_graph(cfg, setup)
+            ops = {"micro_batch": sum(n * (1 + op.host_ops) for op, n in graph.counted()
+                                      if op.category not in ("communication", "host")),
+                   "optimizer": sum(n for op, n in graph.counted(per_step=True) if op.category == "optimizer")}
 
             def forward_backward():
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32"):

@@ -21,15 +21,26 @@ DP all-reduce hidden behind the last backward).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from estimator.device_profile import DeviceProfile
 from estimator.hardware import HardwareSpec
-from estimator.op_graph import CATEGORIES, Op, StepGraph, stages, step_graph
+from estimator import gpu_kernels
+from estimator.op_graph import CATEGORIES, DTYPE_BYTES, Op, StepGraph, stages, step_graph
 from estimator.model_config import ModelConfig
+from estimator.precision import get_precision
 from estimator.setup import TrainSetup
-from estimator.step_overheads import OPTIMIZER_OPS, StepOverheads, default_overheads
+from estimator.step_overheads import (
+    CPU_ELEMENT_BYTES,
+    CPU_THEORETICAL_MATMUL_EFFICIENCY,
+    EXPLICIT_SCORE_PASSES,
+    OPTIMIZER_OPS,
+    StepOverheads,
+    cpu_attention_factor,
+    default_overheads,
+)
 from estimator.communication import communication_seconds
+from estimator.step_time import optimizer_bytes_moved
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class OpCost:
     device_s: float  # the kernel (on a CPU: including its bare dispatch)
     host_s: float  # framework work around it: autograd bookkeeping, views, module calls, launches
     extrapolated: bool = False
+    bound: str = ""  # datasheet: "compute" | "memory", the side of the op's roofline that set its time
 
 
 class _Communication:
@@ -47,6 +59,10 @@ class _Communication:
 
     def comm_cost(self, op: Op) -> OpCost:
         return OpCost(communication_seconds(op, self.hardware, self.setup), 0.0)
+
+    def prepare(self, ops) -> list[Op]:
+        """The kernels that run for ``ops`` (a cost source that fuses some overrides it)."""
+        return list(ops)
 
 
 class MeasuredCost(_Communication):
@@ -122,18 +138,61 @@ class MeasuredCost(_Communication):
 
 
 class DatasheetCost(_Communication):
-    """Each op's own roofline plus a launch cost per dispatched op, from the hardware's datasheet."""
+    """Each op's own roofline plus a launch cost per dispatched op, from the hardware's datasheet.
+
+    GEMMs and the attention kernel reach a shape-dependent fraction of the dense peak on a GPU
+    (``estimator.gpu_kernels``: the architecture's measured ceiling x tile and wave quantization);
+    ``--flops-efficiency`` (``setup.efficiency.flops``) overrides it for every op. Memory-bound
+    kernels (norms, activations, residual adds, casts, the loss, explicit attention's passes over the
+    scores) each move their bytes at the derated bandwidth; under ``compile`` a run of consecutive
+    elementwise kernels is fused into one (its largest traffic, one launch)."""
 
     source = "datasheet"
 
-    def __init__(self, hardware: HardwareSpec, setup: TrainSetup, overheads: StepOverheads | None = None):
+    def __init__(self, hardware: HardwareSpec, setup: TrainSetup, overheads: StepOverheads | None = None,
+                 memo: dict | None = None):
+        """``memo``: a cache of op costs shared by many setups on one hardware (the planner's candidates)."""
         super().__init__(hardware, setup)
         self.overheads = overheads or default_overheads(hardware)
         self.device_kind = self.overheads.device_kind
+        self.gpu = self.device_kind == "gpu"
+        self.sms = hardware.sm_count or 0
+        self.gemm_ceiling = gpu_kernels.matmul_ceiling(hardware) if self.gpu else None
+        self._memo: dict[tuple, OpCost] = {} if memo is None else memo
+        # What an op's cost depends on beyond the op: the regime, and for communication the groups' spans.
+        self._setup_key = (setup.precision, setup.optimizer, setup.compile, setup.efficiency, self.overheads)
+        self._comm_key = (setup.tp, setup.pp, setup.cp, setup.ep, setup.vpp, setup.world_size)
+        precision = get_precision(setup.precision)
+        self._optimizer_passes = (optimizer_bytes_moved(precision, setup.optimizer, self.overheads.optimizer_impl)
+                                  / optimizer_bytes_moved(precision, setup.optimizer, "fused"))
+
+    # -- efficiency ---------------------------------------------------------------------------
+    def _flat(self) -> float | None:
+        """A shape-free efficiency: the user's override, or the CPU's (a measured or theoretical peak)."""
+        if self.setup.efficiency.flops is not None:
+            return self.setup.efficiency.flops
+        if not self.gpu:
+            return self.overheads.matmul_efficiency or CPU_THEORETICAL_MATMUL_EFFICIENCY
+        return None
 
     def matmul_efficiency(self, op: Op) -> float:
-        """Fraction of the dense peak a GEMM / attention kernel reaches; a shape-free figure for now."""
-        return self.overheads.matmul_efficiency or self.setup.efficiency.flops
+        """Fraction of the dense peak this GEMM / attention kernel reaches."""
+        flat = self._flat()
+        if op.category == "attention" and not self.gpu and self.overheads.cpu_kernels:
+            run, factor = cpu_attention_factor(op.shape[2], op.shape[1], op.kernel == "sdpa", op.dtype)
+            return (flat or 1.0) * factor * (self._peak(run) or 1.0) / (self._peak(op.dtype) or 1.0)
+        if flat is not None:
+            return flat
+        ceiling = self.gemm_ceiling.fraction if self.gemm_ceiling else gpu_kernels.UNKNOWN_ARCH_CEILING
+        sms = self.sms or 1
+        if op.kernel == "gemm":
+            m, n, _ = op.shape
+            return ceiling * gpu_kernels.gemm_quantization(m, n, sms)
+        bh, seq, _ = op.shape
+        if op.kernel == "sdpa":
+            attn = gpu_kernels.attention_ceiling(self.hardware, op.forward)
+            return (attn.fraction if attn else ceiling) * gpu_kernels.attention_quantization(bh, seq, sms)
+        return ceiling * gpu_kernels.gemm_quantization(bh * seq, seq, sms)  # explicit: batched q·kᵀ and ·v
 
     def _peak(self, dtype: str) -> float | None:
         for key in (dtype, "fp32", "tf32", "bf16"):
@@ -142,79 +201,215 @@ class DatasheetCost(_Communication):
                 return peak
         return None
 
+    # -- ops ------------------------------------------------------------------------------------
+    def prepare(self, ops) -> list[Op]:
+        """The kernels that run: eager, every op its own; under ``compile``, runs of consecutive
+        elementwise ops of one pass fused into one kernel (its largest traffic, one launch)."""
+        if not self.setup.compile:
+            return list(ops)
+        out: list[Op] = []
+        for op in ops:
+            prev = out[-1] if out else None
+            if (prev is not None and op.category == prev.category == "elementwise" and op.phase == prev.phase):
+                out[-1] = replace(prev, name=prev.name + "+fused", bytes=max(prev.bytes, op.bytes),
+                                  host_ops=prev.host_ops + op.host_ops)
+            else:
+                out.append(op)
+        return out
+
     def cost(self, op: Op) -> OpCost:
+        comm = op.category == "communication"
+        key = (op.kernel, op.category, op.phase, op.shape, op.dtype, op.flops, op.bytes, op.host_ops,
+               self._setup_key, (op.name.split(".")[0], self._comm_key) if comm else None)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self._cost(op)
+        return hit
+
+    def _cost(self, op: Op) -> OpCost:
         if op.category == "communication":
             return self.comm_cost(op)
         launch = self.overheads.op_overhead_s
         if op.kernel == "framework":  # the datasheet charges launches per op (host_ops) instead
             return OpCost(0.0, 0.0)
         bw = self.hardware.memory_bandwidth * self.setup.efficiency.memory
-        memory = op.bytes / bw if bw > 0 else 0.0
+        moved = op.bytes
+        if self.overheads.cpu_kernels and op.category == "elementwise":  # CPU kernels run at the fp32 rate
+            moved = op.bytes * CPU_ELEMENT_BYTES // DTYPE_BYTES.get(op.dtype, CPU_ELEMENT_BYTES)
+        if op.category == "optimizer" and op.kernel != "launch":  # an unfused AdamW passes over its tensors
+            moved = op.bytes * self._optimizer_passes
         compute = 0.0
         if op.flops:
             peak = self._peak(op.dtype)
             compute = op.flops / (peak * self.matmul_efficiency(op)) if peak else 0.0
+        if op.kernel == "explicit":  # q·kᵀ and ·v are GEMMs; the passes over the scores are their own kernels
+            bh, q_len = op.shape[0], op.shape[1]  # the keys: the whole sequence (context parallel: cp x q_len)
+            scores = (EXPLICIT_SCORE_PASSES * bh * q_len * q_len * self.setup.cp * DTYPE_BYTES.get(op.dtype, 2)
+                      * (1 if op.forward else 2))
+            memory = (op.bytes - scores) / bw if bw > 0 else 0.0
+            device = max(compute, memory) + (scores / bw if bw > 0 else 0.0)
+            bound = "memory" if scores / bw > compute else "compute" if bw > 0 else "compute"
+        else:
+            memory = moved / bw if bw > 0 else 0.0
+            device, bound = (compute, "compute") if compute >= memory else (memory, "memory")
         if op.category == "optimizer":  # launches per tensor and per group of this AdamW implementation
             per_tensor, per_group = OPTIMIZER_OPS[self.device_kind][self.overheads.optimizer_impl]
             host = (per_group if op.kernel == "launch" else per_tensor) * launch
         else:
             host = (1 + op.host_ops) * launch
-        return OpCost(max(compute, memory), host)
+        return OpCost(device, host, False, bound)
 
     def seconds(self, op: Op) -> float:
         c = self.cost(op)
         return c.device_s + c.host_s
 
+    def assumptions(self) -> dict[str, object]:
+        """What set the kernels' efficiencies, as printed under ``assumptions``."""
+        if self._flat() is not None:
+            flat = self._flat()
+            why = ("--flops-efficiency" if self.setup.efficiency.flops is not None else
+                   "measured CPU matmul peak" if self.overheads.matmul_efficiency else
+                   "theoretical CPU peak, no measurement")
+            return {"time.matmul_efficiency": f"{flat:g} of the dense peak for every GEMM ({why})"}
+        ceiling = self.gemm_ceiling
+        return {
+            "time.matmul_efficiency": (
+                f"GEMMs: {ceiling.fraction:.3f} of the dense peak x tile and wave quantization on "
+                f"{self.sms} SMs (tiles {', '.join(f'{a}x{b}' for a, b in gpu_kernels.GEMM_TILES)}); "
+                f"ceiling: {ceiling.source}" if ceiling else
+                f"GEMMs: no published ceiling for {self.hardware.name}: "
+                f"{gpu_kernels.UNKNOWN_ARCH_CEILING} assumed x tile and wave quantization"),
+            "time.attention_efficiency": _attention_note(self.hardware),
+            "time.elementwise": ("each norm, activation, add, cast and the loss is its own memory-bound kernel "
+                                 + ("(fused per run under torch.compile)" if self.setup.compile else "(eager)")),
+        }
 
-def _sequence(costs: list[tuple[Op, OpCost]], sequential: bool) -> tuple[float, dict[str, float]]:
-    """(seconds, per category) of ops issued in order: summed on a CPU, max(host, device) on a GPU."""
-    cats = {c: 0.0 for c in CATEGORIES}
-    device = host = 0.0
-    for op, c in costs:
-        cats[op.category] += c.device_s
-        device += c.device_s
-        host += c.host_s
-    if sequential:
-        cats["host"] += host
-        return device + host, cats
-    exposed = max(0.0, host - device)
-    cats["host"] += exposed
-    return device + exposed, cats
+
+def _attention_note(hardware: HardwareSpec) -> str:
+    fwd, bwd = (gpu_kernels.attention_ceiling(hardware, f) for f in (True, False))
+    if fwd is None:
+        return "flash attention at the GEMM ceiling (no published flash-attention figure for this architecture)"
+    return (f"flash attention {fwd.fraction:.2f} (forward) / {bwd.fraction:.2f} (backward) of the peak x "
+            f"query-block quantization: {fwd.source}; explicit attention: batched GEMMs + its passes over "
+            "the T x T scores at the memory bandwidth")
+
+
+@dataclass
+class _Pass:
+    """Seconds of one micro-batch on one stage, by what the time is spent on."""
+
+    device: float = 0.0  # every kernel, on the device stream (communication included)
+    host: float = 0.0
+    p2p: float = 0.0  # pipeline sends, outside the micro-batch's own time
+    by_phase: dict = field(default_factory=lambda: {"forward": 0.0, "backward": 0.0, "recompute": 0.0})
+    comm: dict = field(default_factory=dict)  # group prefix (tp, cp, ep) -> seconds
+    cats: dict = field(default_factory=lambda: {c: 0.0 for c in CATEGORIES})
+    bound: dict = field(default_factory=lambda: {"layer": {}, "head": {}})
+    ops: int = 0  # dispatched ops (kernels and views)
+    extrapolated: set = field(default_factory=set)
+
+    def time(self, sequential: bool) -> float:
+        return self.device + (self.host if sequential else max(0.0, self.host - self.device))
+
+    def exposed_host(self, sequential: bool) -> float:
+        return self.host if sequential else max(0.0, self.host - self.device)
+
+
+HEAD_OPS = ("ln_f", "lm_head", "logits", "cross_entropy")
+
+
+def _time_micro_batch(graph: StepGraph, cost) -> _Pass:
+    """One micro-batch's costs; each segment's ops (a block's, once for all its layers) costed once."""
+    out = _Pass()
+    for seg in graph.segments:
+        n = seg.count
+        for op in cost.prepare(seg.ops):
+            c = cost.cost(op)
+            if c.extrapolated:
+                out.extrapolated.add(op.kernel)
+            device = n * c.device_s
+            if op.kernel == "p2p":
+                out.p2p += device
+                continue
+            out.device += device
+            out.host += n * c.host_s
+            out.cats[op.category] += device
+            if op.category == "communication":
+                group = op.name.split(".")[0]
+                out.comm[group] = out.comm.get(group, 0.0) + device
+                continue
+            if op.kernel != "framework":
+                out.ops += n * (1 + op.host_ops)
+            phase = "forward" if op.phase == "forward" else "recompute" if op.phase == "recompute" else "backward"
+            out.by_phase[phase] += device
+            if c.bound:
+                where = "head" if op.name.startswith(HEAD_OPS) else "layer" if op.name.startswith("block") else None
+                if where:
+                    out.bound[where][c.bound] = out.bound[where].get(c.bound, 0.0) + device
+    return out
+
+
+def _dominant(times: dict) -> str | None:
+    return max(times, key=times.get) if times else None
 
 
 def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: bool = True) -> dict:
-    """Seconds of one optimizer step from the per-op costs, its per-category split and the extrapolations."""
+    """One optimizer step from the per-op costs: its time, the terms that add up to it (``breakdown``),
+    the split per category, what bound it, and the ops a cost source had to extrapolate.
+
+    A micro-batch's ops run in sequence on a CPU (device + host); on a GPU the host launches ahead, so it
+    takes max(device, host). The pipeline runs (m + (pp − 1)/vpp) micro-batch slots per step (interleaved
+    1F1B with vpp virtual stages per GPU; Narayanan et al. 2021 §2.2) and sends per virtual stage; the DP
+    gradient all-reduce hides behind the last micro-batch's backward (``overlap_dp``)."""
     sequential = cost.device_kind == "cpu"
-    m, pp = setup.grad_accum, setup.pp
-    extrapolated: set[str] = set()
-    timed = {}
-    for stage, graph in graphs.items():
-        micro = [(op, cost.cost(op)) for op in graph.micro_batch if op.kernel != "p2p"]
-        p2p = sum(cost.cost(op).device_s for op in graph.micro_batch if op.kernel == "p2p")
-        t_micro, cats = _sequence(micro, sequential)
-        backward = sum(c.device_s + (c.host_s if sequential else 0.0) for op, c in micro
-                       if op.phase.startswith("backward"))
-        extrapolated |= {op.kernel for op, c in micro if c.extrapolated}
-        timed[stage] = (t_micro, cats, p2p, backward, graph)
-    busiest = max(timed, key=lambda k: timed[k][0])
-    t_micro, cats, p2p, backward, graph = timed[busiest]
-    per_step = [(op, cost.cost(op)) for op in graph.per_step]
-    extrapolated |= {op.kernel for op, c in per_step if c.extrapolated}
-    dp_ops = [(op, c) for op, c in per_step if op.category == "communication"]
-    opt_ops = [(op, c) for op, c in per_step if op.category != "communication"]
-    dp_comm = sum(c.device_s for _, c in dp_ops)
+    m, pp, vpp = setup.grad_accum, setup.pp, setup.vpp
+    timed = {stage: (_time_micro_batch(graph, cost), graph) for stage, graph in graphs.items()}
+    busiest = max(timed, key=lambda k: timed[k][0].time(sequential))
+    mb, graph = timed[busiest]
+    t_micro = mb.time(sequential)
+    extrapolated = set().union(*(p.extrapolated for p, _ in timed.values()))
+
+    per_step = [(op, n, cost.cost(op)) for op, n in graph.counted(per_step=True)]
+    extrapolated |= {op.kernel for op, _, c in per_step if c.extrapolated}
+    dp_comm = sum(n * c.device_s for op, n, c in per_step if op.category == "communication")
+    backward = mb.by_phase["backward"] + mb.by_phase["recompute"]
     dp_exposed = max(0.0, dp_comm - backward) if overlap_dp else dp_comm
-    optimizer, opt_cats = _sequence(opt_ops, sequential)
-    slots = m + pp - 1
-    categories = {c: slots * cats[c] + opt_cats[c] for c in CATEGORIES}
-    categories["communication"] += m * p2p + dp_exposed
-    step = slots * t_micro + m * p2p + dp_exposed + optimizer
-    return {
-        "time_s": step, "micro_batch_s": t_micro, "busiest_stage": busiest, "optimizer_s": optimizer,
-        "dp_comm_s": dp_comm, "dp_exposed_s": dp_exposed, "pp_bubble_s": (pp - 1) * t_micro,
-        "categories": categories, "source": cost.source, "extrapolated": sorted(extrapolated),
-        "ops": len(graph.micro_batch) * m + len(graph.per_step),
+    opt = [(op, n, c) for op, n, c in per_step if op.category != "communication"]
+    opt_device = sum(n * c.device_s for _, n, c in opt)
+    opt_host = sum(n * c.host_s for _, n, c in opt)
+    opt_exposed = opt_host if sequential else max(0.0, opt_host - opt_device)
+
+    bubble = (pp - 1) / vpp * t_micro
+    p2p = m * vpp * mb.p2p
+    step = m * t_micro + bubble + p2p + dp_exposed + opt_device + opt_exposed
+    categories = {c: (m + (pp - 1) / vpp) * mb.cats[c] for c in CATEGORIES}
+    categories["host"] += (m + (pp - 1) / vpp) * mb.exposed_host(sequential) + opt_exposed
+    categories["optimizer"] += opt_device
+    categories["communication"] += p2p + dp_exposed
+    breakdown = {
+        "forward_s": m * mb.by_phase["forward"], "backward_s": m * mb.by_phase["backward"],
+        "recompute_s": m * mb.by_phase["recompute"],
+        **{f"{g}_comm_s": m * mb.comm.get(g, 0.0) for g in COMM_GROUPS},
+        "op_overhead_s": m * mb.exposed_host(sequential) + opt_exposed,
+        "pp_bubble_s": bubble, "pp_p2p_s": p2p, "dp_comm_s": dp_comm, "dp_exposed_s": dp_exposed,
+        "optimizer_s": opt_device,
     }
+    exposed = mb.exposed_host(sequential)
+    return {
+        "time_s": step, "micro_batch_s": t_micro, "busiest_stage": busiest,
+        "bound": {"layer": _dominant(mb.bound["layer"]), "head": _dominant(mb.bound["head"]),
+                  "step": "host" if exposed > 0 and not sequential else "device"},
+        "breakdown": breakdown,
+        "overhead": {"ops_per_micro_batch": mb.ops, "ops_optimizer": sum(n for _, n, _ in opt),
+                     "host_s": m * mb.host + opt_host,
+                     "op_overhead_s": getattr(getattr(cost, "overheads", None), "op_overhead_s", None),
+                     "overlapped": not sequential, "device_kind": cost.device_kind},
+        "categories": categories, "source": cost.source, "extrapolated": sorted(extrapolated),
+        "ops": sum(n for _, n in graph.counted()) * m + sum(n for _, n in graph.counted(per_step=True)),
+    }
+
+
+COMM_GROUPS = ("tp", "cp", "ep")  # collectives inside a micro-batch, by parallel group (op-name prefix)
 
 
 def predict_step(cfg: ModelConfig, setup: TrainSetup, cost, batch_size: int | None = None,

@@ -8,7 +8,15 @@ per-layer roofline as training (``estimator.step_time.roofline``).
 Weight-only quantisation: matmul weights of the blocks are stored at
 ``weight_bits`` (group scales ignored); embeddings, head, norms, biases and
 the router stay 16-bit; matmuls still run at the precision's 16-bit peak
-(dequantise-then-multiply), as in llm-analysis' w4a16/w8a16 regimes.
+(dequantise-then-multiply), as in llm-analysis' w4a16/w8a16 regimes. The
+dequantisation is work of its own: each quantised weight costs
+``DEQUANT_OPS[bits]`` CUDA-core instructions per kernel call, at the chip's
+non-tensor fp32 instruction rate, *added* to the weight read (published
+weight-only decode does not hide it: gpt-fast's int8 / int4 Llama-2-7B
+decode moves 1,069 / 863 GB/s where bf16 moves 1,397, README @0f925b5).
+
+Tensor-parallel decode pays two all-reduces of b·h activations per layer,
+timed by ``estimator.communication`` (NCCL's LL protocol for small messages).
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from estimator.model_config import ModelConfig
 from estimator.params import count_params
 from estimator.precision import Precision, get_precision
 from estimator.setup import TrainSetup
-from estimator.communication import COLLECTIVE_LATENCY_S, link_bandwidth, ring_all_reduce_s, transfer_s
+from estimator.communication import collective_seconds
+from estimator.gpu_kernels import large_gemm_efficiency
 from estimator.step_time import roofline
 
 WEIGHT_BITS = (32, 16, 8, 4)
@@ -31,6 +40,21 @@ LOGITS_BYTES = 4  # fp32 logits of the last position only (logits_to_keep=1 / vL
 DEFAULT_PROMPT_LEN = 512
 DEFAULT_GEN_LEN = 128
 ACTIVATION_TRAFFIC = 2
+# CUDA-core instructions to turn one quantised weight into a 16-bit operand inside the GEMM kernel:
+# int8 (per-channel scale): convert + scale multiply; int4 (grouped scale and zero): unpack (shift/mask)
+# + convert + one fused scale-and-zero multiply-add. Counted from the kernels' structure, not fitted.
+DEQUANT_OPS = {8: 2, 4: 3}
+
+
+def dequant_seconds(quantized_params: float, weight_bits: int, hardware: HardwareSpec) -> float:
+    """CUDA-core time to dequantise ``quantized_params`` weights once: ops per weight over the chip's
+    instruction rate (its fp32 non-tensor FLOP/s / 2: an FMA counts 2 FLOPs). Zero for 16/32-bit weights
+    or a chip without an fp32 figure."""
+    ops = DEQUANT_OPS.get(weight_bits, 0)
+    fp32 = hardware.peak("fp32")
+    if not ops or not fp32:
+        return 0.0
+    return quantized_params * ops / (fp32 / 2)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -79,7 +103,7 @@ def inference_activation_bytes(cfg: ModelConfig, batch_size: int, tokens: int, c
     attn = a * bt * cfg.dh * (2 * heads + 2 * kv)  # q, k, v, output
     if not flash_attention:
         attn += (a + (4 if is_autocast(p) else 0)) * batch_size * heads * tokens * context_len
-    hidden = 3 if cfg.mlp == "swiglu" else 2
+    hidden = 3 if cfg.gated else 2
     mlp = a * bt * _cdiv(cfg.ffn, tp) * hidden * cfg.top_k
     stream = (residual_bytes(p) + a) * bt * cfg.d_model
     return stream + max(attn, mlp)
@@ -102,6 +126,10 @@ def infer_estimate(cfg: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, 
     """Memory, prefill and decode for ``setup.batch_size`` sequences per model replica."""
     p = get_precision(setup.precision)
     b, tp, pp = setup.batch_size, setup.tp, setup.pp
+    if setup.cp > 1:
+        raise ConfigError(f"--cp {setup.cp}: context parallel is a training layout; inference here uses --tp/--pp")
+    if setup.vpp > 1:
+        raise ConfigError(f"--vpp {setup.vpp}: interleaved pipeline stages are a training schedule; drop --vpp")
     kv_bytes = p.activation_bytes
     ctx = prompt_len + gen_len
     weights = inference_weight_bytes(cfg, weight_bits, tp, pp)
@@ -134,17 +162,20 @@ def infer_estimate(cfg: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, 
         return out
 
     eff = setup.efficiency
-    peak = peak_flops * eff.flops
+    peak = peak_flops * large_gemm_efficiency(hardware, eff.flops)
     bw = hardware.memory_bandwidth * eff.memory
-    tp_bw = link_bandwidth(hardware, tp, eff.interconnect)
-    pp_bw = link_bandwidth(hardware, tp * pp, eff.interconnect)
     layer_weight_bytes = weights["quantized"] / _cdiv(cfg.n_layers, pp)
+    dequant = dequant_seconds(weights["quantized_params"] / _cdiv(cfg.n_layers, pp), weight_bits, hardware)
     head_bytes = _cdiv(cfg.vocab_size * cfg.d_model, tp) * (4 if weight_bits == 32 else UNQUANTIZED_BYTES)
     head_flops = 2 * b * cfg.d_model * cfg.vocab_size / tp
     a = p.activation_bytes
 
-    def hops(tokens: int) -> float:  # activations handed from stage to stage
-        return (pp - 1) * (COLLECTIVE_LATENCY_S + transfer_s(b * tokens * cfg.d_model * a, pp_bw))
+    def hops(tokens: int) -> float:  # activations handed from stage to stage (neighbours span 2·tp GPUs)
+        return (pp - 1) * collective_seconds("p2p", b * tokens * cfg.d_model * a, 2, hardware, 2 * tp,
+                                             eff.interconnect)
+
+    def tp_all_reduce(tokens: int) -> float:  # one of the two per layer (attention out, MLP down)
+        return collective_seconds("all_reduce", b * tokens * cfg.d_model * a, tp, hardware, tp, eff.interconnect)
 
     # Prefill: every layer of every stage in turn (latency, not pipelined throughput).
     fwd = forward_breakdown(cfg, prompt_len)
@@ -154,21 +185,21 @@ def infer_estimate(cfg: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, 
                                       layer_weight_bytes + ACTIVATION_TRAFFIC * acts_layer["total"] + kv_write,
                                       peak, bw)
     head_t, _ = roofline(head_flops, head_bytes, peak, bw)  # last position only, prefill and decode alike
-    tp_comm = 2 * ring_all_reduce_s(b * prompt_len * cfg.d_model * a, tp, tp_bw)
-    prefill = cfg.n_layers * (layer_t + tp_comm) + head_t + hops(prompt_len)
+    prefill = cfg.n_layers * (layer_t + dequant + 2 * tp_all_reduce(prompt_len)) + head_t + hops(prompt_len)
 
     # Decode at the mean context over the generation.
     mean_ctx = prompt_len + gen_len / 2
     kv_read = b * mean_ctx * cfg.kv_cache_width(tp) * kv_bytes
     layer_d, decode_bound = roofline(b * _decode_block_flops(cfg, round(mean_ctx)) / tp,
                                      layer_weight_bytes + kv_read, peak, bw)
-    tp_comm_d = 2 * ring_all_reduce_s(b * cfg.d_model * a, tp, tp_bw)
-    decode = cfg.n_layers * (layer_d + tp_comm_d) + head_t + hops(1)
+    tp_comm_d = 2 * tp_all_reduce(1)
+    decode = cfg.n_layers * (layer_d + dequant + tp_comm_d) + head_t + hops(1)
 
     gpus = tp * pp
     out["prefill"] = {"time_s": prefill, "tokens_per_s": b * prompt_len / prefill, "bound": prefill_bound}
     out["decode"] = {"time_s": decode, "tokens_per_s": b / decode, "total_time_s": gen_len * decode,
-                     "mean_context": mean_ctx, "bound": decode_bound}
+                     "mean_context": mean_ctx, "bound": decode_bound,
+                     "dequant_s": cfg.n_layers * dequant, "tp_comm_s": cfg.n_layers * tp_comm_d}
     out["latency_s"] = prefill + gen_len * decode
     if gpu_hour_cost is not None:
         def per_1k(tokens_per_s: float) -> float:
@@ -183,7 +214,11 @@ def inference_assumptions(weight_bits: int, prompt_len: int, gen_len: int, p: Pr
     return {
         "infer.weight_bits": weight_bits,
         "infer.quantization": "block matmul weights at weight_bits, group scales ignored; embeddings, head, "
-                              "norms, biases and router 16-bit; matmuls at the 16-bit peak",
+                              "norms, biases and router 16-bit; matmuls at the 16-bit peak"
+                              + (f"; dequantisation {DEQUANT_OPS[weight_bits]} CUDA-core ops per weight per "
+                                 "kernel at the fp32 instruction rate, added to the weight read"
+                                 if weight_bits in DEQUANT_OPS else ""),
+        "infer.tp_all_reduce": "2 per layer of b·h activations, NCCL cost model (estimator.communication)",
         "infer.kv_cache_bytes_per_element": p.activation_bytes,
         "infer.prompt_len": prompt_len,
         "infer.gen_len": gen_len,

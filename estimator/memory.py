@@ -3,9 +3,12 @@
 Combines the terms (``estimator.memory_terms``: model states under ZeRO,
 Korthikanti activations, logits, autocast copies) into a ``TrainingMemory``
 whose total is, by default, the largest phase of the step
-(``estimator.memory_phases``). ``peak="sum"`` keeps the previous figure, every
-term co-resident; it is no bound either way (it misses the optimizer's scratch
-and counts 10 B per logit under autocast where the loss backward holds 12).
+(``estimator.memory_phases``). Pipeline stages hold the micro-batches (or,
+interleaved, the model chunks) in flight of their 1F1B schedule
+(``chunks_in_flight``); context parallel keeps s/cp tokens per rank.
+``peak="sum"`` keeps the previous figure, every term co-resident; it is no
+bound either way (it misses the optimizer's scratch and counts 10 B per logit
+under autocast where the loss backward holds 12).
 ``memory_assumptions`` names every implementation-dependent choice.
 """
 
@@ -20,6 +23,7 @@ from estimator.memory_terms import (
     OPTIMIZER_IMPLS,
     StageParams,
     activation_bytes_per_layer,
+    ceil_div,
     head_activation_bytes,
     is_autocast,
     logit_bytes_per_element,
@@ -29,6 +33,7 @@ from estimator.memory_terms import (
     residual_bytes,
     stage_params,
     weight_cast_bytes,
+    zero_group,
 )
 from estimator.model_config import ModelConfig
 from estimator.precision import Precision, get_precision
@@ -87,12 +92,30 @@ class TrainingMemory:
         }
 
 
-def check_parallel(cfg: ModelConfig, setup: TrainSetup) -> None:
-    """Parallel layouts that cannot exist raise ConfigError."""
+def check_parallel(cfg: ModelConfig, setup: TrainSetup, seq_len: int | None = None) -> None:
+    """Parallel layouts that cannot exist raise ConfigError (``seq_len``: default the setup's, else the
+    model's context)."""
     if cfg.n_heads % setup.tp:
         raise ConfigError(f"tp ({setup.tp}) must divide the attention heads ({cfg.n_heads})")
     if setup.pp > cfg.n_layers:
         raise ConfigError(f"pp ({setup.pp}) cannot exceed the layers ({cfg.n_layers})")
+    if setup.vpp > 1:
+        if setup.pp == 1:
+            raise ConfigError(f"--vpp {setup.vpp} (interleaved 1F1B) needs pipeline parallel: set --pp > 1")
+        if cfg.n_layers % (setup.pp * setup.vpp):
+            raise ConfigError(f"vpp ({setup.vpp}) must divide the layers per pipeline stage: {cfg.n_layers} layers / "
+                              f"pp {setup.pp} = {cfg.n_layers / setup.pp:g} per stage do not split into pp x vpp = "
+                              f"{setup.pp * setup.vpp} equal model chunks")
+    if setup.cp > 1:
+        s = seq_len or setup.seq_len or cfg.context_length
+        if s % (2 * setup.cp):
+            # Megatron's load-balanced causal ring cuts the sequence into 2·cp chunks and gives rank i
+            # chunks i and 2cp-1-i, so every rank holds the same share of the causal mask.
+            raise ConfigError(f"cp ({setup.cp}) needs a sequence divisible by 2 x cp = {2 * setup.cp} "
+                              f"(load-balanced ring attention); seq-len {s} is not")
+        if not setup.flash_attention:
+            raise ConfigError(f"--cp {setup.cp} needs flash attention: ring attention runs on the fused kernel "
+                              "(Megatron/Transformer Engine)")
     if setup.sp and setup.tp == 1:
         raise ConfigError("sequence parallel (--sp) needs tensor parallel: set --tp > 1")
     if setup.ep > 1:
@@ -104,19 +127,36 @@ def check_parallel(cfg: ModelConfig, setup: TrainSetup) -> None:
             raise ConfigError(f"ep ({setup.ep}) must divide dp ({setup.dp}): expert groups are carved out of DP")
 
 
+def chunks_in_flight(setup: TrainSetup, first: bool = True) -> int:
+    """Model chunks (``layers / (pp·vpp)`` layers each) whose activations the first (or last) pipeline
+    stage holds at its peak, capped by the ``grad_accum · vpp`` chunks of a step.
+
+    1F1B (vpp = 1): stage i holds ``pp − i`` micro-batches (Narayanan et al. 2021 §2.2.1). Interleaved
+    1F1B: rank r runs ``2(pp−r−1) + (vpp−1)·pp`` warm-up forwards of model chunks before its first
+    backward (Megatron-LM's interleaved schedule, Narayanan et al. 2021 §2.2.2), plus the one in steady
+    state. The first stage thus holds ``pp·vpp + pp − 1`` chunks = ``L·(1 + (pp−1)/(pp·vpp))`` layers'
+    activations, the factor of Korthikanti et al. 2022 §4.2.3, against ``L`` for plain 1F1B."""
+    pp, v, m = setup.pp, setup.vpp, setup.grad_accum
+    rank = 0 if first else pp - 1
+    if v == 1:
+        return min(pp - rank, m)
+    return min(2 * (pp - rank - 1) + (v - 1) * pp + 1, m * v)
+
+
 def _stage_memory(cfg: ModelConfig, setup: TrainSetup, p: Precision, batch_size: int, seq_len: int,
                   params: StageParams, first: bool, last: bool, peak: str, device_kind: str,
                   optimizer_impl: str) -> TrainingMemory:
-    dp, zero = setup.dp, setup.zero
+    dp, zero = zero_group(setup), setup.zero
     dense = model_state_bytes(params.dense, p, dp, zero, setup.optimizer)
     expert = model_state_bytes(params.expert, p, max(dp // setup.ep, 1), zero, setup.optimizer)
     states = {k: dense[k] + expert[k] for k in dense}
 
-    kw = dict(tp=setup.tp, sp=setup.sp, flash_attention=setup.flash_attention, device_kind=device_kind)
+    kw = dict(tp=setup.tp, sp=setup.sp, flash_attention=setup.flash_attention, dropout=setup.dropout > 0,
+              device_kind=device_kind)
     per_layer = activation_bytes_per_layer(cfg, batch_size, seq_len, p, recompute=setup.recompute, **kw)["total"]
-    # 1F1B: stage i holds (pp - i) micro-batches in flight; the first holds min(pp, m).
-    in_flight = min(setup.pp, setup.grad_accum) if first else 1
-    layers = params.layers * per_layer * in_flight
+    chunks = chunks_in_flight(setup, first)
+    in_flight = ceil_div(chunks, setup.vpp)  # in micro-batches of the whole stage (rounded up)
+    layers = params.layers // setup.vpp * per_layer * chunks
     buffer = 0
     if setup.recompute != "none":  # backward re-materialises one layer at a time
         full = activation_bytes_per_layer(cfg, batch_size, seq_len, p, recompute="none", **kw)["total"]
@@ -132,6 +172,7 @@ def _stage_memory(cfg: ModelConfig, setup: TrainSetup, p: Precision, batch_size:
         "params_on_gpu": params.total,
         "layers_on_gpu": params.layers,
         "micro_batches_in_flight": in_flight,
+        "model_chunks_in_flight": chunks,
         "activations/per_layer": per_layer,
         "activations/layers": layers,
         "activations/recompute_buffer": buffer,
@@ -157,14 +198,15 @@ def training_memory(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None 
     previous figure). ``device_kind``: "cpu" for CPU autocast's bf16 softmax. ``optimizer_impl``:
     foreach (torch's default on GPU; the profiler's on CPU), fused or for-loop AdamW.
     """
-    check_parallel(cfg, setup)
+    s = seq_len or setup.seq_len or cfg.context_length
+    check_parallel(cfg, setup, s)
     for name, value, allowed in (("peak", peak, PEAK_MODELS), ("device_kind", device_kind, DEVICE_KINDS),
                                  ("optimizer_impl", optimizer_impl, OPTIMIZER_IMPLS)):
         if value not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     p = get_precision(setup.precision)
     b = setup.batch_size if batch_size is None else batch_size
-    s = seq_len or setup.seq_len or cfg.context_length
+    s //= setup.cp  # context parallel: a rank keeps the activations of its s/cp tokens
     stages = stage_params(cfg, setup.tp, setup.pp, setup.ep)
     kw = dict(peak=peak, device_kind=device_kind, optimizer_impl=optimizer_impl)
     if setup.pp == 1:
@@ -185,7 +227,12 @@ def memory_assumptions(setup: TrainSetup, device_kind: str = "gpu", peak: str = 
             "regime": f"{p.name}: {p.description}; optimizer {setup.optimizer}",
         },
         "memory.activations": (
-            "Korthikanti et al. 2022 per-layer terms, no dropout (the profiled GPT has none), "
+            "Korthikanti et al. 2022 per-layer terms, "
+            + (f"dropout {setup.dropout:g}: 1-byte masks after attention and MLP"
+               + ("" if setup.flash_attention else " and on the softmax, plus its output")
+               + (" (flash attention regenerates its mask)" if setup.flash_attention else "")
+               if setup.dropout > 0 else "no dropout (the profiled GPT has none)")
+            + ", "
             f"{p.activation_bytes}-byte activations, norm inputs in the residual dtype ({residual_bytes(p)} B); "
             + ("flash attention: logsumexp (fp32) instead of s² probabilities" if setup.flash_attention
                else "eager attention: softmax probabilities kept"
@@ -195,8 +242,10 @@ def memory_assumptions(setup: TrainSetup, device_kind: str = "gpu", peak: str = 
         "memory.logits_bytes_per_element": logit_bytes_per_element(p),
         "memory.logits": "logits + log-softmax kept by cross_entropy + their gradient, all positions (the term "
                          "as the sum counts it; memory.at_peak has the buffers alive at the peak)",
-        "memory.weight_casts": "autocast keeps a 16-bit copy of every weight for the step" if is_autocast(p)
-        else "none (no autocast)",
+        "memory.weight_casts": (f"{p.weight_copy_bytes} B/param of cached fp8 weight copies (weight + transpose)"
+                                if p.weight_copy_bytes is not None else
+                                "autocast keeps a 16-bit copy of every weight for the step" if is_autocast(p)
+                                else "none (no autocast)"),
         "memory.total": (
             "peak of the step's phases (zero_grad(set_to_none=True): no gradients during the first forward): "
             "forward end, loss backward (log-softmax + its gradient in and out: "
@@ -208,7 +257,14 @@ def memory_assumptions(setup: TrainSetup, device_kind: str = "gpu", peak: str = 
             "sum of all terms: gradients counted as co-resident with all activations (the previous figure)")
             + "; norm statistics, RoPE tables, kernel workspaces and allocator fragmentation not included",
         "memory.peak_model": peak,
-        "memory.pipeline": "1F1B: the first stage holds min(pp, grad_accum) micro-batches of its layers in flight",
+        "memory.pipeline": ("1F1B: the first stage holds min(pp, grad_accum) micro-batches of its layers in flight"
+                            if setup.vpp == 1 else
+                            f"interleaved 1F1B (vpp {setup.vpp}): the first stage holds min(pp·vpp + pp − 1, "
+                            "grad_accum·vpp) model chunks of layers/(pp·vpp) layers, L·(1 + (pp−1)/(pp·vpp)) "
+                            "layers' activations (Narayanan et al. 2021 §2.2.2, Korthikanti et al. 2022 §4.2.3)"),
+        "memory.context_parallel": (f"cp {setup.cp}: activations, head and logits of s/cp tokens per rank; ZeRO "
+                                    "shards over dp·cp (Megatron's data-parallel group with context parallel)"
+                                    if setup.cp > 1 else "none"),
         "memory.recompute_buffer": "with recompute, backward re-materialises one layer's activations",
         "memory.ddp": "DDP gradient buckets assumed to be views of the gradients (gradient_as_bucket_view)",
         "memory.zero3": "ZeRO-3 gathers two blocks (current + prefetch) in the compute dtype; no autocast copies",

@@ -13,7 +13,7 @@ The sizes of the terms come from ``estimator.memory_terms``.
 
 from __future__ import annotations
 
-from estimator.memory_terms import StageParams, ceil_div, loss_bytes, optimizer_bytes_per_param
+from estimator.memory_terms import StageParams, ceil_div, loss_bytes, optimizer_bytes_per_param, zero_group
 from estimator.model_config import ModelConfig
 from estimator.precision import Precision
 from estimator.setup import TrainSetup
@@ -51,7 +51,7 @@ def optimizer_transient_bytes(cfg: ModelConfig, p: Precision, params: StageParam
                       ceil_div(cfg.d_model * (cfg.q_width + 2 * cfg.kv_width), tp))
         return moment * largest
     n = params.total
-    return moment * (ceil_div(n, setup.dp) if setup.zero >= 1 else n)
+    return moment * (ceil_div(n, zero_group(setup)) if setup.zero >= 1 else n)
 
 
 def phase_terms(cfg: ModelConfig, setup: TrainSetup, p: Precision, b: int, s: int, params: StageParams,

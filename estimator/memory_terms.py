@@ -9,10 +9,12 @@ data-parallel size. Ψ is the parameter count on one model-parallel rank
 Activations follow Korthikanti et al. 2022 (Table 2), term by term, so each
 variant is the same code with a switch: tensor parallel, sequence parallel,
 selective and full recompute, flash attention (no s² terms, a logsumexp
-instead), and dropout. Our profiled GPT has no dropout, so by default its
-masks and dropout outputs do not exist: 32·sbh + 2·a·s²·b per layer with
-uniform 16-bit activations instead of 34·sbh + 5·a·s²·b. GQA and SwiGLU use
-the LLaMA-style derived form (reference/formulas.md §3.2).
+instead), and dropout (``TrainSetup.dropout > 0``). Our profiled GPT has no
+dropout, so by default its masks and dropout outputs do not exist: 32·sbh +
+2·a·s²·b per layer with uniform 16-bit activations instead of 34·sbh +
+5·a·s²·b. GQA and SwiGLU use the LLaMA-style derived form (reference/formulas.md
+§3.2). Under fp8 (Transformer Engine) the inputs of the GEMMs are saved in fp8
+(``Precision.gemm_input_bytes``). ZeRO shards over dp·cp (``zero_group``).
 
 Implementation-dependent choices (the residual stream dtype under autocast,
 the bytes the loss keeps, autocast's cached bf16 weight copies, CPU autocast
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 from estimator.errors import ConfigError
 from estimator.model_config import ModelConfig
-from estimator.params import count_params
+from estimator.params import attention_linears, count_params
 from estimator.precision import Precision, get_precision
 
 LSE_BYTES = 4  # flash attention's logsumexp is fp32, one per query row and head
@@ -93,6 +95,12 @@ def optimizer_bytes_per_param(p: Precision, optimizer: str = "adamw") -> int:
     raise ConfigError(f"optimizer must be adamw or sgd, got {optimizer!r}")
 
 
+def zero_group(setup) -> int:
+    """Ranks holding replicas of the same weights, over which ZeRO shards: dp x cp (Megatron reduces the
+    gradients and shards its distributed optimizer over the data-parallel group *with* context parallel)."""
+    return setup.dp * setup.cp
+
+
 def model_state_bytes(n_params: int, precision: Precision | str, dp: int = 1, zero: int = 0,
                       optimizer: str = "adamw") -> dict[str, int]:
     """Weights, gradients, optimizer state of ``n_params`` (Ψ on one model-parallel
@@ -122,24 +130,45 @@ class StageParams:
         return self.dense + self.expert
 
 
-def _layer_params(cfg: ModelConfig, tp: int, ep: int) -> tuple[int, int]:
-    """(dense, expert) parameters of one block on one GPU: Megatron TP splits
-    the matmuls, replicates norms and the row-parallel biases; KV heads are
-    replicated when tp exceeds them (at least one per GPU)."""
-    h, dh = cfg.d_model, cfg.dh
+REPLICATED = ("attn.q_down", "attn.kv_down")
+
+
+def _attention_params(cfg: ModelConfig, tp: int) -> int:
+    """One block's attention matrices on one GPU: column-parallel outputs / tp (KV heads replicated when
+    tp exceeds them), the output projection row-parallel (its bias replicated), MLA's down-projections whole."""
+    if not cfg.is_mla:
+        qkv_in = cfg.d_model + (1 if cfg.qkv_bias else 0)
+        kv_per_gpu = ceil_div(cfg.kv_heads, tp)
+        attn = ceil_div(qkv_in * cfg.q_width, tp) + qkv_in * kv_per_gpu * (cfg.dh + cfg.vdh)
+        return attn + ceil_div(cfg.n_heads * cfg.vdh * cfg.d_model, tp) + (cfg.d_model if cfg.proj_bias else 0)
+    out = 0
+    for name, d_in, d_out, bias in attention_linears(cfg):
+        if name in REPLICATED:
+            out += d_in * d_out + (d_out if bias else 0)
+        elif name == "attn.proj":
+            out += ceil_div(d_in * d_out, tp) + (d_out if bias else 0)
+        else:
+            out += ceil_div((d_in + (1 if bias else 0)) * d_out, tp)
+    return out
+
+
+def _mlp_params(cfg: ModelConfig, width: int, tp: int) -> int:
+    """One MLP of ``width`` on one GPU: gate/up column-parallel, down row-parallel (its bias replicated)."""
+    mats = 3 if cfg.gated else 2
+    bias_out = cfg.d_model if cfg.mlp_bias else 0
+    per = mats * cfg.d_model * width + (mats - 1) * (width if cfg.mlp_bias else 0)
+    return ceil_div(per, tp) + bias_out
+
+
+def _layer_params(cfg: ModelConfig, tp: int, ep: int, dense: bool = False) -> tuple[int, int]:
+    """(dense, expert) parameters of one block on one GPU; ``dense``: a DeepSeek dense first layer."""
     bd = count_params(cfg).breakdown
-    qkv_in = h + (1 if cfg.qkv_bias else 0)
-    kv_per_gpu = ceil_div(cfg.kv_heads, tp)
-    attn = ceil_div(qkv_in * cfg.q_width, tp) + 2 * qkv_in * kv_per_gpu * dh
-    attn += ceil_div(cfg.q_width * h, tp) + (h if cfg.proj_bias else 0)
-    per_expert = (bd["mlp/ffw"] + bd["mlp/proj"]) // cfg.n_experts
-    mlp_bias_out = h if cfg.mlp_bias else 0
-    expert_tp = ceil_div(per_expert - mlp_bias_out, tp) + mlp_bias_out
-    norms = bd["attention/ln"] + bd["mlp/ln"]
-    dense = attn + norms + bd["mlp/router"]
-    if cfg.is_moe:
-        return dense, ceil_div(cfg.n_experts, ep) * expert_tp
-    return dense + expert_tp, 0
+    base = _attention_params(cfg, tp) + bd["attention/ln"] + bd["mlp/ln"]  # norms (MLA latent norms too) replicated
+    if not cfg.is_moe or dense:
+        return base + _mlp_params(cfg, cfg.dense_ffn if cfg.is_moe else cfg.ffn, tp), 0
+    shared = _mlp_params(cfg, cfg.shared_expert_d_ff, tp) if cfg.shared_expert_d_ff else 0
+    shared += cfg.d_model if cfg.shared_expert_gate else 0
+    return base + bd["mlp/router"] + shared, ceil_div(cfg.n_experts, ep) * _mlp_params(cfg, cfg.ffn, tp)
 
 
 def stage_params(cfg: ModelConfig, tp: int = 1, pp: int = 1, ep: int = 1) -> dict[str, StageParams]:
@@ -147,19 +176,28 @@ def stage_params(cfg: ModelConfig, tp: int = 1, pp: int = 1, ep: int = 1) -> dic
 
     The first stage holds the embeddings, the last the final norm and the head;
     with pp > 1 a tied head keeps a copy of the token table on the last stage
-    (Megatron). Layers per stage are rounded up: the busiest stage counts.
+    (Megatron). Layers per stage are rounded up: the busiest stage counts. DeepSeek's
+    dense first layers sit on the first stage(s), each counted with its own MLP.
     """
     bd = count_params(cfg).breakdown
     layers = ceil_div(cfg.n_layers, pp)
-    dense_layer, expert_layer = _layer_params(cfg, tp, ep)
+    moe_dense, moe_expert = _layer_params(cfg, tp, ep)
+    dense_block = _layer_params(cfg, tp, ep, dense=True)[0] if cfg.dense_layers else 0
     token = ceil_div(bd["embedding/token"], tp)
-    embed = token + bd["embedding/position"]
+    project = bd["embedding/project"] // 2  # OPT-350m: project_in on the first stage, project_out on the last
+    embed = token + bd["embedding/position"] + project
     head = token if (not cfg.tied_embeddings or pp > 1) else 0
-    tail = bd["ln_f"] + head
-    largest = dense_layer + expert_layer
-    first = StageParams(embed + layers * dense_layer + (tail if pp == 1 else 0),
-                        layers * expert_layer, layers, largest)
-    last = first if pp == 1 else StageParams(tail + layers * dense_layer, layers * expert_layer, layers, largest)
+    tail = bd["ln_f"] + project + head
+
+    def blocks(n_dense: int, extra: int) -> StageParams:
+        n_moe = layers - n_dense
+        return StageParams(extra + n_dense * dense_block + n_moe * moe_dense, n_moe * moe_expert, layers,
+                           max(dense_block, moe_dense + moe_expert))
+
+    first_dense = min(cfg.dense_layers, layers)
+    last_dense = max(0, cfg.dense_layers - (cfg.n_layers - layers))
+    first = blocks(first_dense, embed + (tail if pp == 1 else 0))
+    last = first if pp == 1 else blocks(last_dense, tail)
     return {"first": first, "last": last}
 
 
@@ -196,7 +234,8 @@ def activation_bytes_per_layer(cfg: ModelConfig, batch_size: int, seq_len: int, 
     kv_per_gpu = ceil_div(cfg.kv_heads, tp)
     heads_per_gpu = ceil_div(cfg.n_heads, tp)
     out["attention/norm_input"] = rest(r * sbh)
-    out["attention/qkv_input"] = rest(a * sbh)
+    g = p.saved_gemm_input_bytes  # fp8: Transformer Engine saves its GEMM inputs in fp8
+    out["attention/qkv_input"] = rest(g * sbh)
     out["attention/qkv"] = a * sb * cfg.dh * (heads_per_gpu + 2 * kv_per_gpu)
     if recompute == "selective":
         out["attention/core"] = 0  # recomputed from Q, K, V in backward
@@ -209,14 +248,15 @@ def activation_bytes_per_layer(cfg: ModelConfig, batch_size: int, seq_len: int, 
         out["attention/core"] = probs * heads_per_gpu * s * sb
         if dropout:
             out["attention/core"] += (DROPOUT_MASK_BYTES + a) * heads_per_gpu * s * sb
-    out["attention/proj_input"] = a * sb * heads_per_gpu * cfg.dh
+    out["attention/proj_input"] = g * sb * heads_per_gpu * cfg.dh
     out["attention/dropout_mask"] = rest(DROPOUT_MASK_BYTES * sbh) if dropout else 0
 
     k = cfg.top_k  # each token's hidden state is dispatched to k experts
-    hidden_tensors = 4 if cfg.mlp == "swiglu" else 2  # swiglu: gate, up, silu(gate), product; gelu: in, out
+    hidden_tensors = 4 if cfg.gated else 2  # swiglu: gate, up, silu(gate), product; gelu: in, out
     out["mlp/norm_input"] = rest(r * sbh)
-    out["mlp/fc_input"] = rest(a * sbh) * k
-    out["mlp/hidden"] = hidden_tensors * a * sb * split(f) * k
+    out["mlp/fc_input"] = rest(g * sbh) * k
+    # the last hidden tensor (GELU output / SwiGLU product) is the down projection's GEMM input
+    out["mlp/hidden"] = ((hidden_tensors - 1) * a + g) * sb * split(f) * k
     out["mlp/router"] = 4 * sb * cfg.n_experts if cfg.is_moe else 0  # fp32 router probabilities
     out["mlp/dropout_mask"] = rest(DROPOUT_MASK_BYTES * sbh) if dropout else 0
     out["total"] = sum(out.values())
@@ -241,4 +281,6 @@ def weight_cast_bytes(precision: Precision | str, params_on_gpu: int) -> int:
     """torch.autocast caches a 16-bit copy of each matmul weight for the forward and
     backward of a step (formulas.md §3.1: ≤ 2 B/param). Zero without autocast."""
     p = resolve_precision(precision)
+    if p.weight_copy_bytes is not None:
+        return params_on_gpu * p.weight_copy_bytes
     return params_on_gpu * p.activation_bytes if is_autocast(p) else 0

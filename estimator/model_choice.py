@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from estimator.errors import ConfigError
-from estimator.hf_config import load_hf_config
+from estimator.hf_config import load_hf_config, read_hf_model
 from estimator.model_config import ModelConfig
 from estimator.presets import customise, get_model
 
@@ -22,10 +22,12 @@ SHAPE_FIELDS = {"layers": "n_layers", "d_model": "d_model", "heads": "n_heads", 
 
 
 def choose_model(name: str | None, hf_config: str | Path | None = None, default: str | None = None,
-                 **shape: int | None) -> ModelConfig | None:
+                 buildable: bool = True, **shape: int | None) -> ModelConfig | None:
     """The model asked for; None when nothing was asked and there is no ``default`` (the device decides).
 
     ``shape`` takes the override flags by their CLI names (``layers=2``, ``d_model=128``...).
+    ``buildable=False`` (estimate, plan): a config.json of any family mfutop reads; True (profile and
+    the commands that build the model): only the families the profiled GPT builds.
     """
     unknown = set(shape) - set(SHAPE_FIELDS)
     if unknown:
@@ -39,7 +41,8 @@ def choose_model(name: str | None, hf_config: str | Path | None = None, default:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be a positive integer, got {value!r}")
     if hf_config is not None:
-        base = load_hf_config(hf_config).cfg  # a family mfutop cannot represent is refused, never read as LLaMA
+        read = load_hf_config if buildable else read_hf_model  # an unknown family is refused, never read as LLaMA
+        base = read(hf_config).cfg
     elif name or default:
         base = get_model(name or default)
     elif overrides:

@@ -12,39 +12,61 @@ their cost is the bytes they move. ``host_ops`` counts the kernel-less ops
 datasheet cost model charges each a launch; the measured one times all host
 work of a micro-batch at once, per block (the ``framework`` op).
 
+Every family ``ModelConfig`` describes is built: MLA's low-rank projections,
+shared experts, DeepSeek's dense first layers (a block's kind follows its
+model layer index), parallel residuals and their norm layouts, OPT's
+projections. The setup's regimes add ops, never FLOPs beyond ``estimator.flops``:
+context parallel (``cp``: b·s/cp tokens per GPU, s/cp queries against s keys,
+K/V all-gather and dK/dV reduce-scatter), expert all-to-all (``ep``), dropout
+masks, fp8 GEMMs with their per-tensor-scaled casts.
+
 The cost model (``estimator.cost_model``) times each op; the breakdown sums
 them per category, the same categories ``profiler.step_breakdown`` measures.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 
+from estimator.errors import ConfigError
 from estimator.memory_terms import ceil_div, is_autocast, stage_params
 from estimator.model_config import ModelConfig
+from estimator.params import attention_linears
 from estimator.precision import get_precision
 from estimator.setup import TrainSetup
 
 OPTIMIZER_GROUPS = 2  # the profiled AdamW's decay / no-decay groups (profiler.step.make_adamw)
 CATEGORIES = ("matmul", "attention", "elementwise", "optimizer", "communication", "host")
 PASSES = ("forward", "backward_input", "backward_weight", "backward", "recompute", "optimizer", "step")
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int64": 8}
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int64": 8}
 # Tensor-sized reads + writes per element of an elementwise kernel, by (kernel, forward?):
 # binary ops read two operands and write one; norms/activations read x (and dy) and write one.
 ACCESSES = {
     ("binary", True): 3, ("binary", False): 3, ("cast", True): 2, ("copy", True): 2, ("copy", False): 2,
     ("layernorm", True): 2, ("layernorm", False): 3, ("rmsnorm", True): 2, ("rmsnorm", False): 3,
-    ("gelu", True): 2, ("gelu", False): 3, ("silu", True): 2, ("silu", False): 3,
+    ("gelu", True): 2, ("gelu", False): 3, ("silu", True): 2, ("silu", False): 3, ("relu", True): 2,
+    ("relu", False): 3,
     ("cross_entropy", True): 2, ("cross_entropy", False): 3, ("embedding", True): 2, ("embedding", False): 2,
     ("sum", False): 1,
 }
-ELEMENTWISE_KERNELS = ("binary", "cast", "copy", "layernorm", "rmsnorm", "gelu", "silu", "cross_entropy",
-                       "embedding", "sum")
+ELEMENTWISE_KERNELS = ("binary", "cast", "copy", "layernorm", "rmsnorm", "gelu", "silu", "relu", "cross_entropy",
+                       "embedding", "sum", "dropout", "fp8_cast")
+ACTIVATION_KERNEL = {"gelu": "gelu", "geglu": "gelu", "swiglu": "silu", "relu": "relu"}
+# Communication kernels this module emits, by name prefix (estimator.communication times them):
+# "tp." all_reduce, "pp." p2p, "dp." all_reduce, "cp." all_gather / reduce_scatter, "ep." all_to_all.
+COMM_KERNELS = ("all_reduce", "p2p", "all_gather", "reduce_scatter", "all_to_all")
 ATTENTION_KINDS = ("sdpa", "explicit")
-# Kernel-less ops dispatched around each kernel in the profiled GPT (profiler/model.py, counted with a
-# TorchDispatchMode, torch 2.13): a Linear's view/t/view; the attention reshapes; the loss's views.
-HOST_OPS = {"linear": 3, "qkv_split": 7, "attention_out": 2, "loss": 4, "linear_backward": 4,
-            "attention_backward_reshape": 9, "accumulate_grad": 1}
+# Ops dispatched around each kernel of the profiled GPT beyond the kernel itself (profiler/model.py; counted
+# per block and for the rest with a TorchDispatchMode on gpt-tiny and llama-tiny at 1 and 2 layers, torch
+# 2.13, fp32 / bf16-mixed, SDPA / explicit: tests/test_op_graph.py checks the totals within 10 %): a Linear's
+# view/t/view, and in its backward the transposes, views and autograd's detaches; the qkv split and head
+# transposes; explicit attention's scale, mask, softmax and their views; RMSNorm's pow/mean/add/rsqrt/mul
+# (one kernel counted, five more dispatched) and their backward; RoPE's slices, broadcasts and negations.
+HOST_OPS = {"linear": 3, "qkv_split": 7, "attention_out": 2, "loss": 4, "linear_backward": 10,
+            "attention_backward_reshape": 9, "accumulate_grad": 1, "explicit_forward": 21,
+            "explicit_backward": 20, "rmsnorm_forward": 5, "rmsnorm_backward": 9, "rope_forward": 7,
+            "rope_backward": 9, "loss_backward": 6}
 
 
 @dataclass(frozen=True)
@@ -74,7 +96,9 @@ def gemm(name: str, phase: str, m: int, n: int, k: int, dtype: str, category: st
          host_ops: int = 0) -> Op:
     """(m x k) @ (k x n): 2·m·n·k FLOPs; reads both operands, writes the result."""
     b = DTYPE_BYTES[dtype]
-    return Op(name, "gemm", category, phase, (m, n, k), dtype, 2 * m * n * k, (m * k + k * n + m * n) * b, host_ops)
+    out_b = 2 if dtype == "fp8" else b  # an fp8 GEMM reads 1-byte operands and writes bf16
+    return Op(name, "gemm", category, phase, (m, n, k), dtype, 2 * m * n * k, (m * k + k * n) * b + m * n * out_b,
+              host_ops)
 
 
 def elementwise(name: str, kernel: str, phase: str, elements: int, dtype: str, host_ops: int = 0) -> Op:
@@ -89,15 +113,33 @@ def cast(name: str, phase: str, elements: int, to: str) -> Op:
     return Op(name, "cast", "elementwise", phase, (elements,), to, 0, elements * (4 + DTYPE_BYTES[to]))
 
 
-def attention_core(name: str, kind: str, phase: str, bh: int, seq: int, head_dim: int, dtype: str) -> Op:
-    """q·kᵀ, mask, softmax, ·v (forward: 2 matmuls of 2·bh·T²·d_h FLOPs; backward: 4)."""
-    fwd = 4 * bh * seq * seq * head_dim
+def attention_core(name: str, kind: str, phase: str, bh: int, seq: int, head_dim: int, dtype: str,
+                   kv_seq: int | None = None, v_dim: int | None = None) -> Op:
+    """q·kᵀ, mask, softmax, ·v (forward: 2·bh·T_q·T_k·(d_h + d_v) FLOPs; backward: twice that).
+
+    ``seq`` is the query length on this GPU, ``kv_seq`` the key length (context parallel: T/cp queries
+    against all T keys), ``v_dim`` the value head width (MLA: 128 against a 192-wide q·k). The shape
+    stays (batch·heads, query length, head_dim)."""
+    kv_seq = kv_seq or seq
+    v_dim = v_dim or head_dim
+    fwd = 2 * bh * seq * kv_seq * (head_dim + v_dim)
     flops = fwd if phase in ("forward", "recompute") else 2 * fwd
-    b = DTYPE_BYTES[dtype]
-    io = 4 * bh * seq * head_dim * b  # q, k, v read, y written
-    scores = bh * seq * seq * b * (8 if kind == "explicit" else 0)  # explicit: each pass over the T x T scores
+    b = DTYPE_BYTES["bf16" if dtype == "fp8" else dtype]
+    io = bh * (seq * head_dim + kv_seq * (head_dim + v_dim) + seq * v_dim) * b  # q, k, v read, y written
+    scores = bh * seq * kv_seq * b * (8 if kind == "explicit" else 0)  # explicit: each pass over the scores
     return Op(name, kind, "attention", phase, (bh, seq, head_dim), dtype, flops,
               (io + scores) * (1 if phase in ("forward", "recompute") else 2))
+
+
+def dropout(name: str, phase: str, elements: int, dtype: str) -> Op:
+    """Dropout: forward reads x, writes y and a 1-byte mask; backward reads dy and the mask, writes dx."""
+    return Op(name, "dropout", "elementwise", phase, (elements,), dtype, 0, elements * (2 * DTYPE_BYTES[dtype] + 1))
+
+
+def fp8_cast(name: str, phase: str, elements: int, src: str) -> Op:
+    """Per-tensor-scaled fp8 cast: an amax reduction over the tensor, then the scaled cast (reads it twice,
+    writes 1 byte per element)."""
+    return Op(name, "fp8_cast", "elementwise", phase, (elements,), "fp8", 0, elements * (2 * DTYPE_BYTES[src] + 1))
 
 
 @dataclass(frozen=True)
@@ -112,43 +154,92 @@ class GraphContext:
     mm: str  # matmul / 16-bit activation dtype
     res: str  # residual stream and norms: the weights' dtype
     autocast: bool
+    cp: int = 1  # context parallel: this GPU holds s / cp tokens of each sequence
+    fp8: bool = False  # GEMMs in fp8 (per-tensor scaling), activations in ``act``
+    act: str = ""  # 16-bit activation dtype ("" = mm)
 
     @property
     def t(self) -> int:
-        return self.b * self.s
+        """Tokens on this GPU: b·s/cp (tensor-parallel shapes divide widths, not tokens)."""
+        return self.b * self.s // self.cp
+
+    @property
+    def a(self) -> str:
+        """The dtype activations are kept in (mm, except under fp8 where GEMM operands are 1-byte casts)."""
+        return self.act or self.mm
 
 
 def _context(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None, seq_len: int | None) -> GraphContext:
     p = get_precision(setup.precision)
-    mm = "fp32" if p.activation_bytes == 4 else ("fp16" if p.matmul_dtype == "fp16" else "bf16")
-    res = "fp32" if p.weight_bytes == 4 else mm
+    fp8 = p.matmul_dtype == "fp8"
+    act = "fp32" if p.activation_bytes == 4 else ("fp16" if p.matmul_dtype == "fp16" else "bf16")
+    mm = "fp8" if fp8 else act
+    res = "fp32" if p.weight_bytes == 4 else act
     b = setup.batch_size if batch_size is None else batch_size
     s = seq_len or setup.seq_len or cfg.context_length
-    return GraphContext(cfg, setup, b, s, setup.tp, mm, res, is_autocast(p))
+    cp = setup.cp
+    if s % cp:
+        raise ConfigError(f"context parallel cp={cp} must divide the sequence ({s} tokens)")
+    return GraphContext(cfg, setup, b, s, setup.tp, mm, res, is_autocast(p), cp, fp8, act)
 
 
-def _linears(ctx: GraphContext) -> list[tuple[str, int, int, bool]]:
-    """(name, in, out, bias) per Linear of one block on this GPU, in forward order."""
-    c, tp = ctx.cfg, ctx.tp
-    qkv = ceil_div(c.q_width + 2 * c.kv_width, tp)
-    out = [("attn.qkv", c.d_model, qkv, c.qkv_bias), ("attn.proj", ceil_div(c.q_width, tp), c.d_model, c.proj_bias)]
-    f = ceil_div(c.ffn, tp)
-    for e in range(c.top_k):
-        tag = f"mlp{e}" if c.is_moe else "mlp"
-        ups = [(f"{tag}.gate", c.d_model, f, c.mlp_bias)] if c.mlp == "swiglu" else []
-        out += ups + [(f"{tag}.fc", c.d_model, f, c.mlp_bias), (f"{tag}.proj", f, c.d_model, c.mlp_bias)]
-    if c.is_moe:
-        out.insert(2, ("mlp.router", c.d_model, c.n_experts, False))
+Linear = tuple[str, int, int, bool]  # (name, in, out, bias) on this GPU
+REPLICATED = ("attn.q_down", "attn.kv_down")  # MLA down-projections: whole on every TP rank (as Megatron's MLA)
+
+
+def _attn_linears(ctx: GraphContext) -> list[Linear]:
+    """The attention matrices of a block on this GPU (``estimator.params.attention_linears``, the one home of
+    their shapes): column-parallel outputs split by tp, the output projection's input row-parallel."""
+    out = []
+    for name, d_in, d_out, bias in attention_linears(ctx.cfg):
+        if name == "attn.proj":
+            out.append((name, ceil_div(d_in, ctx.tp), d_out, bias))
+        elif name in REPLICATED:
+            out.append((name, d_in, d_out, bias))
+        else:
+            out.append((name, d_in, ceil_div(d_out, ctx.tp), bias))
     return out
+
+
+def _mlp_group(c: ModelConfig, tag: str, width: int, tp: int) -> list[Linear]:
+    """One MLP's matrices (gate, up, down) of ``width`` on this GPU."""
+    f = ceil_div(width, tp)
+    ups = [(f"{tag}.gate", c.d_model, f, c.mlp_bias)] if c.gated else []
+    return ups + [(f"{tag}.fc", c.d_model, f, c.mlp_bias), (f"{tag}.proj", f, c.d_model, c.mlp_bias)]
+
+
+def _mlp_layout(ctx: GraphContext, dense: bool) -> tuple[list[Linear], list[list[Linear]]]:
+    """(router-like linears, MLP groups) of one block: a dense layer has one MLP; an MoE layer the router,
+    the top_k routed experts a token visits, the shared expert and its gate."""
+    c = ctx.cfg
+    if dense or not c.is_moe:
+        return [], [_mlp_group(c, "mlp", c.dense_ffn if c.is_moe else c.ffn, ctx.tp)]
+    routers = [("mlp.router", c.d_model, c.n_experts, False)]
+    groups = [_mlp_group(c, f"mlp{e}", c.ffn, ctx.tp) for e in range(c.top_k)]
+    if c.shared_expert_d_ff:
+        groups.append(_mlp_group(c, "mlp_shared", c.shared_expert_d_ff, ctx.tp))
+        if c.shared_expert_gate:
+            routers.append(("mlp_shared.gate_score", c.d_model, 1, False))
+    return routers, groups
+
+
+def _linears(ctx: GraphContext, dense: bool = False) -> list[Linear]:
+    """Every Linear of one block on this GPU, in forward order."""
+    routers, groups = _mlp_layout(ctx, dense)
+    return _attn_linears(ctx) + routers + [x for g in groups for x in g]
 
 
 def _linear_forward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: bool, phase: str,
                     input_cast: bool) -> list[Op]:
     ops = []
-    if ctx.autocast and phase == "forward":  # weights cast once per forward (autocast's cache)
-        ops.append(cast(f"{name}.weight_cast", phase, d_in * d_out + (d_out if bias else 0), ctx.mm))
-    if ctx.autocast and input_cast:
-        ops.append(cast(f"{name}.input_cast", phase, ctx.t * d_in, ctx.mm))
+    if ctx.autocast and phase == "forward" and not ctx.fp8:  # weights cast once per forward (autocast's cache)
+        ops.append(cast(f"{name}.weight_cast", phase, d_in * d_out + (d_out if bias else 0), ctx.a))
+    if ctx.autocast and input_cast and not ctx.fp8:
+        ops.append(cast(f"{name}.input_cast", phase, ctx.t * d_in, ctx.a))
+    if ctx.fp8:  # per-tensor scaling: the weight (from its stored dtype) and the 16-bit input cast to fp8
+        if phase == "forward":
+            ops.append(fp8_cast(f"{name}.weight_fp8", phase, d_in * d_out, ctx.res))
+        ops.append(fp8_cast(f"{name}.input_fp8", phase, ctx.t * d_in, ctx.a))
     ops.append(gemm(f"{name}.fwd", phase, ctx.t, d_out, d_in, ctx.mm, host_ops=HOST_OPS["linear"]))
     return ops
 
@@ -157,15 +248,18 @@ def _linear_backward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: 
                      in_cast: bool) -> list[Op]:
     """dX = dY·W (m=tokens, n=in, k=out) and dW = dYᵀ·X (m=out, n=in, k=tokens), bias grad, autocast casts:
     ``out_cast`` the fp32 grad arriving from a residual add cast to 16 bits, ``in_cast`` the input grad
-    cast back to the fp32 input's dtype (the backward of the forward's input cast)."""
+    cast back to the fp32 input's dtype (the backward of the forward's input cast). Under fp8 the
+    output grad is cast to fp8 once for both GEMMs (the forward's fp8 input and weight are reused)."""
     ops = []
     if ctx.autocast and out_cast:
-        ops.append(cast(f"{name}.grad_cast", "backward", ctx.t * d_out, ctx.mm))
+        ops.append(cast(f"{name}.grad_cast", "backward", ctx.t * d_out, ctx.a))
+    if ctx.fp8:
+        ops.append(fp8_cast(f"{name}.grad_fp8", "backward", ctx.t * d_out, ctx.a))
     ops.append(gemm(f"{name}.bwd_input", "backward_input", ctx.t, d_in, d_out, ctx.mm,
                     host_ops=HOST_OPS["linear_backward"]))
     ops.append(gemm(f"{name}.bwd_weight", "backward_weight", d_out, d_in, ctx.t, ctx.mm))
     if bias:
-        ops.append(elementwise(f"{name}.bias_grad", "sum", "backward", ctx.t * d_out, ctx.mm))
+        ops.append(elementwise(f"{name}.bias_grad", "sum", "backward", ctx.t * d_out, ctx.a))
     if ctx.autocast:  # the weight (and bias) grad cast back to the fp32 parameter
         ops.append(cast(f"{name}.weight_grad_cast", "backward", d_in * d_out + (d_out if bias else 0), "fp32"))
         if in_cast:
@@ -173,25 +267,46 @@ def _linear_backward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: 
     return ops
 
 
-def _norm(ctx: GraphContext, name: str, phase: str) -> Op:
-    return elementwise(name, ctx.cfg.norm, phase, ctx.t * ctx.cfg.d_model, ctx.res)
+def _norm(ctx: GraphContext, name: str, phase: str, width: int | None = None) -> Op:
+    host = 0
+    if ctx.cfg.norm == "rmsnorm":  # an unfused RMSNorm dispatches its pow, mean, add, rsqrt and muls
+        host = HOST_OPS["rmsnorm_backward" if phase == "backward" else "rmsnorm_forward"]
+    return elementwise(name, ctx.cfg.norm, phase, ctx.t * (width or ctx.cfg.d_model), ctx.res, host_ops=host)
+
+
+def _rope_widths(ctx: GraphContext, heads: int, kv: int) -> list[tuple[str, int]]:
+    """(part, rotated width per token) of q and k on this GPU: partial rotary rotates rotary_dim of each
+    head; MLA rotates the rope part of each query head and one key shared by all heads."""
+    c = ctx.cfg
+    if c.is_mla:
+        return [("q", heads * c.rope_head_dim), ("k", c.rope_head_dim)]
+    rot = c.rotary_dim or c.dh
+    return [("q", heads * rot), ("k", kv * rot)]
 
 
 def _attention_forward(ctx: GraphContext, phase: str) -> list[Op]:
+    """RoPE, GQA repeat, the attention core, the head merge (the q/kv matrices are the caller's)."""
     c = ctx.cfg
     heads, kv = ceil_div(c.n_heads, ctx.tp), ceil_div(c.kv_heads, ctx.tp)
     kind = "sdpa" if ctx.setup.flash_attention else "explicit"
     ops = []
     if c.position == "rope":  # q and k: x1·cos − x2·sin, x1·sin + x2·cos, cat
-        for part, width in (("q", heads * c.dh), ("k", kv * c.dh)):
+        for part, width in _rope_widths(ctx, heads, kv):
             half = ctx.t * width // 2
-            ops += [elementwise(f"attn.rope_{part}.mul", "binary", phase, half, ctx.mm) for _ in range(4)]
-            ops += [elementwise(f"attn.rope_{part}.add", "binary", phase, half, ctx.mm) for _ in range(2)]
-            ops.append(elementwise(f"attn.rope_{part}.cat", "copy", phase, 2 * half, ctx.mm))
+            ops += [elementwise(f"attn.rope_{part}.mul", "binary", phase, half, ctx.a) for _ in range(4)]
+            ops += [elementwise(f"attn.rope_{part}.add", "binary", phase, half, ctx.a) for _ in range(2)]
+            ops.append(elementwise(f"attn.rope_{part}.cat", "copy", phase, 2 * half, ctx.a,
+                                   host_ops=HOST_OPS["rope_forward"]))
     if kv != heads:  # GQA: repeat_interleave of k and v
-        ops += [elementwise(f"attn.repeat_{x}", "copy", phase, ctx.t * heads * c.dh, ctx.mm) for x in "kv"]
-    ops.append(attention_core(f"attn.{kind}", kind, phase, ctx.b * heads, ctx.s, c.dh, ctx.mm))
-    ops.append(elementwise("attn.merge_heads", "copy", phase, ctx.t * heads * c.dh, ctx.mm,
+        ops += [elementwise(f"attn.repeat_{x}", "copy", phase, ctx.t * heads * w, ctx.a)
+                for x, w in (("k", c.dh), ("v", c.vdh))]
+    q_len = ctx.s // ctx.cp
+    core = attention_core(f"attn.{kind}", kind, phase, ctx.b * heads, q_len, c.dh, ctx.a, ctx.s, c.vdh)
+    host = HOST_OPS["qkv_split"] + (HOST_OPS["explicit_forward"] if kind == "explicit" else 0)
+    ops.append(replace(core, host_ops=host))
+    if kind == "explicit" and ctx.setup.dropout > 0:
+        ops.append(dropout("attn.probs_dropout", phase, ctx.b * heads * q_len * ctx.s, ctx.a))
+    ops.append(elementwise("attn.merge_heads", "copy", phase, ctx.t * heads * c.vdh, ctx.a,
                            host_ops=HOST_OPS["attention_out"]))
     return ops
 
@@ -200,90 +315,136 @@ def _attention_backward(ctx: GraphContext) -> list[Op]:
     c = ctx.cfg
     heads, kv = ceil_div(c.n_heads, ctx.tp), ceil_div(c.kv_heads, ctx.tp)
     kind = "sdpa" if ctx.setup.flash_attention else "explicit"
-    ops = [elementwise("attn.merge_heads.bwd", "copy", "backward", ctx.t * heads * c.dh, ctx.mm),
-           attention_core(f"attn.{kind}.bwd", kind, "backward", ctx.b * heads, ctx.s, c.dh, ctx.mm)]
+    q_len = ctx.s // ctx.cp
+    ops = [elementwise("attn.merge_heads.bwd", "copy", "backward", ctx.t * heads * c.vdh, ctx.a)]
+    if kind == "explicit" and ctx.setup.dropout > 0:
+        ops.append(dropout("attn.probs_dropout.bwd", "backward", ctx.b * heads * q_len * ctx.s, ctx.a))
+    core = attention_core(f"attn.{kind}.bwd", kind, "backward", ctx.b * heads, q_len, c.dh, ctx.a, ctx.s, c.vdh)
+    ops.append(replace(core, host_ops=HOST_OPS["explicit_backward"] if kind == "explicit" else 0))
     if kv != heads:  # the repeated heads' grads summed back
-        ops += [elementwise(f"attn.repeat_{x}.bwd", "sum", "backward", ctx.t * heads * c.dh, ctx.mm) for x in "kv"]
+        ops += [elementwise(f"attn.repeat_{x}.bwd", "sum", "backward", ctx.t * heads * w, ctx.a)
+                for x, w in (("k", c.dh), ("v", c.vdh))]
     if c.position == "rope":
-        for part, width in (("q", heads * c.dh), ("k", kv * c.dh)):
+        for part, width in _rope_widths(ctx, heads, kv):
             half = ctx.t * width // 2
-            ops += [elementwise(f"attn.rope_{part}.bwd", "binary", "backward", half, ctx.mm) for _ in range(6)]
-    ops.append(elementwise("attn.qkv_grad_cat", "copy", "backward", ctx.t * (heads + 2 * kv) * c.dh, ctx.mm,
-                           host_ops=HOST_OPS["attention_backward_reshape"]))
+            ops += [elementwise(f"attn.rope_{part}.bwd", "binary", "backward", half, ctx.a,
+                                host_ops=HOST_OPS["rope_backward"] if i == 0 else 0) for i in range(6)]
+    ops.append(elementwise("attn.qkv_grad_cat", "copy", "backward", ctx.t * (heads * (c.dh + c.vdh) + kv * c.dh),
+                           ctx.a, host_ops=HOST_OPS["attention_backward_reshape"]))
     return ops
 
 
-def _mlp_forward(ctx: GraphContext, linears: list, phase: str) -> list[Op]:
+def _qkv_forward(ctx: GraphContext, phase: str) -> list[Op]:
+    """The projections into q, k, v: one fused qkv GEMM, or MLA's down-projection, latent norm and
+    up-projection of the query and of the joint kv."""
+    ops = []
+    for name, d_in, d_out, bias in _attn_linears(ctx)[:-1]:
+        ops += _linear_forward(ctx, name, d_in, d_out, bias, phase, input_cast=not name.endswith("_up"))
+        if name.endswith("_down"):
+            width = ctx.cfg.q_lora_rank if name == "attn.q_down" else ctx.cfg.kv_lora_rank
+            ops.append(_norm(ctx, f"{name[:-5]}_norm", phase, width))
+    return ops
+
+
+def _qkv_backward(ctx: GraphContext) -> list[Op]:
+    ops = []
+    for name, d_in, d_out, bias in reversed(_attn_linears(ctx)[:-1]):
+        if name.endswith("_down"):
+            width = ctx.cfg.q_lora_rank if name == "attn.q_down" else ctx.cfg.kv_lora_rank
+            ops.append(_norm(ctx, f"{name[:-5]}_norm.bwd", "backward", width))
+        ops += _linear_backward(ctx, name, d_in, d_out, bias, out_cast=False, in_cast=not name.endswith("_up"))
+    return ops
+
+
+def _mlp_forward(ctx: GraphContext, dense: bool, phase: str) -> list[Op]:
     c, ops = ctx.cfg, []
-    mlp = [x for x in linears if x[0].startswith("mlp")]
-    router = [x for x in mlp if x[0] == "mlp.router"]
-    for name, d_in, d_out, bias in router:
+    routers, groups = _mlp_layout(ctx, dense)
+    for name, d_in, d_out, bias in routers:
         ops += _linear_forward(ctx, name, d_in, d_out, bias, phase, input_cast=True)
-    experts = [x for x in mlp if x[0] != "mlp.router"]
-    per = 3 if c.mlp == "swiglu" else 2
-    for e in range(0, len(experts), per):
-        group = experts[e:e + per]
+    act = ACTIVATION_KERNEL[c.mlp]
+    for group in groups:
         ups, down = group[:-1], group[-1]
         for name, d_in, d_out, bias in ups:
             ops += _linear_forward(ctx, name, d_in, d_out, bias, phase, input_cast=True)
         width = ctx.t * ups[0][2]
-        if c.mlp == "swiglu":
-            ops += [elementwise(f"{down[0]}.silu", "silu", phase, width, ctx.mm),
-                    elementwise(f"{down[0]}.gate_mul", "binary", phase, width, ctx.mm)]
-        else:
-            ops.append(elementwise(f"{down[0]}.gelu", "gelu", phase, width, ctx.mm))
+        ops.append(elementwise(f"{down[0]}.{act}", act, phase, width, ctx.a))
+        if c.gated:
+            ops.append(elementwise(f"{down[0]}.gate_mul", "binary", phase, width, ctx.a))
         ops += _linear_forward(ctx, down[0], down[1], down[2], down[3], phase, input_cast=False)
     return ops
 
 
-def _mlp_backward(ctx: GraphContext, linears: list) -> list[Op]:
+def _mlp_backward(ctx: GraphContext, dense: bool) -> list[Op]:
     c, ops = ctx.cfg, []
-    mlp = [x for x in linears if x[0].startswith("mlp") and x[0] != "mlp.router"]
-    per = 3 if c.mlp == "swiglu" else 2
-    for e in range(0, len(mlp), per):
-        group = mlp[e:e + per]
+    routers, groups = _mlp_layout(ctx, dense)
+    act = ACTIVATION_KERNEL[c.mlp]
+    for group in groups:
         ups, down = group[:-1], group[-1]
         ops += _linear_backward(ctx, *down, out_cast=True, in_cast=False)
         width = ctx.t * ups[0][2]
-        if c.mlp == "swiglu":
-            ops += [elementwise(f"{down[0]}.gate_mul.bwd", "binary", "backward", width, ctx.mm),
-                    elementwise(f"{down[0]}.gate_mul.bwd", "binary", "backward", width, ctx.mm),
-                    elementwise(f"{down[0]}.silu.bwd", "silu", "backward", width, ctx.mm)]
-        else:
-            ops.append(elementwise(f"{down[0]}.gelu.bwd", "gelu", "backward", width, ctx.mm))
+        if c.gated:
+            ops += [elementwise(f"{down[0]}.gate_mul.bwd", "binary", "backward", width, ctx.a),
+                    elementwise(f"{down[0]}.gate_mul.bwd", "binary", "backward", width, ctx.a)]
+        ops.append(elementwise(f"{down[0]}.{act}.bwd", act, "backward", width, ctx.a))
         for name, d_in, d_out, bias in reversed(ups):
             ops += _linear_backward(ctx, name, d_in, d_out, bias, out_cast=False, in_cast=True)
         if len(ups) > 1:  # both up-projections' input grads summed
-            ops.append(elementwise(f"{ups[0][0]}.input_grad_add", "binary", "backward", ctx.t * c.d_model, ctx.mm))
-    for name, d_in, d_out, bias in (x for x in linears if x[0] == "mlp.router"):
+            ops.append(elementwise(f"{ups[0][0]}.input_grad_add", "binary", "backward", ctx.t * c.d_model, ctx.a))
+    for name, d_in, d_out, bias in routers:
         ops += _linear_backward(ctx, name, d_in, d_out, bias, out_cast=False, in_cast=True)
     return ops
 
 
+def _is_dense(cfg: ModelConfig, layer: int) -> bool:
+    """DeepSeek's first ``dense_layers`` layers have a dense MLP (``layer`` is the model's layer index)."""
+    return cfg.is_moe and layer < cfg.dense_layers
+
+
 def block_forward(ctx: GraphContext, layer: int, phase: str = "forward") -> list[Op]:
-    """One transformer block's forward on this GPU (``phase`` "recompute" for activation recomputation)."""
-    c, linears = ctx.cfg, _linears(ctx)
-    qkv, proj = linears[0], linears[1]
+    """One transformer block's forward on this GPU (``phase`` "recompute" for activation recomputation).
+
+    Sequential (pre-norm) or parallel residual (GPT-NeoX, Falcon: both branches read the block input;
+    Falcon-7B shares one norm); Gemma-2 norms each branch's output too. Dropout (setup.dropout > 0)
+    follows the attention output projection and the MLP, as in Megatron's GPT."""
+    c, attn = ctx.cfg, _attn_linears(ctx)
+    proj, dense, drop = attn[-1], _is_dense(c, layer), ctx.setup.dropout > 0
     ops = [_norm(ctx, "ln_1", phase)]
-    ops += _linear_forward(ctx, qkv[0], qkv[1], qkv[2], qkv[3], phase, input_cast=True)
+    ops += _qkv_forward(ctx, phase)
     ops += _attention_forward(ctx, phase)
     ops += _linear_forward(ctx, proj[0], proj[1], proj[2], proj[3], phase, input_cast=False)
+    if c.post_norms:
+        ops.append(_norm(ctx, "post_ln_1", phase))
+    if drop:
+        ops.append(dropout("attn.dropout", phase, ctx.t * c.d_model, ctx.a))
     ops.append(elementwise("residual_1", "binary", phase, ctx.t * c.d_model, ctx.res))
-    ops.append(_norm(ctx, "ln_2", phase))
-    ops += _mlp_forward(ctx, linears, phase)
+    if not c.shared_block_norm:
+        ops.append(_norm(ctx, "ln_2", phase))
+    ops += _mlp_forward(ctx, dense, phase)
+    if c.post_norms:
+        ops.append(_norm(ctx, "post_ln_2", phase))
+    if drop:
+        ops.append(dropout("mlp.dropout", phase, ctx.t * c.d_model, ctx.a))
     ops.append(elementwise("residual_2", "binary", phase, ctx.t * c.d_model, ctx.res))
     return [_prefix(op, f"block{layer}") for op in ops]
 
 
 def block_backward(ctx: GraphContext, layer: int) -> list[Op]:
-    c, linears = ctx.cfg, _linears(ctx)
-    qkv, proj = linears[0], linears[1]
-    ops = _mlp_backward(ctx, linears)
-    ops.append(_norm(ctx, "ln_2.bwd", "backward"))
+    c, attn = ctx.cfg, _attn_linears(ctx)
+    proj, dense, drop = attn[-1], _is_dense(c, layer), ctx.setup.dropout > 0
+    ops = [dropout("mlp.dropout.bwd", "backward", ctx.t * c.d_model, ctx.a)] if drop else []
+    if c.post_norms:
+        ops.append(_norm(ctx, "post_ln_2.bwd", "backward"))
+    ops += _mlp_backward(ctx, dense)
+    if not c.shared_block_norm:
+        ops.append(_norm(ctx, "ln_2.bwd", "backward"))
     ops.append(elementwise("residual_2.grad_add", "binary", "backward", ctx.t * c.d_model, ctx.res))
+    if drop:
+        ops.append(dropout("attn.dropout.bwd", "backward", ctx.t * c.d_model, ctx.a))
+    if c.post_norms:
+        ops.append(_norm(ctx, "post_ln_1.bwd", "backward"))
     ops += _linear_backward(ctx, *proj, out_cast=True, in_cast=False)
     ops += _attention_backward(ctx)
-    ops += _linear_backward(ctx, *qkv, out_cast=False, in_cast=True)
+    ops += _qkv_backward(ctx)
     ops.append(_norm(ctx, "ln_1.bwd", "backward"))
     ops.append(elementwise("residual_1.grad_add", "binary", "backward", ctx.t * c.d_model, ctx.res))
     return [_prefix(op, f"block{layer}") for op in ops]
@@ -295,86 +456,153 @@ def _prefix(op: Op, prefix: str) -> Op:
 
 
 def _embedding(ctx: GraphContext, backward: bool) -> list[Op]:
+    """Token (and position) lookups; OPT-350m's project_in from the narrower token table to d_model."""
     c, phase = ctx.cfg, "backward" if backward else "forward"
     n = ctx.t * c.d_model
-    ops = [elementwise("wte" + (".bwd" if backward else ""), "embedding", phase, n, ctx.res)]
+    ops = [elementwise("wte" + (".bwd" if backward else ""), "embedding", phase, ctx.t * c.embed_width, ctx.res)]
     if c.position == "learned":
         ops.append(elementwise("wpe" + (".bwd" if backward else ""), "embedding", phase, n, ctx.res))
         if not backward:
             ops.append(elementwise("pos_add", "binary", phase, n, ctx.res))
+    if c.embed_width != c.d_model:
+        if backward:
+            ops = _linear_backward(ctx, "project_in", c.embed_width, c.d_model, False, out_cast=True,
+                                   in_cast=True) + ops
+        else:
+            ops[1:1] = _linear_forward(ctx, "project_in", c.embed_width, c.d_model, False, phase, input_cast=True)
     return ops
 
 
 def _head(ctx: GraphContext, backward: bool) -> list[Op]:
     c = ctx.cfg
     v = ceil_div(c.vocab_size, ctx.tp)
+    e = c.embed_width
     logits = ctx.t * v
     if not backward:
-        ops = [_norm(ctx, "ln_f", "forward")]
-        ops += _linear_forward(ctx, "lm_head", c.d_model, v, False, "forward", input_cast=True)
+        ops = [_norm(ctx, "ln_f", "forward")] if c.final_norm else []
+        if e != c.d_model:
+            ops += _linear_forward(ctx, "project_out", c.d_model, e, False, "forward", input_cast=True)
+        ops += _linear_forward(ctx, "lm_head", e, v, False, "forward", input_cast=e == c.d_model)
         if ctx.autocast:
             ops.append(cast("logits_cast", "forward", logits, "fp32"))
         ops.append(elementwise("cross_entropy", "cross_entropy", "forward", logits, "fp32",
                                host_ops=HOST_OPS["loss"]))
         return ops
-    ops = [elementwise("cross_entropy.bwd", "cross_entropy", "backward", logits, "fp32")]
+    ops = [elementwise("cross_entropy.bwd", "cross_entropy", "backward", logits, "fp32",
+                       host_ops=HOST_OPS["loss_backward"])]
     if ctx.autocast:
-        ops.append(cast("logits_grad_cast", "backward", logits, ctx.mm))
-    ops += _linear_backward(ctx, "lm_head", c.d_model, v, False, out_cast=False, in_cast=True)
-    ops.append(_norm(ctx, "ln_f.bwd", "backward"))
+        ops.append(cast("logits_grad_cast", "backward", logits, ctx.a))
+    ops += _linear_backward(ctx, "lm_head", e, v, False, out_cast=False, in_cast=e == c.d_model)
+    if e != c.d_model:
+        ops += _linear_backward(ctx, "project_out", c.d_model, e, False, out_cast=False, in_cast=True)
+    if c.final_norm:
+        ops.append(_norm(ctx, "ln_f.bwd", "backward"))
     return ops
 
 
-def _param_tensors(ctx: GraphContext, layers: int, first: bool, last: bool) -> list[tuple[str, int]]:
-    """(name, elements) of every parameter tensor on this GPU: what a per-tensor optimizer visits."""
+def _param_segments(ctx: GraphContext, layers: int, first: bool, last: bool, first_layer: int = 0
+                    ) -> list[tuple[list[tuple[str, int]], tuple[int, ...]]]:
+    """(name, elements) of every parameter tensor on this GPU — what a per-tensor optimizer visits — as
+    runs: the embedding's, one block's (named ``block<i>``) for each run of blocks of one kind, the head's.
+    ``first_layer``: the model index of this stage's first block (its dense or MoE kind)."""
     c = ctx.cfg
-    out: list[tuple[str, int]] = []
-    norm = [("weight", c.d_model)] + ([("bias", c.d_model)] if c.norm_bias else [])
+    out: list[tuple[list[tuple[str, int]], tuple[int, ...]]] = []
+
+    def norm(prefix: str, width: int | None = None) -> list[tuple[str, int]]:
+        w = width or c.d_model
+        return [(f"{prefix}.weight", w)] + ([(f"{prefix}.bias", w)] if c.norm_bias else [])
+
+    head: list[tuple[str, int]] = []
     if first:
-        out.append(("wte", ceil_div(c.vocab_size, ctx.tp) * c.d_model))
+        head.append(("wte", ceil_div(c.vocab_size, ctx.tp) * c.embed_width))
         if c.position == "learned":
-            out.append(("wpe", c.context_length * c.d_model))
-    linears = _linears(ctx)
+            head.append(("wpe", (c.context_length + c.position_offset) * c.d_model))
+        if c.embed_width != c.d_model:
+            head.append(("project_in", c.embed_width * c.d_model))
+    if head:
+        out.append((head, ()))
     experts = ceil_div(c.n_experts, max(ctx.setup.ep, 1)) if c.is_moe else 1
-    for layer in range(layers):
-        for suffix, n in norm:
-            out += [(f"block{layer}.ln_1.{suffix}", n), (f"block{layer}.ln_2.{suffix}", n)]
-        for name, d_in, d_out, bias in linears:
-            if c.is_moe and name.startswith("mlp") and name != "mlp.router":
-                if not name.startswith("mlp0"):
-                    continue  # top_k slots share the expert tensors: one set per expert
-                copies = experts
-            else:
-                copies = 1
-            for e in range(copies):
-                out.append((f"block{layer}.{name}.{e}.weight", d_in * d_out))
+    block_norms = ["ln_1"] + ([] if c.shared_block_norm else ["ln_2"]) + (["post_ln_1", "post_ln_2"]
+                                                                          if c.post_norms else [])
+    latent = ([("q_norm", c.q_lora_rank)] if c.q_lora_rank else []) + ([("kv_norm", c.kv_lora_rank)]
+                                                                      if c.is_mla else [])
+    for run in _runs(c, range(first_layer, first_layer + layers)):
+        local = run[0] - first_layer  # tensors are named by their index on this stage
+        dense = _is_dense(c, run[0])
+        block: list[tuple[str, int]] = []
+        for name in block_norms:
+            block += norm(f"block{local}.{name}")
+        for name, width in latent:
+            block += norm(f"block{local}.attn.{name}", width)
+        if c.is_moe and not dense and c.router_bias:
+            block.append((f"block{local}.mlp.router.score_bias", c.n_experts))
+        for name, d_in, d_out, bias in _linears(ctx, dense):
+            routed = c.is_moe and not dense and name.startswith("mlp") and name[3:4].isdigit()
+            if routed and not name.startswith("mlp0."):
+                continue  # top_k slots share the expert tensors: one set per expert
+            for e in range(experts if routed else 1):
+                block.append((f"block{local}.{name}.{e}.weight", d_in * d_out))
                 if bias:
-                    out.append((f"block{layer}.{name}.{e}.bias", d_out))
+                    block.append((f"block{local}.{name}.{e}.bias", d_out))
+        out.append((block, tuple(layer - first_layer for layer in run)))
+    tail: list[tuple[str, int]] = []
     if last:
-        out += [(f"ln_f.{suffix}", n) for suffix, n in norm]
+        if c.final_norm:
+            tail += norm("ln_f")
+        if c.embed_width != c.d_model:
+            tail.append(("project_out", c.d_model * c.embed_width))
         if not (c.tied_embeddings and first):
-            out.append(("lm_head", ceil_div(c.vocab_size, ctx.tp) * c.d_model))
+            tail.append(("lm_head", ceil_div(c.vocab_size, ctx.tp) * c.embed_width))
+    if tail:
+        out.append((tail, ()))
     return out
 
 
-def _optimizer(ctx: GraphContext, tensors: list[tuple[str, int]]) -> list[Op]:
-    """One op per parameter tensor (the foreach/for-loop AdamW visits each), plus the step's own launch."""
-    p = get_precision(ctx.setup.precision)
-    kind = ctx.setup.optimizer
-    ops = [Op(f"{kind}.step.group{g}", "launch", "optimizer", "optimizer", (len(tensors),), "fp32")
-           for g in range(OPTIMIZER_GROUPS)]
-    for name, n in tensors:
-        per = 2 * p.weight_bytes + p.grad_bytes + 2 * (p.optimizer_bytes if kind == "adamw" else 0)
-        ops.append(Op(f"{kind}.{name}", kind, "optimizer", "optimizer", (n,), "fp32" if p.weight_bytes == 4 else
-                      ctx.mm, 0, n * per, HOST_OPS["accumulate_grad"]))
-    return ops
+def _param_tensors(ctx: GraphContext, layers: int, first: bool, last: bool, first_layer: int = 0
+                   ) -> list[tuple[str, int]]:
+    """Every parameter tensor on this GPU, spelled out (``_param_segments`` without its runs)."""
+    tensors = []
+    for group, run in _param_segments(ctx, layers, first, last, first_layer):
+        if not run:
+            tensors += group
+            continue
+        template = f"block{run[0]}."
+        for layer in run:
+            tensors += [(f"block{layer}." + name[len(template):] if name.startswith(template) else name, n)
+                        for name, n in group]
+    return tensors
+
+
+def _optimizer(ctx: GraphContext, segments: list[tuple[list[tuple[str, int]], tuple[int, ...]]]) -> list[Segment]:
+    """One op per parameter tensor (the foreach/for-loop AdamW visits each), plus the step's own launch.
+    Under ZeRO (stage >= 1) each data-parallel rank updates its 1/dp shard of every tensor (experts:
+    of the dp/ep replicas that hold them), as FSDP shards each parameter."""
+    p, st = get_precision(ctx.setup.precision), ctx.setup
+    kind = st.optimizer
+    count = sum(len(group) * max(1, len(run)) for group, run in segments)
+    out = [Segment(tuple(Op(f"{kind}.step.group{g}", "launch", "optimizer", "optimizer", (count,), "fp32")
+                         for g in range(OPTIMIZER_GROUPS)))]
+    per = 2 * p.weight_bytes + p.grad_bytes + 2 * (p.optimizer_bytes if kind == "adamw" else 0)
+    dtype = "fp32" if p.weight_bytes == 4 else ctx.a
+    for group, run in segments:
+        ops = []
+        for name, n in group:
+            shards = 1
+            if st.zero >= 1:
+                expert = ctx.cfg.is_moe and ".mlp" in name and name.split(".mlp")[1][:1].isdigit()
+                shards = max(st.dp // st.ep, 1) if expert else st.dp
+            n = ceil_div(n, shards)
+            ops.append(Op(f"{kind}.{name}", kind, "optimizer", "optimizer", (n,), dtype, 0, n * per,
+                          HOST_OPS["accumulate_grad"]))
+        out.append(Segment(tuple(ops), run))
+    return out
 
 
 def framework_variant(cfg: ModelConfig, flash_attention: bool, precision: str) -> str:
     """The key of a device profile's framework cost for this block design, attention kernel and precision:
     "gpt" (LayerNorm, GELU MLP) or "llama" (RMSNorm, SwiGLU, RoPE, GQA), "sdpa" or "explicit", and whether
     autocast adds its casts ("autocast") or not ("plain")."""
-    family = "llama" if cfg.mlp == "swiglu" else "gpt"
+    family = "llama" if cfg.gated else "gpt"
     attention = "sdpa" if flash_attention else "explicit"
     return f"{family}.{attention}.{'autocast' if is_autocast(get_precision(precision)) else 'plain'}"
 
@@ -387,19 +615,46 @@ def _framework(ctx: GraphContext, layers: int) -> Op:
               "framework", "host", "forward", (layers,), ctx.res)
 
 
-def _communication(ctx: GraphContext, layers: int, params: int, first: bool, last: bool) -> list[Op]:
-    """Messages per micro-batch (TP, PP) and per step (DP): sized here, timed by the cost model."""
+def _communication(ctx: GraphContext, blocks: tuple[int, ...], first: bool, last: bool) -> list[Segment]:
+    """Messages per micro-batch (TP, PP, CP, EP): sized here, timed by the cost model
+    (``estimator.communication`` dispatches on ``kernel`` and the name prefix); per-block messages as one
+    segment over ``blocks`` (the model indices of this stage's blocks).
+
+    - ``tp.all_reduce.<i>`` (all_reduce): 2 per layer forward, 2 backward (Megatron's f/g), +2 under full
+      recompute; ``pp.send.*`` (p2p): the activation to the next stage and its grad back.
+    - ``cp.all_gather`` / ``cp.reduce_scatter`` (context parallel): per layer, forward gathers K and V of
+      the whole sequence, backward reduce-scatters dK and dV. ``shape`` = (bytes this rank contributes:
+      its s/cp tokens' K and V for its TP heads, cp).
+    - ``ep.dispatch|combine[.bwd]`` (all_to_all, expert parallel): per MoE layer, the tokens' hidden
+      states to their top_k experts and back, forward and backward. ``shape`` = (bytes this rank sends:
+      t·top_k·d_model activations, ep).
+    """
     c, st, p = ctx.cfg, ctx.setup, get_precision(ctx.setup.precision)
     act = ctx.t * c.d_model * p.activation_bytes
-    ops = []
+    per_block: list[Op] = []
+    once: list[Op] = []
     if st.tp > 1:
         n = 4 + (2 if st.recompute == "full" else 0)
-        ops += [Op(f"tp.all_reduce.{i}", "all_reduce", "communication", "step", (act, st.tp), ctx.mm, 0, act)
-                for i in range(layers * n)]
+        per_block += [Op(f"tp.all_reduce.{i}", "all_reduce", "communication", "step", (act, st.tp), ctx.a, 0, act)
+                      for i in range(n)]
     if st.pp > 1:
         msg = act // (st.tp if st.sp else 1)
-        ops += [Op(f"pp.send.{d}", "p2p", "communication", "step", (msg, 2), ctx.mm, 0, msg) for d in ("fwd", "bwd")]
-    return ops
+        once += [Op(f"pp.send.{d}", "p2p", "communication", "step", (msg, 2), ctx.a, 0, msg) for d in ("fwd", "bwd")]
+    if st.cp > 1:
+        msg = ctx.t * ceil_div(c.kv_heads, ctx.tp) * (c.dh + c.vdh) * p.activation_bytes
+        per_block += [Op(f"cp.{kind}", kind, "communication", "step", (msg, st.cp), ctx.a, 0, msg)
+                      for kind in ("all_gather", "reduce_scatter")]
+    segs = [Segment(tuple(per_block), blocks)] if per_block and blocks else []
+    if st.ep > 1 and c.is_moe:
+        msg = ctx.t * c.top_k * c.d_model * p.activation_bytes
+        moe = tuple(layer for layer in blocks if not _is_dense(c, layer))
+        ops = tuple(Op(f"ep.{name}", "all_to_all", "communication", "step", (msg, st.ep), ctx.a, 0, msg)
+                    for name in ("dispatch", "combine", "dispatch.bwd", "combine.bwd"))
+        if moe:
+            segs.append(Segment(ops, moe))
+    if once:
+        segs.append(Segment(tuple(once)))
+    return segs
 
 
 def dp_all_reduce(ctx_params: int, setup: TrainSetup) -> Op | None:
@@ -412,32 +667,84 @@ def dp_all_reduce(ctx_params: int, setup: TrainSetup) -> Op | None:
 
 
 @dataclass(frozen=True)
-class StepGraph:
-    """The ops of one micro-batch (repeated ``grad_accum`` times), then the per-step ops."""
+class Segment:
+    """Ops that run once, or once per block of ``layers`` (in that order): the blocks of a stage are alike,
+    so a graph of 80 layers holds each block's ops once and the cost model times them once."""
 
-    micro_batch: tuple[Op, ...]
-    per_step: tuple[Op, ...]
+    ops: tuple[Op, ...]
+    layers: tuple[int, ...] = ()  # block indices the ops repeat for; empty: they run once
+
+    @property
+    def count(self) -> int:
+        return len(self.layers) or 1
+
+    def flat(self) -> list[Op]:
+        """Every op it stands for, each block's named ``block<layer>`` (the template's own index swapped)."""
+        if not self.layers:
+            return list(self.ops)
+        template = f"block{self.layers[0]}."
+        out = []
+        for layer in self.layers:
+            name = f"block{layer}."
+            out += [op if not op.name.startswith(template) else replace(op, name=name + op.name[len(template):])
+                    for op in self.ops]
+        return out
+
+
+@dataclass(frozen=True)
+class StepGraph:
+    """The ops of one micro-batch (repeated ``grad_accum`` times), then the per-step ops, as segments."""
+
+    segments: tuple[Segment, ...]
+    step_segments: tuple[Segment, ...]
     grad_accum: int
     stage: str  # "only" | "first" | "last"
     device_params: int
+
+    @cached_property
+    def micro_batch(self) -> tuple[Op, ...]:
+        """One micro-batch's ops in execution order, every block spelled out."""
+        return tuple(op for seg in self.segments for op in seg.flat())
+
+    @cached_property
+    def per_step(self) -> tuple[Op, ...]:
+        """The optimizer's ops (every parameter tensor) and the DP all-reduce, spelled out."""
+        return tuple(op for seg in self.step_segments for op in seg.flat())
+
+    def counted(self, per_step: bool = False):
+        """(op, times it runs per micro-batch, or per step): without spelling out the blocks."""
+        for seg in self.step_segments if per_step else self.segments:
+            for op in seg.ops:
+                yield op, seg.count
 
     def ops(self) -> list[Op]:
         return list(self.micro_batch) * self.grad_accum + list(self.per_step)
 
     def flops(self, include_recompute: bool = False) -> int:
-        per_micro = sum(op.flops for op in self.micro_batch if include_recompute or op.phase != "recompute")
-        return per_micro * self.grad_accum + sum(op.flops for op in self.per_step)
+        per_micro = sum(op.flops * n for op, n in self.counted() if include_recompute or op.phase != "recompute")
+        return per_micro * self.grad_accum + sum(op.flops * n for op, n in self.counted(per_step=True))
 
     def totals(self) -> dict[str, dict[str, float]]:
         """Per category: op count, FLOPs and bytes of the whole step."""
         out = {c: {"ops": 0, "flops": 0, "bytes": 0} for c in CATEGORIES}
-        for ops, times in ((self.micro_batch, self.grad_accum), (self.per_step, 1)):
-            for op in ops:
-                row = out[op.category]
-                row["ops"] += times
-                row["flops"] += times * op.flops
-                row["bytes"] += times * op.bytes
+        rows = [(op, n * self.grad_accum) for op, n in self.counted()] + list(self.counted(per_step=True))
+        for op, times in rows:
+            row = out[op.category]
+            row["ops"] += times
+            row["flops"] += times * op.flops
+            row["bytes"] += times * op.bytes
         return out
+
+
+def _runs(cfg: ModelConfig, blocks: range) -> list[tuple[int, ...]]:
+    """Consecutive blocks of one kind (DeepSeek's dense first layers, then MoE ones), in order."""
+    runs: list[list[int]] = []
+    for layer in blocks:
+        if runs and _is_dense(cfg, runs[-1][-1]) == _is_dense(cfg, layer):
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return [tuple(r) for r in runs]
 
 
 def step_graph(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = None, seq_len: int | None = None,
@@ -448,33 +755,47 @@ def step_graph(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = Non
     params = stages["last" if stage == "last" else "first"]
     first, last = stage in ("only", "first"), stage in ("only", "last")
     layers = params.layers
-    micro: list[Op] = []
+    first_layer = 0 if first else cfg.n_layers - layers  # the model index of this stage's first block
+    segs: list[Segment] = []
+    once: list[Op] = []
+
+    def flush() -> None:
+        if once:
+            segs.append(Segment(tuple(once)))
+            once.clear()
+
     if first:
-        micro += _embedding(ctx, backward=False)
-    for layer in range(layers):
-        micro += block_forward(ctx, layer)
+        once.extend(_embedding(ctx, backward=False))
+    runs = _runs(cfg, range(first_layer, first_layer + layers))  # a block's kind follows its model index
+    flush()
+    for run in runs:
+        segs.append(Segment(tuple(block_forward(ctx, run[0])), run))
     if last:
-        micro += _head(ctx, backward=False)
-        micro += _head(ctx, backward=True)
-    for layer in reversed(range(layers)):
+        once.extend(_head(ctx, backward=False) + _head(ctx, backward=True))
+        flush()
+    for run in reversed(runs):
+        top = run[-1]
+        ops: list[Op] = []
         if setup.recompute == "full":
-            micro += block_forward(ctx, layer, "recompute")
+            ops += block_forward(ctx, top, "recompute")
         elif setup.recompute == "selective":
-            micro += [_prefix(op, f"block{layer}") for op in _attention_forward(ctx, "recompute")
-                      if op.category == "attention"]
-        micro += block_backward(ctx, layer)
+            ops += [_prefix(op, f"block{top}") for op in _attention_forward(ctx, "recompute")
+                    if op.category == "attention"]
+        ops += block_backward(ctx, top)
+        segs.append(Segment(tuple(ops), tuple(reversed(run))))
     if first:
-        micro += _embedding(ctx, backward=True)
+        once.extend(_embedding(ctx, backward=True))
         if cfg.tied_embeddings and last:
-            micro.append(elementwise("wte.tied_grad_add", "binary", "backward",
-                                     ceil_div(cfg.vocab_size, ctx.tp) * cfg.d_model, ctx.res))
-    micro.append(_framework(ctx, layers))
-    micro += _communication(ctx, layers, params.total, first, last)
-    per_step = _optimizer(ctx, _param_tensors(ctx, layers, first, last))
+            once.append(elementwise("wte.tied_grad_add", "binary", "backward",
+                                    ceil_div(cfg.vocab_size, ctx.tp) * cfg.embed_width, ctx.res))
+    once.append(_framework(ctx, layers))
+    flush()
+    segs += _communication(ctx, tuple(range(first_layer, first_layer + layers)), first, last)
+    step = _optimizer(ctx, _param_segments(ctx, layers, first, last, first_layer))
     dp = dp_all_reduce(params.total, setup)
     if dp is not None:
-        per_step.append(dp)
-    return StepGraph(tuple(micro), tuple(per_step), setup.grad_accum, stage, params.total)
+        step.append(Segment((dp,)))
+    return StepGraph(tuple(segs), tuple(step), setup.grad_accum, stage, params.total)
 
 
 def stages(setup: TrainSetup) -> tuple[str, ...]:

@@ -17,14 +17,16 @@ STEP_TERMS = {
     "backward_s": "backward compute",
     "recompute_s": "recomputation",
     "tp_comm_s": "TP all-reduces",
+    "cp_comm_s": "CP K/V exchange",
+    "ep_comm_s": "expert all-to-all",
     "op_overhead_s": "exposed host overhead",
     "pp_bubble_s": "pipeline bubble",
     "pp_p2p_s": "pipeline sends",
     "dp_exposed_s": "exposed DP gradient all-reduce",
     "optimizer_s": "optimizer step",
 }
-EXPOSED_COMM_TERMS = ("tp_comm_s", "pp_p2p_s", "dp_exposed_s")  # not hidden behind compute in the model
-SETUP_FIELDS = ("tp", "pp", "dp", "ep", "sp", "zero", "recompute", "precision", "flash_attention",
+EXPOSED_COMM_TERMS = ("tp_comm_s", "cp_comm_s", "ep_comm_s", "pp_p2p_s", "dp_exposed_s")  # not hidden behind compute in the model
+SETUP_FIELDS = ("tp", "cp", "pp", "vpp", "dp", "ep", "sp", "zero", "recompute", "precision", "flash_attention",
                 "batch_size", "grad_accum")
 
 
@@ -36,6 +38,10 @@ def estimate_argv(model_flags: tuple[str, ...], gpu: str, setup: TrainSetup, seq
             "--dp", str(setup.dp), "--tp", str(setup.tp), "--pp", str(setup.pp)]
     if setup.sp:
         argv.append("--sp")
+    if setup.cp > 1:
+        argv += ["--cp", str(setup.cp)]
+    if setup.vpp > 1:
+        argv += ["--vpp", str(setup.vpp)]
     if setup.ep > 1:
         argv += ["--ep", str(setup.ep)]
     argv += ["--zero", str(setup.zero), "--recompute", setup.recompute, "--precision", setup.precision]
@@ -84,7 +90,10 @@ def plan_row(prediction: dict, argv: list[str] | None) -> dict:
 def label(setup: dict) -> str:
     """'TP8+SP PP2 DP64 Z1 selective bf16-master 2x4': a setup in one short line
     (ZeRO stage, recompute, precision, micro-batch x gradient accumulation)."""
-    parts = [f"TP{setup['tp']}" + ("+SP" if setup["sp"] else ""), f"PP{setup['pp']}", f"DP{setup['dp']}"]
+    parts = [f"TP{setup['tp']}" + ("+SP" if setup["sp"] else "")]
+    if setup["cp"] > 1:
+        parts.append(f"CP{setup['cp']}")
+    parts += [f"PP{setup['pp']}" + (f"x{setup['vpp']}v" if setup["vpp"] > 1 else ""), f"DP{setup['dp']}"]
     if setup["ep"] > 1:
         parts.append(f"EP{setup['ep']}")
     parts += [f"Z{setup['zero']}", setup["recompute"], setup["precision"]]
@@ -99,7 +108,7 @@ def _fmt_value(key: str, value: object) -> str:
         return "flash" if value else "no flash"
     if key == "sp":
         return "SP" if value else "no SP"
-    names = {"tp": "TP", "pp": "PP", "dp": "DP", "ep": "EP", "zero": "ZeRO-", "batch_size": "micro-batch ",
+    names = {"tp": "TP", "cp": "CP", "pp": "PP", "vpp": "virtual stages ", "dp": "DP", "ep": "EP", "zero": "ZeRO-", "batch_size": "micro-batch ",
              "grad_accum": "grad-accum "}
     return f"{names.get(key, '')}{value}"
 

@@ -1,10 +1,13 @@
 """The planner's search space: parallel layouts and the knobs on each, with the exact divisibility rules.
 
-A layout is (tp, pp, dp, ep) with tp·pp·dp = the GPU count; the knobs are ZeRO,
-recompute, precision, flash attention, sequence parallel and the micro-batch
-(gradient accumulation follows from the fixed global batch). Only what the
-estimator models is enumerated; what it cannot model is named in ``gaps`` so
-the output says so instead of faking it.
+A layout is (tp, cp, pp, dp, ep) with tp·cp·pp·dp = the GPU count; the knobs are
+ZeRO, recompute, precision, the pipeline's virtual stages and the micro-batch
+(gradient accumulation follows from the fixed global batch). Knobs that can only
+lose are not enumerated: on a GPU, flash attention (the explicit kernel moves the
+T x T scores and keeps them: more time and more memory) and sequence parallelism
+with TP (the same communication volume, less activation memory, a smaller pipeline
+message). Only what the estimator models is enumerated; what it cannot model is
+named in ``gaps`` so the output says so instead of faking it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,20 @@ from estimator.errors import ConfigError
 from estimator.flops import RECOMPUTE_KINDS
 from estimator.hardware import HardwareSpec
 from estimator.model_config import ModelConfig
+from estimator.precision import PRECISIONS
 from estimator.communication import GPUS_PER_NODE
 
 ZERO_STAGES = (0, 1, 2, 3)
-# Megatron/DeepSpeed's mixed precision (fp32 master) and torch autocast; fp16 where there is no bf16 path.
+# Megatron/DeepSpeed's mixed precision (fp32 master) and torch autocast; fp16 where there is no bf16 path;
+# fp8 (Transformer Engine's recipe) where the GPU has an fp8 tensor path.
 PRECISIONS_BF16 = ("bf16-mixed", "bf16-master")
 PRECISIONS_FP16 = ("fp16-mixed",)
+PRECISION_FP8 = "fp8"
+MAX_VPP = 8  # virtual stages per GPU searched (Megatron's interleaved schedule; more only adds sends)
+# Context parallelism is searched only while each rank keeps at least this many tokens of a sequence: the
+# ring's K/V exchange hides behind attention only for long blocks (Llama 3 ran CP16 at 131,072 tokens:
+# 8,192 per rank; Dubey et al. 2024, Table 4).
+MIN_CP_TOKENS = 8192
 MAX_GPUS = 2**24  # the search for the smallest fitting GPU count stops here
 
 
@@ -41,10 +52,11 @@ class Layout:
     dp: int
     ep: int
     batch: int
+    cp: int = 1
 
     @property
     def world(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
 
     @property
     def per_replica(self) -> int:
@@ -61,6 +73,7 @@ class Knobs:
     precision: str
     flash_attention: bool
     sp: bool
+    vpp: int = 1
 
 
 def tp_options(model: ModelConfig, gpus: int, gpus_per_node: int) -> list[int]:
@@ -104,17 +117,24 @@ def check_gpus(gpus: int, gpus_per_node: int) -> None:
                           f"{gpus_per_node}: use whole nodes")
 
 
+def cp_options(seq_len: int, room: int) -> list[int]:
+    """CP sizes dividing ``room`` (GPUs left after TP) whose ranks keep >= ``MIN_CP_TOKENS`` tokens each,
+    with the sequence split into 2·cp equal chunks (Megatron's load-balanced causal ring)."""
+    return [c for c in divisors(room) if c == 1 or (seq_len % (2 * c) == 0 and seq_len // c >= MIN_CP_TOKENS)]
+
+
 def layouts(model: ModelConfig, gpus: int, gpus_per_node: int, seq_len: int, batch: int | None,
             batch_tokens: int | None, uneven_pp: bool = False) -> Iterator[Layout]:
-    """Every (tp, pp, dp, ep) on exactly ``gpus`` GPUs whose dp the global batch allows."""
+    """Every (tp, cp, pp, dp, ep) on exactly ``gpus`` GPUs whose dp the global batch allows."""
     for tp in tp_options(model, gpus, gpus_per_node):
-        for pp in pp_options(model, gpus // tp, uneven_pp):
-            dp = gpus // (tp * pp)
-            b = layout_batch(dp, batch, batch_tokens, seq_len)
-            if b is None:
-                continue
-            for ep in ep_options(model, dp):
-                yield Layout(tp, pp, dp, ep, b)
+        for cp in cp_options(seq_len, gpus // tp):
+            for pp in pp_options(model, gpus // (tp * cp), uneven_pp):
+                dp = gpus // (tp * cp * pp)
+                b = layout_batch(dp, batch, batch_tokens, seq_len)
+                if b is None:
+                    continue
+                for ep in ep_options(model, dp):
+                    yield Layout(tp, pp, dp, ep, b, cp)
 
 
 def smallest_dp(model: ModelConfig, gpus: int, gpus_per_node: int, uneven_pp: bool = False) -> tuple[int, int, int]:
@@ -131,16 +151,31 @@ def smallest_dp(model: ModelConfig, gpus: int, gpus_per_node: int, uneven_pp: bo
 
 
 def precision_options(hardware: HardwareSpec) -> tuple[str, ...]:
-    """bf16 regimes where the GPU has a bf16 tensor path, else fp16 autocast."""
-    return PRECISIONS_BF16 if hardware.peak("bf16") else PRECISIONS_FP16
+    """bf16 regimes where the GPU has a bf16 tensor path, else fp16 autocast; fp8 where it has an fp8 one."""
+    base = PRECISIONS_BF16 if hardware.peak("bf16") else PRECISIONS_FP16
+    return base + ((PRECISION_FP8,) if hardware.peak("fp8") and PRECISION_FP8 in PRECISIONS else ())
 
 
-def knob_options(layout: Layout, precisions: tuple[str, ...]) -> Iterator[Knobs]:
-    """ZeRO only with dp > 1 (stage 0 otherwise: nothing to shard), sequence parallel only with tp > 1."""
+def vpp_options(model: ModelConfig, pp: int) -> list[int]:
+    """Virtual stages per GPU: 1, or (pp > 1) up to ``MAX_VPP`` dividing the layers of each stage."""
+    if pp == 1 or model.n_layers % pp:
+        return [1]
+    return [v for v in divisors(model.n_layers // pp) if v <= MAX_VPP]
+
+
+def knob_options(model: ModelConfig, layout: Layout, precisions: tuple[str, ...],
+                 gpu: bool = True) -> Iterator[Knobs]:
+    """ZeRO only with dp > 1 (stage 0 otherwise: nothing to shard); sequence parallel whenever tp > 1 and
+    flash attention on a GPU (the alternatives only lose, see the module's note); explicit attention and
+    SP off are still searched on a CPU, where the kernels differ."""
     zeros = ZERO_STAGES if layout.dp > 1 else (0,)
-    sps = (False, True) if layout.tp > 1 else (False,)
-    for zero, rec, prec, flash, sp in product(zeros, RECOMPUTE_KINDS, precisions, (True, False), sps):
-        yield Knobs(zero, rec, prec, flash, sp)
+    sps = (True,) if layout.tp > 1 else (False,)
+    flashes = (True,) if gpu else (True, False)
+    if not gpu and layout.tp > 1:
+        sps = (False, True)
+    for zero, rec, prec, flash, sp, vpp in product(zeros, RECOMPUTE_KINDS, precisions, flashes, sps,
+                                                   vpp_options(model, layout.pp)):
+        yield Knobs(zero, rec, prec, flash, sp, vpp)
 
 
 def micro_batches(layout: Layout) -> list[int]:
@@ -152,14 +187,11 @@ def gaps(model: ModelConfig, hardware: HardwareSpec, uneven_pp: bool,
          gpus_per_node: int = GPUS_PER_NODE) -> list[str]:
     """What the search leaves out because the estimator does not model it."""
     out = [
-        "interleaved (virtual-stage) pipeline schedule: not modelled by the estimator, plain 1F1B only",
-        "context parallelism (CP): not modelled by the estimator, not searched",
         "tensor parallelism across nodes: not searched (TP stays within --gpus-per-node)",
+        f"context parallelism: searched only with >= {MIN_CP_TOKENS:,} tokens per rank",
     ]
-    if hardware.peak("fp8"):
+    if hardware.peak("fp8") and PRECISION_FP8 not in PRECISIONS:
         out.append(f"fp8 training: {hardware.name} has an fp8 peak but the estimator has no fp8 precision regime")
-    if model.is_moe:
-        out.append("expert parallelism: the all-to-all is not modelled, EP rows are optimistic")
     if gpus_per_node != GPUS_PER_NODE:
         out.append(f"--gpus-per-node {gpus_per_node} bounds TP only: the estimator's link model puts "
                    f"{GPUS_PER_NODE} GPUs on NVLink (estimator.communication.GPUS_PER_NODE)")

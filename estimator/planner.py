@@ -7,8 +7,8 @@ Three passes, each cheaper than the next is exact:
    batch term scales with b, and the pipeline's in-flight count min(pp, m)
    times b only grows), so a bisection over the micro-batch sizes finds the
    fitting ones and a group whose smallest micro-batch does not fit is dropped;
-2. every fitting candidate is timed with ``train_step_time`` (the function
-   ``predict`` uses) and ranked by the objective;
+2. every fitting candidate is timed on the op graph with ``DatasheetCost`` (what
+   ``predict`` does) and ranked by the objective;
 3. the best ``top + margin`` are predicted in full and re-ranked on the
    prediction's own figures, so the shown ranking is predict()'s.
 """
@@ -25,6 +25,7 @@ from estimator.max_batch import default_memory_limit
 from estimator.memory import training_memory
 from estimator.model_config import ModelConfig
 from estimator.plan_report import estimate_argv, label, plan_row, winner_reason
+from estimator.precision import get_precision
 from estimator.plan_space import (
     MAX_GPUS,
     Knobs,
@@ -37,11 +38,10 @@ from estimator.plan_space import (
     precision_options,
     smallest_dp,
 )
-from estimator.precision import get_precision
+from estimator.cost_model import DatasheetCost, predict_step
 from estimator.predict import predict
 from estimator.setup import TrainSetup
 from estimator.step_overheads import default_overheads
-from estimator.step_time import train_step_time
 
 OBJECTIVES = ("throughput", "time", "cost")
 PREDICT_MARGIN = 5  # candidates predicted in full beyond --top, so re-ranking on predict() can reorder them
@@ -88,7 +88,7 @@ class Candidate:
         k, lay = self.knobs, self.layout
         return TrainSetup(batch_size=self.micro_batch, seq_len=seq_len, precision=k.precision,
                           recompute=k.recompute, flash_attention=k.flash_attention, grad_accum=self.grad_accum,
-                          dp=lay.dp, tp=lay.tp, pp=lay.pp, sp=k.sp, ep=lay.ep, zero=k.zero)
+                          dp=lay.dp, tp=lay.tp, pp=lay.pp, sp=k.sp, ep=lay.ep, zero=k.zero, vpp=k.vpp, cp=lay.cp)
 
 
 @dataclass
@@ -124,14 +124,15 @@ class SearchContext:
         self.mem_kw = dict(peak="phases", device_kind=self.overheads.device_kind,
                            optimizer_impl=self.overheads.optimizer_impl)
         self.precisions = req.precisions or precision_options(req.hardware)
+        self.op_costs: dict = {}
 
     def memory(self, cand_setup: TrainSetup) -> int:
         return training_memory(self.req.model, cand_setup, cand_setup.batch_size, self.seq, **self.mem_kw).total
 
     def step_time(self, cand_setup: TrainSetup) -> float:
-        peak = self.req.hardware.peak(get_precision(cand_setup.precision).matmul_dtype)
-        return train_step_time(self.req.model, self.req.hardware, cand_setup, peak, cand_setup.batch_size,
-                               self.seq, True, self.overheads)["time_s"]
+        """predict()'s datasheet step time (the same op graph and costs), sharing op costs across candidates."""
+        cost = DatasheetCost(self.req.hardware, cand_setup, self.overheads, self.op_costs)
+        return predict_step(self.req.model, cand_setup, cost, cand_setup.batch_size, self.seq)["time_s"]
 
 
 def validate_request(req: PlanRequest) -> None:
@@ -171,7 +172,8 @@ def _gpu_counts(req: PlanRequest) -> list[int]:
 def search_groups(req: PlanRequest, ctx: SearchContext, gpus: int) -> list[tuple[Layout, Knobs]]:
     lays = layouts(req.model, gpus, req.gpus_per_node, ctx.seq, req.global_batch, req.global_batch_tokens,
                    req.uneven_pp)
-    return [(lay, k) for lay in lays for k in knob_options(lay, ctx.precisions)]
+    gpu = req.hardware.vendor != "cpu"
+    return [(lay, k) for lay in lays for k in knob_options(req.model, lay, ctx.precisions, gpu)]
 
 
 def fitting_candidates(ctx: SearchContext, lay: Layout, knobs: Knobs, counts: dict[str, int]) -> list[Candidate]:

@@ -26,17 +26,19 @@ from estimator.memory import PEAK_MODELS, check_parallel, memory_assumptions, tr
 from estimator.mfu import hfu, mfu
 from estimator.model_config import ModelConfig
 from estimator.params import count_params
-from estimator.precision import get_precision
+from estimator.communication import communication_assumptions
+from estimator.precision import check_precision_on, get_precision
 from estimator.setup import MODES, TrainSetup
 from estimator.step_overheads import StepOverheads, default_overheads
-from estimator.step_time import timing_assumptions, train_step_time
+from estimator.step_time import timing_assumptions
 from estimator.units import MAX_COUNT, MAX_GPU_HOUR_COST, check_finite, check_finite_positive, fmt_bytes
 
 MFU_NA = "MFU n/a (unknown peak; --peak-tflops)"
 
 
-def _validate(model: ModelConfig, setup: TrainSetup, mode: str, seq_len: int, tokens: int | None,
-              gpu_hour_cost: float | None, memory_limit_bytes: int | None) -> None:
+def _validate(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode: str, seq_len: int,
+              tokens: int | None, gpu_hour_cost: float | None, memory_limit_bytes: int | None) -> None:
+    check_precision_on(setup.precision, hardware)
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if seq_len > model.context_length:
@@ -108,8 +110,6 @@ def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int
     if mem.total > limit:
         warnings.append(f"batch {b} does not fit: needs {fmt_bytes(mem.total)}, limit {fmt_bytes(limit)} "
                         f"(largest that fits: {fit})")
-    if setup.ep > 1:
-        warnings.append("expert-parallel all-to-all is not modelled: step time is optimistic")
     memory = mem.to_dict()
     memory.update(limit=limit, fits=mem.total <= limit)
 
@@ -117,16 +117,13 @@ def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int
     out: dict = {"memory": memory, "max_batch_size": fit, "step": None, "train": None}
     step = None
     if time_peak is not None:
-        step = train_step_time(model, hardware, setup, time_peak, b, s, overlap_dp, overheads)
-        graph_spec = predict_step(model, setup, DatasheetCost(hardware, setup, overheads), b, s, overlap_dp)
-        step.update(_rates(step["time_s"], tokens_per_step, flops, setup, mfu_peak), source="datasheet",
-                    categories=graph_spec["categories"])
+        datasheet = DatasheetCost(hardware, setup, overheads)
+        step = predict_step(model, setup, datasheet, b, s, overlap_dp)
+        step.update(_rates(step["time_s"], tokens_per_step, flops, setup, mfu_peak))
         if device_profile is not None:
             measured = predict_step(model, setup, MeasuredCost(device_profile, hardware, setup), b, s, overlap_dp)
-            spec = {k: step[k] for k in ("time_s", "tokens_per_s", "mfu", "hfu", "categories")}
-            step.update(_rates(measured["time_s"], tokens_per_step, flops, setup, mfu_peak),
-                        time_s=measured["time_s"], micro_batch_s=measured["micro_batch_s"], source="measured",
-                        categories=measured["categories"], extrapolated=measured["extrapolated"],
+            spec = {k: step[k] for k in ("time_s", "tokens_per_s", "mfu", "hfu", "categories", "breakdown")}
+            step = dict(measured, **_rates(measured["time_s"], tokens_per_step, flops, setup, mfu_peak),
                         spec=dict(spec, source="datasheet"),
                         device_profile={"device": device_profile.device_name,
                                         "measured_at": device_profile.measured_at,
@@ -147,8 +144,7 @@ def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int
             "gpu_hour_cost": gpu_hour_cost,
             "cost": gpu_hours * gpu_hour_cost if gpu_hours is not None and gpu_hour_cost is not None else None,
             "six_nd_flops": six_nd,
-            "six_nd_time_s": (six_nd / (setup.world_size * time_peak * setup.efficiency.flops)
-                              if time_peak else None),
+            "six_nd_time_s": (six_nd / (setup.world_size * step["achieved_flops_per_gpu"]) if step else None),
         }
     return out
 
@@ -180,7 +176,7 @@ def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode:
     ``device_profile``: a measured profile of this device; the step time then comes from the op graph
     timed by it (``step.source`` "measured"), the datasheet figures kept under ``step.spec``."""
     s = setup.seq_len or model.context_length
-    _validate(model, setup, mode, s, tokens, gpu_hour_cost, memory_limit_bytes)
+    _validate(model, hardware, setup, mode, s, tokens, gpu_hour_cost, memory_limit_bytes)
     if memory_peak not in PEAK_MODELS:
         raise ConfigError(f"memory peak must be one of {', '.join(PEAK_MODELS)}, got {memory_peak!r}")
     overheads = overheads or default_overheads(hardware)
@@ -210,14 +206,16 @@ def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode:
         "flops": flops,
     }
     assumptions: dict = {"precision": p.to_dict(), **limit_assumptions(hardware, memory_limit_bytes),
-                         **timing_assumptions(setup, hardware, overlap_dp, overheads, model, s)}
+                         **communication_assumptions(setup),
+                         **timing_assumptions(setup, hardware, overlap_dp, overheads, model, s,
+                                                 DatasheetCost(hardware, setup, overheads).assumptions())}
 
     if mode == "train":
         result.update(_train(model, hardware, setup, b, s, limit, flops, mfu_peak, time_peak, tokens,
                              gpu_hour_cost, check_fit, overlap_dp, warnings, overheads, memory_peak,
                              device_profile))
         assumptions.update(memory_assumptions(setup, overheads.device_kind, memory_peak, overheads.optimizer_impl))
-        assumptions["train.six_nd"] = "6 x active params x tokens / (GPUs x peak x efficiency.flops)"
+        assumptions["train.six_nd"] = "6 x active params x tokens / (GPUs x the step's achieved FLOP/s per GPU)"
     else:
         gen = DEFAULT_GEN_LEN if gen_len is None else gen_len
         prompt = prompt_len if prompt_len is not None else min(setup.seq_len or DEFAULT_PROMPT_LEN,
@@ -240,6 +238,8 @@ def predict(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, mode:
         result.update(inf)
         assumptions.update(inference_assumptions(weight_bits, prompt, gen, p))
 
+    if p.matmul_dtype == "fp8":
+        assumptions["mfu.peak"] = f"MFU relative to the fp8 dense peak of {hardware.name}"
     result["assumptions"] = assumptions
     result["warnings"] = warnings
     return result

@@ -23,9 +23,13 @@ MIN_EFFICIENCY = 1e-3  # an efficiency of 5e-324 would make every time infinite
 class Efficiency:
     """Fractions of the hardware peaks a real step reaches (roofline derating)."""
 
-    flops: float = 0.5  # achieved / dense peak for large matmuls in a full step
+    # achieved / dense peak for every GEMM and attention kernel; None: by the kernel's shape on a GPU
+    # (estimator.gpu_kernels), the measured (or theoretical) CPU rate on a CPU
+    flops: float | None = None
     memory: float = 0.8  # achieved / peak HBM bandwidth
-    interconnect: float = 0.7  # achieved / spec link bandwidth (NCCL bus bandwidth)
+    # achieved bus bandwidth / per-direction line rate; None: the measured fraction of each link tier
+    # (estimator.communication.BUS_FRACTION: NVLink 0.80, PCIe 0.44, InfiniBand 0.94)
+    interconnect: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +73,8 @@ class TrainSetup:
             raise ConfigError(f"zero stage must be 0, 1, 2 or 3, got {self.zero!r}")
         for name in ("flops", "memory", "interconnect"):
             value = getattr(self.efficiency, name)
+            if value is None and name in ("flops", "interconnect"):
+                continue
             check_finite_positive(value, f"{name} efficiency", low=MIN_EFFICIENCY, high=1.0)
 
     @property
@@ -77,3 +83,35 @@ class TrainSetup:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_global_batch(global_batch: int | None, global_batch_tokens: int | None) -> None:
+    """At most one of ``--global-batch-size`` (sequences) and ``--global-batch-tokens``."""
+    if global_batch is not None and global_batch_tokens is not None:
+        raise ConfigError("give either --global-batch-size or --global-batch-tokens, not both")
+    if global_batch is not None:
+        check_finite_positive(global_batch, "global-batch-size", low=1, high=MAX_SETUP_INT, integer=True)
+
+
+def grad_accum_for(micro_batch: int, dp: int, seq_len: int, global_batch: int | None = None,
+                   global_batch_tokens: int | None = None) -> tuple[int, int]:
+    """(global batch in sequences, gradient accumulation) with grad-accum = global batch / (micro-batch x dp),
+    as llm-analysis derives it. In sequences the global batch must be a multiple of micro-batch x dp; in
+    tokens it is the multiple of micro-batch x dp nearest to tokens / seq-len (as ``mfutop plan`` rounds).
+    ConfigError when the global batch is smaller than dp or does not divide."""
+    check_global_batch(global_batch, global_batch_tokens)
+    per_step = micro_batch * dp
+    if global_batch is None:
+        target = global_batch_tokens / seq_len
+        if target < dp:
+            raise ConfigError(f"global batch of {global_batch_tokens:,} tokens is {target:,.2f} sequences of "
+                              f"{seq_len}, fewer than dp ({dp}): every data-parallel replica needs a sequence")
+        global_batch = per_step * max(1, round(target / per_step))
+    if global_batch < dp:
+        raise ConfigError(f"global batch {global_batch:,} sequences is smaller than dp ({dp}): every data-parallel "
+                          "replica needs at least one sequence")
+    if global_batch % per_step:
+        raise ConfigError(f"global batch {global_batch:,} sequences is not a multiple of micro-batch x dp = "
+                          f"{micro_batch} x {dp} = {per_step}; change --batch-size, --dp or the global batch")
+    accum = check_finite_positive(global_batch // per_step, "grad-accum", low=1, high=MAX_SETUP_INT, integer=True)
+    return global_batch, accum

@@ -1,12 +1,13 @@
-"""What a roofline does not see: per-op host overhead, op counts, and the CPU's kernel rates.
+"""What a roofline does not see: per-op host overhead, and the CPU's kernel rates.
 
 Every eager op costs host time (Python, dispatcher, autograd bookkeeping, a
 kernel launch). On a GPU that time overlaps the device's work (launches run
-ahead); on the CPU it adds to it. The ops are counted from the model's
-structure (the profiled GPT, counted with a TorchDispatchMode), the optimizer's
-per parameter tensor and group by AdamW implementation. ``StepOverheads``
-carries the per-op cost, the overlap and the CPU kernel behaviour that
-``estimator.step_time`` applies; ``default_overheads`` picks them by device kind.
+ahead); on the CPU it adds to it. The op graph counts the ops (each kernel and
+the ops dispatched around it, ``estimator.op_graph.HOST_OPS``), the optimizer's
+per parameter tensor and group by AdamW implementation (``OPTIMIZER_OPS``).
+``StepOverheads`` carries the per-op cost, the overlap and the CPU kernel
+behaviour the datasheet cost model applies; ``default_overheads`` picks them by
+device kind.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from estimator.errors import ConfigError
 from estimator.hardware import HardwareSpec
-from estimator.memory_terms import OPTIMIZER_IMPLS, StageParams, is_autocast
+from estimator.memory_terms import OPTIMIZER_IMPLS
 from estimator.model_config import ModelConfig
 from estimator.precision import Precision, get_precision
 from estimator.setup import TrainSetup
@@ -29,14 +30,6 @@ GPU_OP_OVERHEAD_S = 7.5e-6
 # 1 x 1 token, where the arithmetic is nil, on a 2-core AMD EPYC VM, torch 2.13, Python 3.11:
 # medians 7.6–15 µs per op with 2 threads (autocast's extra dispatch at the top), 4.4–10 with 1.
 CPU_OP_OVERHEAD_S = 10e-6
-BACKWARD_OPS_FACTOR = 2  # autograd runs about two ops (grad input, grad weight, views) per forward op
-# Dispatched ops of the profiled GPT's forward, by part (counted with a TorchDispatchMode, torch 2.13).
-OPS_PER_LINEAR = 4  # weight.t(), view in, addmm/mm, view out
-OPS_PER_NORM = {"layernorm": 1, "rmsnorm": 6}  # native_layer_norm | pow, mean, add, rsqrt, mul, mul
-OPS_ATTENTION = {"sdpa": 11, "explicit": 32}  # split, q/k/v/y views and transposes, the kernel(s)
-OPS_ROPE = 18  # q and k: slices, 4 muls, sub, add, cat
-OPS_GQA_REPEAT = 8  # repeat_interleave of k and v
-OPS_LOSS = 5  # views, log_softmax, nll_loss
 # Optimizer host cost per parameter tensor and per parameter group, in ops (CPU, measured with
 # tiny tensors: foreach ~13–21 µs/tensor, for-loop ~22–38, fused ~5–6; GPU: foreach and fused
 # launch multi-tensor kernels per group, the for-loop ~9 kernels per tensor).
@@ -44,8 +37,6 @@ OPTIMIZER_OPS = {  # device kind -> impl -> (per tensor, per group)
     "cpu": {"foreach": (2.0, 12), "for-loop": (3.0, 0), "fused": (0.5, 1)},
     "gpu": {"foreach": (0.0, 12), "for-loop": (9.0, 0), "fused": (0.0, 2)},
 }
-ADAMW_GROUPS = 2  # nanoGPT's decay / no-decay groups
-FOREACH_TENSORS_PER_LAUNCH = 36  # multi_tensor_apply: 4 tensor lists -> 36 tensors per launch (CUDA)
 
 # --- CPU kernels ------------------------------------------------------------------------------------
 # The CPU peak the profiler uses is itself a measured matmul rate (profiler/cpu_probe: best of large
@@ -53,6 +44,9 @@ FOREACH_TENSORS_PER_LAUNCH = 36  # multi_tensor_apply: 4 tensor lists -> 36 tens
 # they reach 0.7–0.98 of it on the 2-core EPYC (gpt-tiny..gpt-small, fp32 and bf16). A theoretical
 # CPU peak (cores x clock x ISA) keeps eff.flops.
 CPU_MEASURED_MATMUL_EFFICIENCY = 0.85
+# A CPU peak computed from cores x clock x ISA (no measurement): the fraction large matmuls reach is
+# unknown; half is the figure formulas.md §4.1 gives for a full step. Printed under assumptions.
+CPU_THEORETICAL_MATMUL_EFFICIENCY = 0.5
 # Attention core (scores + probs·V): rate = peak(dtype) x matmul efficiency x d_h/(d_h + c_d) x T/(T + c_T).
 # c_d: fixed softmax work per score element (max, exp, rescale, mask) in head-dim multiply-adds;
 # c_T: fixed work per query row (block setup, conversions, output rescale) in key positions.
@@ -122,77 +116,24 @@ def adamw_impl(fused_adamw: bool | None, adamw_foreach: bool | None, on_cuda: bo
     return "for-loop" if adamw_foreach is False else "foreach"
 
 
-# ----------------------------------------------------------------- op counts
-
-def _linears(cfg: ModelConfig) -> list[bool]:
-    """The Linear layers of one block (dense path), each as 'has a bias'."""
-    mlp = [cfg.mlp_bias] * (3 if cfg.mlp == "swiglu" else 2) * cfg.top_k
-    return [cfg.qkv_bias, cfg.proj_bias] + mlp + ([False] if cfg.is_moe else [])  # + router
-
-
-def layer_forward_ops(cfg: ModelConfig, flash_attention: bool, autocast: bool) -> int:
-    """Ops one block's forward dispatches (the profiled GPT; views included)."""
-    linears = _linears(cfg)
-    ops = OPS_PER_LINEAR * len(linears) + 2 * OPS_PER_NORM[cfg.norm] + 2  # + two residual adds
-    ops += 2 * cfg.top_k if cfg.mlp == "swiglu" else cfg.top_k  # silu and the product | GELU
-    ops += OPS_ATTENTION["sdpa" if flash_attention else "explicit"]
-    ops += OPS_ROPE if cfg.position == "rope" else 0
-    ops += OPS_GQA_REPEAT if cfg.kv_heads != cfg.n_heads else 0
-    if autocast:  # casts: each weight (cached per step), each bias, the two norm outputs
-        ops += len(linears) + sum(linears) + 2
-    return ops
-
-
-def param_tensors(cfg: ModelConfig, layers: int, first: bool, last: bool, ep: int = 1) -> int:
-    """Parameter tensors on a stage: what a foreach/for-loop optimizer iterates over."""
-    per_norm = 2 if cfg.norm_bias else 1
-    attention = 2 + cfg.qkv_bias + cfg.proj_bias
-    experts = -(-cfg.n_experts // ep)
-    mlp = experts * (3 if cfg.mlp == "swiglu" else 2) * (1 + cfg.mlp_bias) + (1 if cfg.is_moe else 0)
-    n = layers * (attention + mlp + 2 * per_norm)
-    if first:
-        n += 1 + (1 if cfg.position == "learned" else 0)
-    if last:
-        n += per_norm + (0 if cfg.tied_embeddings and first else 1)
-    return n
-
-
-def step_op_counts(cfg: ModelConfig, setup: TrainSetup, params: StageParams, first: bool, last: bool,
-                   overheads: StepOverheads) -> dict[str, float]:
-    """Ops per micro-batch (forward, backward) and per optimizer step on one GPU of a stage."""
-    p = get_precision(setup.precision)
-    autocast = is_autocast(p)
-    forward = params.layers * layer_forward_ops(cfg, setup.flash_attention, autocast)
-    if first:
-        forward += 1 + (3 if cfg.position == "learned" else 0)  # token lookup (+ arange, lookup, add)
-    if last:
-        forward += OPS_PER_NORM[cfg.norm] + OPS_PER_LINEAR + OPS_LOSS + (2 if autocast else 0)
-    recompute = {"full": forward, "selective": params.layers * 2}.get(setup.recompute, 0)
-    backward = BACKWARD_OPS_FACTOR * forward + recompute
-    if not setup.flash_attention:  # explicit attention's reshapes and mask get one backward op each, not two
-        backward -= params.layers * (OPS_ATTENTION["explicit"] - OPS_ATTENTION["sdpa"])
-    per_tensor, per_group = OPTIMIZER_OPS[overheads.device_kind][overheads.optimizer_impl]
-    tensors = param_tensors(cfg, params.layers, first, last, setup.ep)
-    groups = ADAMW_GROUPS
-    if overheads.device_kind == "gpu" and overheads.optimizer_impl == "foreach":
-        groups = max(groups, math.ceil(tensors / FOREACH_TENSORS_PER_LAUNCH))
-    optimizer = per_tensor * tensors + per_group * groups
-    return {"forward": forward, "backward": backward, "micro_batch": forward + backward,
-            "optimizer": optimizer, "param_tensors": tensors}
-
-
-
 # ----------------------------------------------------------------- CPU kernels
+
+def cpu_attention_factor(head_dim: int, seq_len: int, flash_attention: bool, dtype: str) -> tuple[str, float]:
+    """(dtype whose peak the CPU attention core runs at, d_h/(d_h + c_d) x T/(T + c_T)) for a core whose
+    inputs are ``dtype``: SDPA computes in fp32 whatever its inputs, explicit attention at the inputs' rate."""
+    if flash_attention:
+        run, key = "fp32", ("sdpa-fp32" if dtype == "fp32" else "sdpa-bf16")
+    else:
+        run, key = dtype, "explicit"
+    c_d, c_t = CPU_ATTENTION_COST[key]
+    return run, head_dim / (head_dim + c_d) * seq_len / (seq_len + c_t)
+
 
 def cpu_attention_efficiency(cfg: ModelConfig, seq_len: int, flash_attention: bool,
                              precision: Precision) -> tuple[str, float]:
-    """(dtype whose peak the attention core runs at, d_h/(d_h + c_d) x T/(T + c_T)) on the CPU."""
-    if flash_attention:
-        dtype, key = "fp32", ("sdpa-fp32" if precision.activation_bytes >= 4 else "sdpa-bf16")
-    else:
-        dtype, key = precision.matmul_dtype, "explicit"
-    c_d, c_t = CPU_ATTENTION_COST[key]
-    return dtype, cfg.dh / (cfg.dh + c_d) * seq_len / (seq_len + c_t)
+    """``cpu_attention_factor`` for a model's attention under a precision regime."""
+    dtype = "fp32" if precision.activation_bytes >= 4 else precision.matmul_dtype
+    return cpu_attention_factor(cfg.dh, seq_len, flash_attention, dtype)
 
 
 def overhead_assumptions(overheads: StepOverheads, setup: TrainSetup, cfg: ModelConfig | None = None,
@@ -204,11 +145,10 @@ def overhead_assumptions(overheads: StepOverheads, setup: TrainSetup, cfg: Model
               "with 2 threads, 4.4–10 with 1")
     out = {
         "time.op_overhead_s": overheads.op_overhead_s,
-        "time.op_overhead": (f"{overheads.op_overhead_s * 1e6:.1f} µs per dispatched op ({source}); ops counted from "
-                             f"the model's structure: per block {OPS_PER_LINEAR} per Linear, norms, adds, "
-                             f"activation, attention reshapes + kernel, autocast casts; backward "
-                             f"{BACKWARD_OPS_FACTOR} x forward; optimizer per parameter tensor "
-                             f"({overheads.optimizer_impl} AdamW)"),
+        "time.op_overhead": (f"{overheads.op_overhead_s * 1e6:.1f} µs per dispatched op ({source}); the ops are "
+                             "the op graph's kernels and the views, transposes and autograd ops dispatched "
+                             "around them (estimator.op_graph.HOST_OPS, counted on a real step); optimizer per "
+                             f"parameter tensor ({overheads.optimizer_impl} AdamW)"),
         "time.op_overlap": ("GPU: the host launches ahead of the device; a micro-batch takes max(device time, "
                             "ops x overhead)" if overheads.overlapped else
                             "CPU: ops run in sequence on the same cores; matmul, attention, elementwise and "

@@ -20,27 +20,33 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from estimator.mfu import mfu
-from estimator.communication import COLLECTIVE_LATENCY_S, ring_all_reduce_s
+from estimator.communication import BUS_FRACTION, COLLECTIVE_LATENCY_S, ring_all_reduce_s, tier_class
 from estimator.step_time import ZERO3_COMM_FACTOR
 from profiler.compare import compare_rows, errors_by_key, lookup
 
 
-def allreduce_bandwidth(device: str, link_bandwidth: float | None, interconnect_efficiency: float,
-                        copy_bandwidth: float | None = None) -> tuple[float, str]:
+def allreduce_bandwidth(device: str, link_bandwidth: float | None, interconnect_efficiency: float | None,
+                        copy_bandwidth: float | None = None, link_kind: str = "nvlink") -> tuple[float, str]:
     """The B of the ring formula, with the assumption behind it spelled out.
 
     GPU: the spec's intra-node link figure is a bidirectional aggregate and a
-    ring sends one way per link: B = link / 2 x interconnect efficiency (as the
-    estimator's ``link_bandwidth``). CPU (gloo): the ranks share one memory and
-    gloo copies through TCP loopback; the measured memcpy bandwidth is used
-    and called what it is, an upper bound.
+    ring sends one way per link: B = link / 2 x interconnect efficiency, or, when
+    None, the measured bus fraction of the link's tier (``estimator.communication.
+    BUS_FRACTION``, as the estimator's ``link_bandwidth``). CPU (gloo): the ranks
+    share one memory and gloo copies through TCP loopback; the measured memcpy
+    bandwidth is used and called what it is, an upper bound.
     """
     if device == "cuda":
         if not link_bandwidth:
             raise ValueError("no intra-node bandwidth for this GPU")
-        return link_bandwidth / 2 * interconnect_efficiency, (
+        if interconnect_efficiency is None:
+            tier = tier_class(link_kind)
+            fraction, why = BUS_FRACTION[tier], f"measured {tier} bus fraction"
+        else:
+            fraction, why = interconnect_efficiency, "interconnect efficiency"
+        return link_bandwidth / 2 * fraction, (
             f"intra-node link {link_bandwidth / 1e9:.0f} GB/s (bidirectional) / 2 per direction "
-            f"x {interconnect_efficiency:.2f} interconnect efficiency")
+            f"x {fraction:.2f} {why}")
     if copy_bandwidth:
         return copy_bandwidth, (f"gloo on one host: assumed to move data at the measured memcpy bandwidth "
                                 f"{copy_bandwidth / 1e9:.1f} GB/s (an upper bound: gloo copies through TCP loopback)")
@@ -83,11 +89,12 @@ def scaling_efficiency(aggregate_tokens_per_s: float | None, baseline_tokens_per
 
 
 def allreduce_block(*, device: str, strategy: str, nranks: int, grad_bytes: int, link_bandwidth: float | None,
-                    interconnect_efficiency: float, copy_bandwidth: float | None, measured_s: float | None,
+                    interconnect_efficiency: float | None, copy_bandwidth: float | None, measured_s: float | None,
                     step_time_s: float | None, single_step_time_s: float | None,
-                    estimator_dp_comm_s: float | None) -> dict[str, Any]:
+                    estimator_dp_comm_s: float | None, link_kind: str = "nvlink") -> dict[str, Any]:
     """Predicted gradient all-reduce beside the measured step-time difference and a bare all-reduce."""
-    bandwidth, source = allreduce_bandwidth(device, link_bandwidth, interconnect_efficiency, copy_bandwidth)
+    bandwidth, source = allreduce_bandwidth(device, link_bandwidth, interconnect_efficiency, copy_bandwidth,
+                                            link_kind)
     volume = ZERO3_COMM_FACTOR if strategy == "fsdp" else 1.0
     formula = "ring: 2(n-1)/n x gradient bytes / bandwidth + 2(n-1) x latency"
     if strategy == "fsdp":

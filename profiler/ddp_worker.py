@@ -279,7 +279,7 @@ class Worker:
         agg_step = max(x["step_time_s"] for x in gathered)
         allreduce = allreduce_block(
             device=r.device.type, strategy=self.strategy, nranks=r.world, grad_bytes=grad_bytes,
-            link_bandwidth=detected.spec.intra_node_bandwidth,
+            link_bandwidth=detected.spec.intra_node_bandwidth, link_kind=detected.spec.link_kind,
             interconnect_efficiency=TrainSetup().efficiency.interconnect, copy_bandwidth=copy_bw,
             measured_s=allreduce_s, step_time_s=agg_step,
             single_step_time_s=(baseline or {}).get("step_time_s"),

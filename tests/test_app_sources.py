@@ -100,3 +100,26 @@ def test_saved_events_replay_identically(tmp_path):
     save_events(events, path)
     assert read_run_file(path) == events
     assert list(events_source(events)(threading.Event())) == events
+
+
+def test_a_child_started_now_is_the_first_run_and_a_rerun_starts_a_fresh_one(tmp_path):
+    """`mfutop` starts its run's child before the app loads: the first call reads that process, the next
+    one spawns anew (each child appends its pid to a file, so the count of processes is visible)."""
+    import sys
+
+    from tui.event_sources import child_source, started_now
+
+    pids = tmp_path / "pids"
+    script = (f"import os, json; open({str(pids)!r}, 'a').write(str(os.getpid()) + '\\n'); "
+              "print(json.dumps({'event': 'run_finished', 'summary': {}}))")
+    source = child_source([])
+    source.command = [sys.executable, "-c", script]
+    early = started_now(source)
+    deadline = time.monotonic() + 30
+    while not (pids.exists() and pids.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the child runs before anyone asks for its events
+    assert len(pids.read_text().split()) == 1
+    first = list(early(threading.Event()))
+    assert [type(e) for e in first] == [RunFinished] and len(pids.read_text().split()) == 1
+    again = list(early(threading.Event()))
+    assert [type(e) for e in again] == [RunFinished] and len(pids.read_text().split()) == 2

@@ -53,3 +53,18 @@ def test_compare_prints_a_table_and_names_a_missing_file(tmp_path):
     assert result.exit_code == 0 and "Same setup." in result.stdout and "Step time" in result.stdout
     missing = runner.invoke(app, ["compare", str(a), str(tmp_path / "nope.jsonl")])
     assert missing.exit_code == 2 and "no such run file" in missing.stderr
+
+
+def test_a_searched_batch_compares_as_the_batch_the_run_found(tmp_path):
+    """A run with batch "auto" records batch_size None in its config: the compare shows the batch it measured."""
+    from tui.run_diff import fold, run_side
+
+    def auto(event):
+        if isinstance(event, RunFinished):
+            return replace(event, summary=dict(event.summary, config={"model": "gpt-tiny", "batch_size": None}))
+        return event
+
+    events = [auto(e) for e in fake_run_events()]
+    side = run_side(tmp_path / "a.jsonl", fold(events))
+    measured = fold(events).measured()["batch_size"]
+    assert measured and side["config"]["batch_size"] == measured

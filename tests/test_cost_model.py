@@ -121,10 +121,12 @@ def test_data_parallel_all_reduce_is_hidden_behind_the_backward():
     eight = TrainSetup(batch_size=8, seq_len=1024, dp=8)
     a = predict_step(cfg, one, DatasheetCost(H100, one))
     b = predict_step(cfg, eight, DatasheetCost(H100, eight))
-    assert b["dp_comm_s"] > 0 and b["dp_exposed_s"] == 0
+    assert b["breakdown"]["dp_comm_s"] > 0 and b["breakdown"]["dp_exposed_s"] == 0
     assert b["time_s"] == pytest.approx(a["time_s"])
     c = predict_step(cfg, eight, DatasheetCost(H100, eight), overlap_dp=False)
-    assert c["time_s"] == pytest.approx(a["time_s"] + c["dp_comm_s"])
+    assert c["time_s"] == pytest.approx(a["time_s"] + c["breakdown"]["dp_comm_s"])
+    terms = {k: v for k, v in c["breakdown"].items() if k != "dp_comm_s"}  # dp_exposed_s is its paid part
+    assert sum(terms.values()) == pytest.approx(c["time_s"], rel=1e-12)
 
 
 def test_predict_with_a_profile_keeps_the_datasheet_beside_it():

@@ -80,7 +80,7 @@ def test_explain_adds_the_assumptions_as_text():
     tail = result.stdout[len(plain.stdout):]
     assert tail.lstrip().startswith("Assumptions")
     rows = [re.split(r"\s{2,}", line.strip()) for line in tail.splitlines()]
-    assert ["efficiency"] in rows and ["flops", "0.5"] in rows  # efficiency.flops, under its group
+    assert ["efficiency"] in rows and ["memory", "0.8"] in rows  # efficiency.memory, under its group
     assert ["precision", "name: bf16-mixed"] in rows and ["matmul dtype: bf16"] in rows  # a nested value
     assert "formulas.md" not in tail and "gpu-specs.md" not in tail and "{" not in tail
     text = " ".join(" ".join(row) for row in rows)
@@ -112,6 +112,18 @@ def test_human_output_infer_and_unknown_peak():
     (["--mode", "infer", "--weight-bits", "3"], "weight-bits must be one of"),
     (["--peak-tflops", "0"], "peak-tflops must be a positive"),
     (["--hf-config", "/nonexistent/config.json"], "no config.json at"),
+    (["--model", "llama-2-7b", "--pp", "4", "--vpp", "3"],
+     "vpp (3) must divide the layers per pipeline stage: 32 layers / pp 4 = 8 per stage"),
+    (["--model", "llama-2-7b", "--vpp", "2"], "--vpp 2 (interleaved 1F1B) needs pipeline parallel"),
+    (["--model", "llama-2-7b", "--cp", "3", "--seq-len", "4096"],
+     "cp (3) needs a sequence divisible by 2 x cp = 6 (load-balanced ring attention); seq-len 4096 is not"),
+    (["--model", "gpt2", "--gpu", "a100-sxm-80gb", "--precision", "fp8"], "NVIDIA A100 SXM4 80GB has no fp8 peak"),
+    (["--dropout", "1"], "dropout must be a probability in [0, 1)"),
+    (["--dp", "8", "--global-batch-size", "12"], "global batch 12 sequences is not a multiple of micro-batch x dp"),
+    (["--dp", "8", "--global-batch-size", "4"], "smaller than dp (8)"),
+    (["--global-batch-size", "8", "--grad-accum", "2"], "the global batch sets grad-accum"),
+    (["--global-batch-size", "8", "--global-batch-tokens", "8k"], "not both"),
+    (["--global-batch-tokens", "lots"], "cannot read 'lots' as a global batch token count"),
 ])
 def test_bad_input_one_line_exit_2(args, needle):
     result = runner.invoke(app, ["estimate", *args])
@@ -205,3 +217,28 @@ def test_a_short_gpu_alias_says_which_row_it_picked():
     assert _json("--model", "gpt2", "--gpu", "a100-sxm-40gb")["gpu_note"] is None
     rich = runner.invoke(app, ["estimate", "--model", "gpt2", "--gpu", "a100"], env={"COLUMNS": "100"})
     assert rich.exit_code == 0 and "a100 -> NVIDIA A100 SXM4 80GB" in rich.stderr
+
+
+def test_parallel_flags_reach_the_setup_and_the_header():
+    """--vpp/--cp/--dropout/--precision fp8 and a global batch in tokens: the setup, the derived grad-accum
+    (4M tokens / 4096 = 976.6 sequences -> the multiple of micro-batch 1 x dp 8 nearest it, 976 = 8 x 122)."""
+    args = ("--model", "llama-2-7b", "--gpu", "h100-sxm", "--seq-len", "4096", "--dp", "8", "--pp", "4", "--vpp", "2",
+            "--cp", "2", "--dropout", "0.1", "--precision", "fp8", "--global-batch-tokens", "4M")
+    r = _json(*args)
+    s = r["setup"]
+    assert (s["vpp"], s["cp"], s["dropout"], s["precision"], s["grad_accum"]) == (2, 2, 0.1, "fp8", 122)
+    assert r["hardware"]["peak_dtype"] == "fp8" and "fp8 dense peak" in r["assumptions"]["mfu.peak"]
+    assert r["memory"]["breakdown"]["model_chunks_in_flight"] == 11  # pp·vpp + pp − 1
+    human = runner.invoke(app, ["estimate", *args], env={"COLUMNS": "200"})
+    assert human.exit_code == 0, human.stderr
+    assert "x accum 122, fp8" in human.stdout and "pp=4 vpp=2 cp=2" in human.stdout and "dropout 0.1" in human.stdout
+    assert "MFU vs the fp8 peak (causal-halved count, HFU)" in human.stdout
+
+
+def test_global_batch_in_sequences_and_auto_micro_batch():
+    r = _json("--model", "gpt2", "--gpu", "a100-80gb", "--dp", "4", "--batch-size", "2", "--global-batch-size", "64")
+    assert r["setup"]["grad_accum"] == 64 // (2 * 4)
+    auto = _json("--model", "gpt2", "--gpu", "a100-80gb", "--dp", "4", "--batch-size", "auto",
+                 "--global-batch-size", "96")
+    b = auto["setup"]["batch_size"]
+    assert 96 % (b * 4) == 0 and auto["setup"]["grad_accum"] == 96 // (b * 4) and b <= auto["max_batch_size"]

@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from estimator.errors import ConfigError
 from estimator.flops import step_flops
+from estimator.hf_config import load_hf_config
 from estimator.model_config import ModelConfig
 from estimator.params import count_params
 from estimator.presets import get_model
 from profiler.flop_count import counter_step_flops
-from estimator.hf_config import load_hf_config
 from profiler.model import MoE, build_model, param_count
 
-transformers = pytest.importorskip("transformers")
+DATA = Path(__file__).parent / "data"
+# Families the profiled GPT builds, as public config.json files (tests/data/SOURCES.md) -> published totals.
+BUILT = {"gpt2": 124_439_808, "llama-2-7b": 6_738_415_616, "mistral-7b": 7_241_732_096,
+         "qwen2.5-0.5b": 494_032_768, "gemma-2b": 2_506_172_416, "pythia-160m": 162_322_944,
+         "gpt-neox-20b": 20_554_567_680, "mixtral-8x7b": 46_702_792_704}
+
+
+def _transformers():
+    """Hugging Face transformers, for the tests that compare with its modeling code (skipped without it)."""
+    return pytest.importorskip("transformers")
+
+
+@pytest.mark.parametrize("name", list(BUILT))
+def test_each_public_config_json_is_built_with_its_published_parameter_count(name):
+    hf = load_hf_config(DATA / f"{name}.config.json")
+    assert param_count(build_model(hf.cfg, "meta")) == count_params(hf.cfg).total == BUILT[name]
 
 # Real published shapes (config.json values), built on the meta device: no memory, no download.
 HF_CONFIGS = {
@@ -92,6 +108,7 @@ def _hf_meta_count(model_cls, config) -> int:
 
 
 def test_gpt_neox_fields_match_hugging_face_gpt_neox():
+    transformers = _transformers()
     cfg = _neox()
     hf = transformers.GPTNeoXConfig(vocab_size=50304, max_position_embeddings=2048, hidden_size=768,
                                     num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
@@ -101,6 +118,7 @@ def test_gpt_neox_fields_match_hugging_face_gpt_neox():
 
 
 def test_llama_with_grouped_kv_heads_matches_hugging_face_llama():
+    transformers = _transformers()
     hf = transformers.LlamaConfig(vocab_size=1000, hidden_size=256, intermediate_size=688, num_hidden_layers=3,
                                   num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=512)
     cfg = ModelConfig(name="llama-gqa", vocab_size=1000, context_length=512, d_model=256, n_layers=3, n_heads=8,

@@ -110,3 +110,41 @@ def test_hf_config_json_gpt2(tmp_path):
 def test_hf_config_missing_file_is_config_error(tmp_path):
     with pytest.raises(ConfigError, match="no config.json"):
         from_hf_config(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(mlp="reglu"), "mlp must be one of"),
+    (dict(shared_block_norm=True), "needs a parallel residual"),
+    (dict(position="rope", rotary_dim=15), "even width"),
+    (dict(position="rope", rotary_dim=128), "within a rotary head of 16"),
+    (dict(position_offset=-1), "non-negative integer"),
+    (dict(position="rope", position_offset=2), "learned position table"),
+    (dict(dense_layers=1), "describe a mixture of experts"),
+    (dict(n_experts=4, top_k=2, dense_layers=2), "at least one MoE layer"),
+    (dict(n_experts=4, top_k=2, shared_expert_gate=True), "needs a shared expert"),
+    (dict(kv_lora_rank=32), "MLA needs head_dim"),
+    (dict(q_lora_rank=32), "needs kv_lora_rank"),
+    (dict(embed_dim=0), "embed_dim must be a positive integer"),
+    (dict(post_norms="yes"), "post_norms must be true or false"),
+])
+def test_new_fields_refuse_a_shape_no_model_has_in_one_line(changes, message):
+    base = dict(name="m", vocab_size=512, context_length=128, d_model=64, n_layers=2, n_heads=4)
+    with pytest.raises(ConfigError, match=message) as info:
+        ModelConfig(**{**base, **changes})
+    assert "\n" not in str(info.value)
+
+
+def test_new_fields_by_hand():
+    """Each field's parameters, from a hand formula on a 2-layer d=64 model (vocab 512, ctx 128)."""
+    base = dict(name="m", vocab_size=512, context_length=128, d_model=64, n_layers=2, n_heads=4)
+    plain = count_params(ModelConfig(**base)).total
+    assert count_params(ModelConfig(**base, post_norms=True)).total == plain + 2 * 2 * (2 * 64)
+    assert count_params(ModelConfig(**base, parallel_residual=True, shared_block_norm=True)).total == plain - 2 * 128
+    assert count_params(ModelConfig(**base, final_norm=False)).total == plain - 128
+    assert count_params(ModelConfig(**base, position_offset=2)).total == plain + 2 * 64
+    # a 32-wide token table: table and tied head shrink, project_in/out (no bias) appear
+    assert count_params(ModelConfig(**base, embed_dim=32)).total == plain - 512 * 32 + 2 * 32 * 64
+    relu = ModelConfig(**base, mlp="relu")
+    assert count_params(relu).total == plain
+    geglu = ModelConfig(**base, mlp="geglu")
+    assert count_params(geglu).total == plain + 2 * (64 * 256 + 256)  # one more biased up-projection per layer

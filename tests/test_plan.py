@@ -18,6 +18,7 @@ from estimator.plan_fit import cheapest_fitting_change
 from estimator.plan_space import (
     divisors,
     knob_options,
+    precision_options,
     layouts,
     micro_batches,
     pp_options,
@@ -45,11 +46,12 @@ def _fitting_limit(model: ModelConfig, seq: int, gpus: int, batch: int) -> int:
     """A memory limit between the smallest and the largest candidate's need, so pruning has work to do."""
     needs = []
     for lay in layouts(model, gpus, 8, seq, batch, None):
-        for k in knob_options(lay, ("bf16-mixed", "bf16-master")):
+        for k in knob_options(model, lay, ("bf16-mixed", "bf16-master")):
             for b in (micro_batches(lay)[0], micro_batches(lay)[-1]):
                 s = TrainSetup(batch_size=b, seq_len=seq, precision=k.precision, recompute=k.recompute,
                                flash_attention=k.flash_attention, grad_accum=lay.per_replica // b, dp=lay.dp,
-                               tp=lay.tp, pp=lay.pp, sp=k.sp, ep=lay.ep, zero=k.zero)
+                               tp=lay.tp, pp=lay.pp, sp=k.sp, ep=lay.ep, zero=k.zero,
+                               vpp=k.vpp, cp=lay.cp)
                 needs.append(predict(model, H100, s, check_fit=False)["memory"]["total"])
     needs.sort()
     return needs[len(needs) // 3]
@@ -60,11 +62,12 @@ def _brute_force(req: PlanRequest) -> list[tuple[float, dict]]:
     out = []
     seq = req.seq
     for lay in layouts(req.model, req.gpus, req.gpus_per_node, seq, req.global_batch, req.global_batch_tokens):
-        for k in knob_options(lay, ("bf16-mixed", "bf16-master")):
+        for k in knob_options(req.model, lay, req.precisions or precision_options(req.hardware)):
             for b in micro_batches(lay):
                 s = TrainSetup(batch_size=b, seq_len=seq, precision=k.precision, recompute=k.recompute,
                                flash_attention=k.flash_attention, grad_accum=lay.per_replica // b, dp=lay.dp,
-                               tp=lay.tp, pp=lay.pp, sp=k.sp, ep=lay.ep, zero=k.zero)
+                               tp=lay.tp, pp=lay.pp, sp=k.sp, ep=lay.ep, zero=k.zero,
+                               vpp=k.vpp, cp=lay.cp)
                 p = predict(req.model, req.hardware, s, check_fit=False, memory_limit_bytes=req.memory_limit_bytes)
                 if p["memory"]["fits"]:
                     out.append((_score(req, lay.world, p["step"]["time_s"], p["step"]["tokens_per_step"]), p))

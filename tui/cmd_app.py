@@ -54,9 +54,18 @@ def open_default_app(opts: dict) -> None:
     with user_errors():
         config = opt.run_config(**opts)
         check_cuda_request(config.device)
+    run_app(app_with_run_started(config))
+
+
+def app_with_run_started(config, out_path: Path | None = None):
+    """The app for an autostarted live run whose child starts before the app is even imported: the
+    first numbers arrive while Textual loads (the first-numbers benchmark: benchmarks/bench_app_startup)."""
+    from tui.event_sources import live_source, started_now
+
+    first = started_now(live_source(config))
     from tui.app import MfutopApp
 
-    run_app(MfutopApp(run_config=config, autostart=True))
+    return MfutopApp(run_config=config, out_path=out_path, autostart=True, first_run=first)
 
 
 def incomplete_summary(state) -> dict:
@@ -92,9 +101,7 @@ def register(app: typer.Typer) -> None:
             cancel = threading.Event()
             run_headless(live_source(config)(cancel), cancel=cancel, what="the run", json_=True, out=out)
             return
-        from tui.app import MfutopApp
-
-        run_app(MfutopApp(run_config=config, out_path=out, autostart=True))
+        run_app(app_with_run_started(config, out))
 
     @app.command("replay")
     def replay(

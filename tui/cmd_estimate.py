@@ -16,6 +16,7 @@ imported inside the command so ``mfutop --help`` stays fast.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -35,6 +36,12 @@ _RECOMPUTE_CODES = {"0": "none", "1": "selective", "2": "full"}
 def _recompute(text: str) -> str:
     key = text.strip().lower()
     return _RECOMPUTE_CODES.get(key, key)
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of ``n`` not above ``at_most`` (at least 1), in O(sqrt n)."""
+    pairs = ((d, n // d) for d in range(1, math.isqrt(n) + 1) if n % d == 0)
+    return max((x for pair in pairs for x in pair if x <= at_most), default=1)
 
 
 def _load_profile(path: Path | None):
@@ -74,7 +81,8 @@ def estimate(
                                    help="Micro-batch per GPU, or 'auto' for the largest that fits."),
     seq_len: Optional[int] = typer.Option(None, "--seq-len", "-T", help="Tokens per sequence (default: context)."),
     precision: str = typer.Option("bf16-mixed", "--precision",
-                                  help="fp32, tf32, bf16-mixed, fp16-mixed, bf16, bf16-master."),
+                                  help="fp32, tf32, bf16-mixed, fp16-mixed, bf16, bf16-master, bf16-fp32-grads "
+                                       "(Megatron, 18 B/param) or fp8 (Transformer Engine; MFU vs the fp8 peak)."),
     mode: str = typer.Option("train", "--mode", help="train or infer."),
     tokens: Optional[str] = typer.Option(None, "--tokens", "--total-num-tokens",
                                          help="Training tokens for time and cost (e.g. 300B)."),
@@ -87,8 +95,17 @@ def estimate(
     sp: bool = typer.Option(False, "--sp/--no-sp", help="Sequence parallel (with --tp)."),
     ep: int = typer.Option(1, "--ep", "--ep-size", help="Expert-parallel size (MoE)."),
     zero: int = typer.Option(0, "--zero", "--ds-zero", help="ZeRO stage 0-3 over dp."),
-    grad_accum: int = typer.Option(1, "--grad-accum", "--gradient-accumulation-steps",
-                                   help="Micro-batches per step."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", "--gradient-accumulation-steps",
+                                             help="Micro-batches per step (default 1, or from the global batch)."),
+    global_batch_size: Optional[int] = typer.Option(None, "--global-batch-size",
+                                                    help="Sequences per optimizer step over all replicas: "
+                                                         "grad-accum = it / (batch-size x dp)."),
+    global_batch_tokens: Optional[str] = typer.Option(None, "--global-batch-tokens",
+                                                      help="Tokens per optimizer step (e.g. 4M): the nearest "
+                                                           "multiple of batch-size x dp sequences."),
+    vpp: int = typer.Option(1, "--vpp", help="Virtual pipeline stages per GPU (interleaved 1F1B; with --pp)."),
+    cp: int = typer.Option(1, "--cp", "--cp-size", help="Context-parallel size: the sequence split over cp GPUs."),
+    dropout: float = typer.Option(0.0, "--dropout", help="Dropout probability (0: none, as in the profiled GPT)."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd."),
     recompute: str = typer.Option("none", "--recompute", "--activation-recomputation",
                                   help="none|selective|full (or 0|1|2)."),
@@ -96,12 +113,13 @@ def estimate(
                                     help="Hide the DP gradient all-reduce behind backward."),
     flash_attention: bool = typer.Option(True, "--flash-attention/--no-flash-attention",
                                          "--flash-attn/--no-flash-attn", help="Flash attention (SDPA)."),
-    flops_efficiency: float = typer.Option(0.5, "--flops-efficiency", help="Achieved / peak FLOP/s."),
+    flops_efficiency: Optional[float] = typer.Option(
+        None, "--flops-efficiency", help="Override: achieved / peak FLOP/s of every GEMM (default: by shape)."),
     hbm_efficiency: float = typer.Option(0.8, "--hbm-efficiency", "--hbm-memory-efficiency",
                                          help="Achieved / peak HBM bandwidth."),
-    interconnect_efficiency: float = typer.Option(0.7, "--interconnect-efficiency",
-                                                  "--intra-node-memory-efficiency",
-                                                  help="Achieved / spec link bandwidth."),
+    interconnect_efficiency: Optional[float] = typer.Option(
+        None, "--interconnect-efficiency", "--intra-node-memory-efficiency",
+        help="Achieved bus bandwidth / link line rate (default: measured per link, NVLink 0.80, PCIe 0.44, IB 0.94)."),
     layers: Optional[int] = typer.Option(None, "--layers", help="Override: transformer layers."),
     d_model: Optional[int] = typer.Option(None, "--d-model", help="Override: width."),
     heads: Optional[int] = typer.Option(None, "--heads", help="Override: attention heads."),
@@ -128,13 +146,15 @@ def estimate(
     with user_errors():
         from estimator.hardware import get_gpu, with_peak_override
         from estimator.max_batch import does_not_fit
-        from estimator.precision import get_precision
+        from dataclasses import replace
+
+        from estimator.precision import check_precision_on, get_precision
         from estimator.predict import predict
-        from estimator.setup import Efficiency, TrainSetup
+        from estimator.setup import Efficiency, TrainSetup, check_global_batch, grad_accum_for
 
         from estimator.model_choice import choose_model
 
-        cfg = choose_model(model, hf_config, DEFAULT_MODEL, layers=layers, d_model=d_model, heads=heads,
+        cfg = choose_model(model, hf_config, DEFAULT_MODEL, buildable=False, layers=layers, d_model=d_model, heads=heads,
                            kv_heads=kv_heads, d_ff=d_ff, head_dim=head_dim, vocab=vocab, context=context)
         if gpu is not None and not gpu.strip():
             raise ConfigError("--gpu is empty: give a GPU name such as h100-sxm (mfutop gpus --list)")
@@ -148,24 +168,48 @@ def estimate(
         if peak_tflops is not None:
             check_finite_positive(peak_tflops, "peak-tflops", low=PEAK_TFLOPS_RANGE[0], high=PEAK_TFLOPS_RANGE[1])
             spec = with_peak_override(spec, p.matmul_dtype, peak_tflops * 1e12, label="--peak-tflops")
+        check_precision_on(p, spec)
         batch = parse_batch(batch_size)
+        batch_tokens = parse_count(global_batch_tokens, "global batch token count")
+        check_global_batch(global_batch_size, batch_tokens)
+        wants_global = global_batch_size is not None or batch_tokens is not None
+        s_len = seq_len or cfg.context_length
+
+        def with_global_batch(setup):  # grad-accum from the global batch at this micro-batch
+            total, accum = grad_accum_for(setup.batch_size, setup.dp, s_len, global_batch_size, batch_tokens)
+            return replace(setup, grad_accum=accum), total
+
+        if wants_global and grad_accum is not None:
+            raise ConfigError("give --grad-accum or a global batch (--global-batch-size/--global-batch-tokens), "
+                              "not both: the global batch sets grad-accum")
         setup = TrainSetup(
             batch_size=batch or 1, seq_len=seq_len, precision=p.name, optimizer=optimizer.lower(),
-            recompute=_recompute(recompute), flash_attention=flash_attention, grad_accum=grad_accum,
-            dp=dp, tp=tp, pp=pp, sp=sp, ep=ep, zero=zero,
+            recompute=_recompute(recompute), flash_attention=flash_attention, grad_accum=grad_accum or 1,
+            dp=dp, tp=tp, pp=pp, sp=sp, ep=ep, zero=zero, vpp=vpp, cp=cp, dropout=dropout,
             efficiency=Efficiency(flops=flops_efficiency, memory=hbm_efficiency,
                                   interconnect=interconnect_efficiency),
         )
+        global_batch = None
+        if wants_global:
+            setup, global_batch = with_global_batch(setup)
         kwargs = dict(mode=mode.lower(), tokens=parse_count(tokens, "token count"), gpu_hour_cost=gpu_hour_cost,
                       memory_limit_bytes=parse_memory(memory_limit), weight_bits=weight_bits,
                       prompt_len=prompt_len, gen_len=gen_len, overlap_dp=overlap_dp,
                       device_profile=_load_profile(device_profile))
         result = predict(cfg, spec, setup, check_fit=False, **kwargs)
         if batch is None and result["max_batch_size"]:  # 'auto': predict again at the largest batch that fits
-            from dataclasses import replace
-
-            result = predict(cfg, spec, replace(setup, batch_size=result["max_batch_size"]), check_fit=False,
-                             **kwargs)
+            fitting = result["max_batch_size"]
+            if global_batch_size is not None:  # ... that also divides the global batch per replica
+                fitting = _largest_divisor(max(global_batch_size // setup.dp, 1), fitting)
+            setup = replace(setup, batch_size=fitting)
+            if wants_global:
+                setup, global_batch = with_global_batch(setup)
+            result = predict(cfg, spec, setup, check_fit=False, **kwargs)
+        if global_batch is not None:
+            result["assumptions"]["train.global_batch"] = (
+                f"{global_batch:,} sequences = micro-batch {setup.batch_size} x dp {setup.dp} x grad-accum "
+                f"{setup.grad_accum}" + (f" (the multiple of micro-batch x dp nearest to {batch_tokens:,} tokens "
+                                         f"/ seq-len {s_len})" if batch_tokens is not None else ""))
         _add_verdict(result, cfg, spec, setup, kwargs["memory_limit_bytes"], does_not_fit)
         if gpu is None:
             result["warnings"].insert(0, f"no --gpu given: assuming {DEFAULT_GPU} ({spec.name})")

@@ -94,7 +94,7 @@ def plan_cmd(
             raise ConfigError("give --model or --hf-config")
         from estimator.model_choice import choose_model
 
-        cfg = choose_model(model, hf_config, DEFAULT_MODEL)
+        cfg = choose_model(model, hf_config, DEFAULT_MODEL, buildable=False)
         if global_batch_size is not None and global_batch_tokens is not None:
             raise ConfigError("give either --global-batch-size or --global-batch-tokens, not both")
         batch_tokens = parse_count(global_batch_tokens, "global batch token count")

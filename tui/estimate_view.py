@@ -164,7 +164,9 @@ def _step_rows(t: Table, r: dict) -> None:
         t.add_row("[bold]MFU[/]", "n/a (unknown peak; --peak-tflops)")
         t.add_row("achieved per GPU", fmt_rate(step["achieved_flops_per_gpu"]))
         return
-    t.add_row("[bold]MFU[/] (causal-halved count, HFU)",
+    dtype = r["hardware"].get("peak_dtype")
+    of_peak = f" vs the {dtype} peak" if dtype == "fp8" else ""  # fp8 MFU is not comparable with a bf16 one
+    t.add_row(f"[bold]MFU[/]{of_peak} (causal-halved count, HFU)",
               f"[bold]{fmt_pct(step['mfu'])}[/] ({fmt_pct(step['mfu_causal'])}, {fmt_pct(step['hfu'])})")
     t.add_row("achieved per GPU / peak", f"{fmt_rate(step['achieved_flops_per_gpu'])} / {_peak(r)}")
 
@@ -290,8 +292,9 @@ def assumptions_table(r: dict) -> Table:
 def header(r: dict) -> Text:
     """One line: model, GPU, mode and shape, precision, the setup's switches and parallelism."""
     s = r["setup"]
-    par = " ".join(f"{k}={s[k]}" for k in ("dp", "tp", "pp", "ep") if s[k] > 1)
-    extra = (" sp" if s["sp"] else "") + (f" zero-{s['zero']}" if s["zero"] else "")
+    par = " ".join(f"{k}={s[k]}" for k in ("dp", "tp", "pp", "vpp", "cp", "ep") if s.get(k, 1) > 1)
+    extra = ((" sp" if s["sp"] else "") + (f" zero-{s['zero']}" if s["zero"] else "")
+             + (f" dropout {s['dropout']:g}" if s.get("dropout") else ""))
     shape = (f"batch {s['batch_size']} x prompt {r['prompt_len']} + gen {r['gen_len']}" if r["mode"] == "infer"
              else f"batch {s['batch_size']} x seq {s['seq_len']}"
              + (f" x accum {s['grad_accum']}" if s["grad_accum"] > 1 else ""))

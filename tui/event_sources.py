@@ -8,6 +8,7 @@ with the same shape. Nothing here imports torch at import time.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -75,6 +76,33 @@ def child_source(mfutop_argv: list[str]) -> EventSource:
     return start
 
 
+def started_now(source: EventSource) -> EventSource:
+    """``source`` (a child source) with its first process started at once, not when the app asks.
+
+    The app's own start (importing Textual, the first draw) then overlaps the child's (torch's import,
+    the model, the first steps): separate processes, so on two cores they truly run side by side. A
+    later call (run again) starts a fresh child as usual. A child nobody reads is stopped at exit."""
+    command = getattr(source, "command", None)
+    if command is None:
+        return source
+    first = [_spawn(command)]
+    atexit.register(lambda: first and _stop_child(first.pop()))
+
+    def start(cancel: threading.Event) -> Iterator[Event]:
+        return _child_events(command, cancel, first.pop() if first else None)
+
+    start.command = command  # type: ignore[attr-defined]
+    start.label = getattr(source, "label", "")  # type: ignore[attr-defined]
+    return start
+
+
+def _spawn(command: list[str]) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, encoding="utf-8", errors="replace", env=env,
+                            preexec_fn=_interrupt_when_parent_dies if sys.platform.startswith("linux") else None)
+
+
 def _interrupt_when_parent_dies() -> None:  # runs in the child, before exec
     try:
         import ctypes
@@ -84,11 +112,10 @@ def _interrupt_when_parent_dies() -> None:  # runs in the child, before exec
         pass
 
 
-def _child_events(command: list[str], cancel: threading.Event) -> Iterator[Event]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, encoding="utf-8", errors="replace", env=env,
-                            preexec_fn=_interrupt_when_parent_dies if sys.platform.startswith("linux") else None)
+def _child_events(command: list[str], cancel: threading.Event,
+                  proc: subprocess.Popen | None = None) -> Iterator[Event]:
+    """The events of ``command``'s child (``proc`` when it was started already)."""
+    proc = proc or _spawn(command)
     pump = EventPump(proc)
     ended, interrupted = False, False
     try:

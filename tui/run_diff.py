@@ -32,7 +32,8 @@ def run_side(path: Path, state: RunState) -> dict[str, Any]:
     summary = state.summary or {}
     config = dict(summary.get("config") or {})
     measured = state.measured()
-    config.setdefault("batch_size", measured.get("batch_size"))
+    if config.get("batch_size") is None:  # searched ("auto"): the batch the run found and measured
+        config["batch_size"] = measured.get("batch_size")
     return {
         "path": str(path),
         "status": state.status if state.done else ("incomplete" if state.samples else "empty"),

@@ -81,8 +81,13 @@ class MfutopApp(App):
         out_path: Path | None = None,
         autostart: bool = True,
         title: str | None = None,
+        first_run: EventSource | None = None,
     ) -> None:
+        """``first_run``: the live source of ``run_config`` already started (``started_now``), used by
+        the autostarted run instead of a fresh child."""
         super().__init__()
+        self._first_run = first_run
+        self._first_run_config = run_config
         self.run_config = run_config or RunConfig()
         self._steps_known = source is None or run_config is not None  # a replay's step count is the file's
         self._source = source
@@ -211,9 +216,11 @@ class MfutopApp(App):
     def _launch_live(self, config: RunConfig) -> None:
         if self.running:  # a second answer to a confirmation, or a run started meanwhile
             return
+        first = self._first_run if config == self._first_run_config else None
+        self._first_run = None
         self.run_config = config
         self.sub_title = self._describe_source()
-        self._launch(live_source(config), config.steps)
+        self._launch(first or live_source(config), config.steps)
 
     def _launch(self, source: EventSource, steps: int | None) -> None:
         """A fresh run of ``source``: the previous results give way to it."""
