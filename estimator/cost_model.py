@@ -308,11 +308,17 @@ class _Pass:
     ops: int = 0  # dispatched ops (kernels and views)
     extrapolated: set = field(default_factory=set)
 
+    prefetched: float = 0.0  # ZeRO-3's parameter all-gathers, overlapped with the micro-batch's kernels
+
+    def gathers_exposed(self) -> float:
+        return max(0.0, self.prefetched - self.device)
+
     def time(self, sequential: bool) -> float:
-        return self.device + (self.host if sequential else max(0.0, self.host - self.device))
+        busy = self.device + self.gathers_exposed()
+        return busy + (self.host if sequential else max(0.0, self.host - busy))
 
     def exposed_host(self, sequential: bool) -> float:
-        return self.host if sequential else max(0.0, self.host - self.device)
+        return self.host if sequential else max(0.0, self.host - self.device - self.gathers_exposed())
 
 
 HEAD_OPS = ("ln_f", "lm_head", "logits", "cross_entropy")
@@ -330,6 +336,9 @@ def _time_micro_batch(graph: StepGraph, cost) -> _Pass:
             device = n * c.device_s
             if op.kernel == "p2p":
                 out.p2p += device
+                continue
+            if op.name.startswith("dp."):  # ZeRO-3's gathers: prefetched behind the compute
+                out.prefetched += device
                 continue
             out.device += device
             out.host += n * c.host_s
@@ -385,7 +394,9 @@ def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: b
     categories = {c: (m + (pp - 1) / vpp) * mb.cats[c] for c in CATEGORIES}
     categories["host"] += (m + (pp - 1) / vpp) * mb.exposed_host(sequential) + opt_exposed
     categories["optimizer"] += opt_device
-    categories["communication"] += p2p + dp_exposed
+    categories["communication"] += p2p + dp_exposed + (m + (pp - 1) / vpp) * mb.gathers_exposed()
+    dp_exposed += m * mb.gathers_exposed()
+    dp_comm += m * mb.prefetched
     breakdown = {
         "forward_s": m * mb.by_phase["forward"], "backward_s": m * mb.by_phase["backward"],
         "recompute_s": m * mb.by_phase["recompute"],

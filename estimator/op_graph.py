@@ -658,12 +658,26 @@ def _communication(ctx: GraphContext, blocks: tuple[int, ...], first: bool, last
 
 
 def dp_all_reduce(ctx_params: int, setup: TrainSetup) -> Op | None:
-    """The gradient all-reduce of one step (ZeRO-3: x1.5 volume), or None for one replica."""
+    """The gradient reduction of one step — an all-reduce, or under ZeRO-3 a reduce-scatter (each rank keeps
+    its shard) — or None for one replica. The message is the whole gradient buffer of this GPU."""
     if setup.dp <= 1:
         return None
     p = get_precision(setup.precision)
-    msg = int(ctx_params * p.grad_bytes * (1.5 if setup.zero == 3 else 1))
-    return Op("dp.all_reduce", "all_reduce", "communication", "step", (msg, setup.dp), "fp32", 0, msg)
+    msg = ctx_params * p.grad_bytes
+    kind = "reduce_scatter" if setup.zero == 3 else "all_reduce"
+    return Op(f"dp.{kind}", kind, "communication", "step", (msg, setup.dp), "fp32", 0, msg)
+
+
+def zero3_gathers(ctx: GraphContext, params: int) -> list[Op]:
+    """ZeRO-3 / FSDP re-gathers the sharded parameters (in the compute dtype) before each micro-batch's
+    forward and again for its backward (full-shard: resharded after the forward); the cost model overlaps
+    them with the micro-batch's compute (FSDP prefetches the next layer's shard)."""
+    st = ctx.setup
+    if st.zero != 3 or st.dp <= 1:
+        return []
+    msg = params * get_precision(st.precision).activation_bytes
+    return [Op(f"dp.all_gather.{phase}", "all_gather", "communication", "step", (msg, st.dp), ctx.a, 0, msg)
+            for phase in ("forward", "backward")]
 
 
 @dataclass(frozen=True)
@@ -791,6 +805,9 @@ def step_graph(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = Non
     once.append(_framework(ctx, layers))
     flush()
     segs += _communication(ctx, tuple(range(first_layer, first_layer + layers)), first, last)
+    gathers = zero3_gathers(ctx, params.total)
+    if gathers:
+        segs.append(Segment(tuple(gathers)))
     step = _optimizer(ctx, _param_segments(ctx, layers, first, last, first_layer))
     dp = dp_all_reduce(params.total, setup)
     if dp is not None:

@@ -6,7 +6,10 @@ ZeRO, recompute, precision, the pipeline's virtual stages and the micro-batch
 lose are not enumerated: on a GPU, flash attention (the explicit kernel moves the
 T x T scores and keeps them: more time and more memory) and sequence parallelism
 with TP (the same communication volume, less activation memory, a smaller pipeline
-message). Only what the estimator models is enumerated; what it cannot model is
+message); ZeRO-0 and -1 against ZeRO-2 (the same reduce volume, a sharded optimizer step, less
+memory); torch autocast (bf16-mixed) against bf16 weights with an fp32 master copy (the same
+16 bytes per parameter of model state, the same optimizer traffic, no per-step weight casts).
+Only what the estimator models is enumerated; what it cannot model is
 named in ``gaps`` so the output says so instead of faking it.
 """
 
@@ -26,7 +29,7 @@ from estimator.communication import GPUS_PER_NODE
 ZERO_STAGES = (0, 1, 2, 3)
 # Megatron/DeepSpeed's mixed precision (fp32 master) and torch autocast; fp16 where there is no bf16 path;
 # fp8 (Transformer Engine's recipe) where the GPU has an fp8 tensor path.
-PRECISIONS_BF16 = ("bf16-mixed", "bf16-master")
+PRECISIONS_BF16 = ("bf16-master",)
 PRECISIONS_FP16 = ("fp16-mixed",)
 PRECISION_FP8 = "fp8"
 MAX_VPP = 8  # virtual stages per GPU searched (Megatron's interleaved schedule; more only adds sends)
@@ -165,10 +168,10 @@ def vpp_options(model: ModelConfig, pp: int) -> list[int]:
 
 def knob_options(model: ModelConfig, layout: Layout, precisions: tuple[str, ...],
                  gpu: bool = True) -> Iterator[Knobs]:
-    """ZeRO only with dp > 1 (stage 0 otherwise: nothing to shard); sequence parallel whenever tp > 1 and
-    flash attention on a GPU (the alternatives only lose, see the module's note); explicit attention and
-    SP off are still searched on a CPU, where the kernels differ."""
-    zeros = ZERO_STAGES if layout.dp > 1 else (0,)
+    """ZeRO only with dp > 1 (stage 0 otherwise: nothing to shard); on a GPU ZeRO-2 or -3, sequence
+    parallel whenever tp > 1 and flash attention (the alternatives only lose, see the module's note);
+    every ZeRO stage, explicit attention and SP off are still searched on a CPU, where the kernels differ."""
+    zeros = (2, 3) if layout.dp > 1 and gpu else ZERO_STAGES if layout.dp > 1 else (0,)
     sps = (True,) if layout.tp > 1 else (False,)
     flashes = (True,) if gpu else (True, False)
     if not gpu and layout.tp > 1:

@@ -64,7 +64,7 @@ class PlanRequest:
     objective: str = "throughput"
     uneven_pp: bool = False
     model_flags: tuple[str, ...] | None = None  # how `mfutop estimate` names the model; None: --model name
-    precisions: tuple[str, ...] | None = None  # None: bf16-mixed and bf16-master (fp16-mixed without bf16)
+    precisions: tuple[str, ...] | None = None  # None: plan_space.precision_options (bf16-master, fp8 where it runs)
 
     @property
     def seq(self) -> int:

@@ -217,3 +217,19 @@ def test_gpu_launch_overhead_hides_behind_big_steps():
     assert parts["op_overhead_s"] > 0
     big = _step("gpt2", batch_size=16)
     assert big["breakdown"]["op_overhead_s"] == 0 and big["bound"]["step"] == "device"
+
+
+def test_zero3_gathers_the_parameters_every_micro_batch():
+    """ZeRO-3 / FSDP all-gathers the weights for each micro-batch's forward and backward (prefetched behind
+    its kernels) and reduce-scatters the gradients once: its traffic grows with grad-accum, ZeRO-2's not."""
+    kw = dict(batch_size=1, seq_len=4096, tp=8, dp=128, sp=True, precision="bf16-master")
+    for zero in (2, 3):
+        one, four = (_step("llama-2-70b", zero=zero, grad_accum=m, **kw) for m in (1, 4))
+        assert one["time_s"] == pytest.approx(_terms_sum(one), rel=1e-12)
+        grows = four["breakdown"]["dp_comm_s"] / one["breakdown"]["dp_comm_s"]
+        if zero == 2:
+            assert grows == pytest.approx(1.0)
+        else:
+            assert grows == pytest.approx((4 * 2 + 1) / (2 + 1), rel=0.05)  # 2 gathers per micro-batch + 1 reduce
+    assert _step("llama-2-70b", zero=3, grad_accum=4, **kw)["time_s"] > _step("llama-2-70b", zero=2, grad_accum=4,
+                                                                              **kw)["time_s"]

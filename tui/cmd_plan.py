@@ -79,7 +79,7 @@ def plan_cmd(
     objective: str = typer.Option("throughput", "--objective",
                                   help="throughput | time (for --tokens) | cost (GPU-hours; also tries fewer GPUs)."),
     precisions: Optional[str] = typer.Option(None, "--precisions",
-                                             help="Comma list to search (default bf16-mixed,bf16-master)."),
+                                             help="Comma list to search (default bf16-master, and fp8 on GPUs with an fp8 peak)."),
     uneven_pp: bool = typer.Option(False, "--uneven-pp/--no-uneven-pp",
                                    help="Also pipeline sizes that do not divide the layers."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
