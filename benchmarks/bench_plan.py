@@ -16,8 +16,7 @@ predicted at least as fast as the published setup itself?):
     8,192 GPUs TP8/CP1/PP16/DP64 and on 16,384 GPUs TP8/CP1/PP16/DP128 at seq 8,192, and on 16,384 GPUs
     TP8/CP16/PP16/DP8 at seq 131,072; 16M tokens per batch. 126 layers on PP16 is uneven (searched with
     uneven_pp). Assumed: bf16-master, ZeRO-2 (FSDP without resharding after forward, §3.3.2), flash
-    attention, micro-batch 1, the lightest recompute that fits. CP16 is not modelled: that row is listed
-    as outside the search space, not compared.
+    attention, micro-batch 1, the lightest recompute that fits; the CP16 row with context parallelism.
 
     python benchmarks/bench_plan.py [--runs 3] [--skip-published]
 """
@@ -30,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -127,9 +127,9 @@ def bench_speed(runs: int) -> None:
 
 # ----------------------------------------------------------------- published setups
 
-def _first_rank(rows: list[dict], tp: int, pp: int, dp: int) -> int | None:
-    return next((r["rank"] for r in rows if (r["setup"]["tp"], r["setup"]["pp"], r["setup"]["dp"]) == (tp, pp, dp)),
-                None)
+def _first_rank(rows: list[dict], tp: int, pp: int, dp: int, cp: int = 1) -> int | None:
+    return next((r["rank"] for r in rows if (r["setup"]["tp"], r["setup"]["pp"], r["setup"]["dp"], r["setup"]["cp"])
+                 == (tp, pp, dp, cp)), None)
 
 
 def _published_time(model, gpu, setup_kw: dict, recomputes: tuple[str, ...]) -> tuple[float | None, str]:
@@ -143,38 +143,43 @@ def _published_time(model, gpu, setup_kw: dict, recomputes: tuple[str, ...]) -> 
 
 
 def _compare(label: str, req: PlanRequest, tp: int, pp: int, dp: int, setup_kw: dict,
-             recomputes: tuple[str, ...]) -> None:
+             recomputes: tuple[str, ...], paper_toolset: str | None = None) -> None:
     try:
         result = plan(replace_top(req, 10))
+        paper = plan(replace_top(replace(req, toolset=paper_toolset), 10)) if paper_toolset else None
     except ConfigError as exc:
         print(f"{label:<25} planner error: {exc}")
         return
-    rank = _first_rank(result.rows, tp, pp, dp)
+    cp = setup_kw.get("cp", 1)
+    rank = _first_rank(result.rows, tp, pp, dp, cp)
+    paper_rank = "n/a" if paper is None else str(_first_rank(paper.rows, tp, pp, dp, cp) or "-")
     layouts = ranked_layouts(req)
-    lay_rank = next((i for i, (key, _, _) in enumerate(layouts, 1) if key[:3] == (tp, pp, dp)), None)
+    lay_rank = next((i for i, (key, _, _) in enumerate(layouts, 1) if key[:3] == (tp, pp, dp) and key[4] == cp),
+                    None)
     lay_best = layouts[lay_rank - 1][1] if lay_rank else None
     published, rec = _published_time(req.model, req.hardware, setup_kw, recomputes)
     best = result.rows[0]
     faster = "n/a" if published is None else ("yes" if best["step_time_s"] <= published * (1 + 1e-12) else "NO")
     pub = "does not fit" if published is None else f"{published:.2f} ({rec})"
     lay = "-" if lay_rank is None else f"{lay_rank}/{len(layouts)} {lay_best:.2f}"
-    print(f"{label:<25} {f'TP{tp}/PP{pp}/DP{dp}':<15} {str(rank or '-'):>4} {lay:>14} {pub:>17} "
+    name = f"TP{tp}/" + (f"CP{cp}/" if cp > 1 else "") + f"PP{pp}/DP{dp}"
+    print(f"{label:<25} {name:<15} {str(rank or '-'):>4} {paper_rank:>5} {lay:>14} {pub:>17} "
           f"{best['step_time_s']:>7.2f} {faster:>4}  {best['label']}")
 
 
 def replace_top(req: PlanRequest, top: int) -> PlanRequest:
-    from dataclasses import replace
-
     return replace(req, top=top)
 
 
 def bench_published() -> None:
     print(f"\nPublished setups vs the planner ({load()})")
-    print("rank: the published layout's first row in the planner's top 10 ('-': not there); layout: its place\n"
-          "among all fitting (TP, PP, DP) layouts, each at its best knobs, and that best s/step; published: the\n"
-          "literal setup's s/step (recompute used); best: the planner's #1 s/step; best<=: #1 at least as fast")
-    print(f"{'setup':<25} {'layout':<15} {'rank':>4} {'layout rank s':>14} {'published s':>17} {'best s':>7} "
-          f"{'<=':>4}  planner's best")
+    print("rank: the published layout's first row in the planner's top 10 ('-': not there); paper: the same\n"
+          "with only the paper's tools (--toolset megatron-2021: no ZeRO, full recompute, no flash, plain 1F1B);\n"
+          "layout: its place among all fitting (TP, PP, DP) layouts, each at its best knobs, and that best s/step;\n"
+          "published: the literal setup's s/step (recompute used); best: the planner's #1 s/step (all knobs);\n"
+          "best<=: #1 at least as fast")
+    print(f"{'setup':<25} {'layout':<15} {'rank':>4} {'paper':>5} {'layout rank s':>14} {'published s':>17} "
+          f"{'best s':>7} {'<=':>4}  planner's best")
     a100 = get_gpu("a100-sxm-80gb")
     for name, heads, hidden, layers, tp, pp, gpus, batch in MEGATRON_TABLE_1:
         model = megatron_gpt(name, heads, hidden, layers)
@@ -184,19 +189,15 @@ def bench_published() -> None:
         req = PlanRequest(model, a100, gpus, global_batch=batch, model_flags=flags)
         kw = dict(batch_size=1, seq_len=2048, precision="bf16-master", flash_attention=False,
                   grad_accum=batch // dp, dp=dp, tp=tp, pp=pp, zero=0)
-        _compare(f"Megatron {name} x{gpus}", req, tp, pp, dp, kw, ("full",))
+        _compare(f"Megatron {name} x{gpus}", req, tp, pp, dp, kw, ("full",), paper_toolset="megatron-2021")
     h100 = get_gpu("h100-sxm")
     for gpus, tp, cp, pp, dp, seq, tokens in LLAMA3_TABLE_4:
         label = f"Llama 3 405B x{gpus} s{seq // 1024}k"
-        if cp > 1:
-            print(f"{label:<25} TP{tp}/CP{cp}/PP{pp}/DP{dp}: outside the search space (context parallelism "
-                  f"is not modelled)")
-            continue
         req = PlanRequest(llama_405b(), h100, gpus, seq_len=seq, global_batch_tokens=tokens, uneven_pp=True,
                           model_flags=LLAMA_405B_FLAGS)
         batch = tokens // seq
         kw = dict(batch_size=1, seq_len=seq, precision="bf16-master", grad_accum=batch // dp, dp=dp, tp=tp, pp=pp,
-                  zero=2, sp=True)
+                  zero=2, sp=True, cp=cp)
         _compare(label, req, tp, pp, dp, kw, ("none", "selective", "full"))
 
 

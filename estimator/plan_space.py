@@ -166,11 +166,26 @@ def vpp_options(model: ModelConfig, pp: int) -> list[int]:
     return [v for v in divisors(model.n_layers // pp) if v <= MAX_VPP]
 
 
+# What a published run could use, to ask "is the paper's layout among the best with the paper's tools":
+# "all" is every knob mfutop models; "megatron-2021" is Megatron-LM in Narayanan et al. 2021 (SC21):
+# no ZeRO, full recomputation, no flash attention (2021), mixed precision with fp32 master weights,
+# plain 1F1B (the table's layouts; the interleaved schedule was an option the table does not use).
+TOOLSETS = ("all", "megatron-2021")
+
+
+def check_toolset(toolset: str) -> None:
+    if toolset not in TOOLSETS:
+        raise ConfigError(f"toolset must be one of {', '.join(TOOLSETS)}, got {toolset!r}")
+
+
 def knob_options(model: ModelConfig, layout: Layout, precisions: tuple[str, ...],
-                 gpu: bool = True) -> Iterator[Knobs]:
+                 gpu: bool = True, toolset: str = "all") -> Iterator[Knobs]:
     """ZeRO only with dp > 1 (stage 0 otherwise: nothing to shard); on a GPU ZeRO-2 or -3, sequence
     parallel whenever tp > 1 and flash attention (the alternatives only lose, see the module's note);
     every ZeRO stage, explicit attention and SP off are still searched on a CPU, where the kernels differ."""
+    if toolset == "megatron-2021":
+        yield from (Knobs(0, "full", prec, False, False, 1) for prec in precisions)
+        return
     zeros = (2, 3) if layout.dp > 1 and gpu else ZERO_STAGES if layout.dp > 1 else (0,)
     sps = (True,) if layout.tp > 1 else (False,)
     flashes = (True,) if gpu else (True, False)

@@ -31,6 +31,7 @@ from estimator.plan_space import (
     Knobs,
     Layout,
     check_gpus,
+    check_toolset,
     gaps,
     knob_options,
     layouts,
@@ -65,6 +66,7 @@ class PlanRequest:
     uneven_pp: bool = False
     model_flags: tuple[str, ...] | None = None  # how `mfutop estimate` names the model; None: --model name
     precisions: tuple[str, ...] | None = None  # None: plan_space.precision_options (bf16-master, fp8 where it runs)
+    toolset: str = "all"  # plan_space.TOOLSETS: every knob, or only those a published run had
 
     @property
     def seq(self) -> int:
@@ -136,6 +138,7 @@ class SearchContext:
 
 
 def validate_request(req: PlanRequest) -> None:
+    check_toolset(req.toolset)
     check_gpus(req.gpus, req.gpus_per_node)
     if req.objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {req.objective!r}")
@@ -173,7 +176,7 @@ def search_groups(req: PlanRequest, ctx: SearchContext, gpus: int) -> list[tuple
     lays = layouts(req.model, gpus, req.gpus_per_node, ctx.seq, req.global_batch, req.global_batch_tokens,
                    req.uneven_pp)
     gpu = req.hardware.vendor != "cpu"
-    return [(lay, k) for lay in lays for k in knob_options(req.model, lay, ctx.precisions, gpu)]
+    return [(lay, k) for lay in lays for k in knob_options(req.model, lay, ctx.precisions, gpu, req.toolset)]
 
 
 def fitting_candidates(ctx: SearchContext, lay: Layout, knobs: Knobs, counts: dict[str, int]) -> list[Candidate]:
@@ -246,16 +249,16 @@ def _search(req: PlanRequest, ctx: SearchContext, progress: Progress | None) -> 
     return timed, counts
 
 
-def ranked_layouts(req: PlanRequest) -> list[tuple[tuple[int, int, int, int], float, int]]:
-    """Each fitting (tp, pp, dp, ep) layout with the step time of its fastest candidate and the GPU
+def ranked_layouts(req: PlanRequest) -> list[tuple[tuple[int, int, int, int, int], float, int]]:
+    """Each fitting (tp, pp, dp, ep, cp) layout with the step time of its fastest candidate and the GPU
     count, best first by the objective (the screening pass, not full predictions): where a given
     layout stands among all that fit."""
     validate_request(req)
     ctx = SearchContext(req)
     timed, _ = _search(req, ctx, None)
-    best: dict[tuple[int, int, int, int], Candidate] = {}
+    best: dict[tuple[int, int, int, int, int], Candidate] = {}
     for c in timed:
-        key = (c.layout.tp, c.layout.pp, c.layout.dp, c.layout.ep)
+        key = (c.layout.tp, c.layout.pp, c.layout.dp, c.layout.ep, c.layout.cp)
         score = _score(req, c.layout.world, c.step_time_s, c.layout.batch * ctx.seq)
         if key not in best or score < _score(req, best[key].layout.world, best[key].step_time_s,
                                              best[key].layout.batch * ctx.seq):

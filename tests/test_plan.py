@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import replace
 
 import pytest
 import typer
@@ -262,3 +263,20 @@ def test_gpu_note_echoes_the_users_text_without_control_characters():
     assert gpu_note("h100-sxm") is None and gpu_note("l40") is None
     with pytest.raises(ConfigError, match="unknown GPU"):
         gpu_note("h1000")
+
+
+def test_a_papers_toolset_searches_only_its_knobs():
+    """--toolset megatron-2021: the layouts of the full search, each with Megatron-LM 2021's knobs only
+    (no ZeRO, full recompute, no flash attention, fp32 master weights, plain 1F1B)."""
+    req = PlanRequest(MINI, get_gpu("a100-sxm-80gb"), 8, global_batch=16, toolset="megatron-2021", top=50)
+    rows = plan(req).rows
+    assert rows and {(r["setup"]["zero"], r["setup"]["recompute"], r["setup"]["flash_attention"],
+                      r["setup"]["vpp"], r["setup"]["precision"]) for r in rows} == {(0, "full", False, 1,
+                                                                                      "bf16-master")}
+    everything = plan(replace(req, toolset="all")).rows
+    assert everything[0]["step_time_s"] <= rows[0]["step_time_s"]  # more knobs can only find as fast or faster
+    with pytest.raises(ConfigError, match="toolset must be one of"):
+        plan(replace(req, toolset="deepspeed-2019"))
+    result = runner.invoke(cli, ["plan", "--model", "gpt-mini", "--gpu", "a100-sxm-80gb", "--gpus", "8",
+                                 "--global-batch-size", "16", "--toolset", "nope"])
+    assert result.exit_code == 2 and "toolset must be one of" in result.stderr

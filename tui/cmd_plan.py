@@ -80,6 +80,9 @@ def plan_cmd(
                                   help="throughput | time (for --tokens) | cost (GPU-hours; also tries fewer GPUs)."),
     precisions: Optional[str] = typer.Option(None, "--precisions",
                                              help="Comma list to search (default bf16-master, and fp8 on GPUs with an fp8 peak)."),
+    toolset: str = typer.Option("all", "--toolset",
+                                help="all (every knob mfutop models) | megatron-2021 (no ZeRO, full recompute, "
+                                     "no flash attention, fp32 master weights, plain 1F1B)."),
     uneven_pp: bool = typer.Option(False, "--uneven-pp/--no-uneven-pp",
                                    help="Also pipeline sizes that do not divide the layers."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
@@ -106,7 +109,7 @@ def plan_cmd(
             global_batch=global_batch_size, global_batch_tokens=batch_tokens,
             tokens=parse_count(tokens, "token count"), gpu_hour_cost=gpu_hour_cost,
             memory_limit_bytes=parse_memory(memory_limit), top=top, objective=objective.lower(),
-            uneven_pp=uneven_pp, model_flags=flags, precisions=_precisions(precisions),
+            uneven_pp=uneven_pp, model_flags=flags, precisions=_precisions(precisions), toolset=toolset,
         )
         note = gpu_note(gpu)
         if not as_json:

@@ -18,7 +18,6 @@ import dataclasses
 import functools
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
