@@ -38,7 +38,7 @@ from estimator.hardware import HardwareSpec
 from estimator.setup import TrainSetup
 
 if TYPE_CHECKING:
-    from estimator.op_graph import Op
+    from estimator.ops import Op
 
 GPUS_PER_NODE = 8  # a group larger than this (and than the NVLink domain) crosses the network
 COLLECTIVE_LATENCY_S = 10e-6  # α per step of the plain ring (formulas.md §4.3: 5-20 µs); gloo / CPU only

@@ -39,7 +39,8 @@ from estimator.plan_space import (
     precision_options,
     smallest_dp,
 )
-from estimator.cost_model import DatasheetCost, predict_step
+from estimator.cost_model import DatasheetCost
+from estimator.step_compose import predict_step
 from estimator.predict import predict
 from estimator.setup import TrainSetup
 from estimator.step_overheads import default_overheads

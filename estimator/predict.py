@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from estimator.cost_model import DatasheetCost, MeasuredCost, predict_step
+from estimator.cost_model import DatasheetCost, MeasuredCost
+from estimator.step_compose import predict_step
 from estimator.device_profile import DeviceProfile
 from estimator.errors import ConfigError
 from estimator.flops import step_flops

@@ -3,7 +3,7 @@
 Every eager op costs host time (Python, dispatcher, autograd bookkeeping, a
 kernel launch). On a GPU that time overlaps the device's work (launches run
 ahead); on the CPU it adds to it. The op graph counts the ops (each kernel and
-the ops dispatched around it, ``estimator.op_graph.HOST_OPS``), the optimizer's
+the ops dispatched around it, ``estimator.ops.HOST_OPS``), the optimizer's
 per parameter tensor and group by AdamW implementation (``OPTIMIZER_OPS``).
 ``StepOverheads`` carries the per-op cost, the overlap and the CPU kernel
 behaviour the datasheet cost model applies; ``default_overheads`` picks them by
@@ -147,7 +147,7 @@ def overhead_assumptions(overheads: StepOverheads, setup: TrainSetup, cfg: Model
         "time.op_overhead_s": overheads.op_overhead_s,
         "time.op_overhead": (f"{overheads.op_overhead_s * 1e6:.1f} µs per dispatched op ({source}); the ops are "
                              "the op graph's kernels and the views, transposes and autograd ops dispatched "
-                             "around them (estimator.op_graph.HOST_OPS, counted on a real step); optimizer per "
+                             "around them (estimator.ops.HOST_OPS, counted on a real step); optimizer per "
                              f"parameter tensor ({overheads.optimizer_impl} AdamW)"),
         "time.op_overlap": ("GPU: the host launches ahead of the device; a micro-batch takes max(device time, "
                             "ops x overhead)" if overheads.overlapped else

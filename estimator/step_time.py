@@ -1,7 +1,7 @@
 """Step-time conventions shared by the cost model, inference and the DDP check; the printed assumptions.
 
 The step time itself is the op graph's (``estimator.op_graph``) timed by a cost
-source and composed by ``estimator.cost_model.compose``: on a GPU each kernel
+source and composed by ``estimator.step_compose.compose``: on a GPU each kernel
 its own roofline at a shape-dependent efficiency (``estimator.gpu_kernels``),
 the host launching ahead; on a CPU every op in sequence. This module keeps the
 pieces other estimators share — the roofline of one kernel, the optimizer's

@@ -186,9 +186,9 @@ def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq
                 grad = torch.randn(batch, heads, t, d, device=device, dtype=td)
                 fwd[(bh, t, d)] = best_time(timer, lambda: attend(q, k, v))
                 out = attend(q, k, v)
-                bwd[(bh, t, d)] = best_time(timer, lambda: torch.autograd.grad(out, (q, k, v), grad,
-                                                                               retain_graph=True))
-                del out
+                bwd[(bh, t, d)] = best_time(timer, lambda y=out: torch.autograd.grad(y, (q, k, v), grad,
+                                                                                     retain_graph=True))
+                out = None  # the retained graph goes with the output
     axes = (tuple(bh_axis), tuple(seq_axis), tuple(dim_axis))
     return {"forward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(fwd, axes))),
             "backward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(bwd, axes)))}

@@ -118,7 +118,7 @@ class LadderRung(Event):
 
 @dataclass(frozen=True)
 class StepBreakdown(Event):
-    """Where one profiled step's time went, by op-graph category (``estimator.op_graph.CATEGORIES``).
+    """Where one profiled step's time went, by op-graph category (``estimator.ops.CATEGORIES``).
 
     ``measured_s`` comes from a separate step under ``torch.profiler`` (its overhead is
     kept out of the timed steps); ``predicted_s`` from the cost model, empty when none.

@@ -3,7 +3,7 @@
 The profiled step is a separate step (never one of the timed ones): the
 profiler adds host time to every op. Kernel time is each op's *self* time
 (children not double counted), classified by name and input shapes into the
-categories of ``estimator.op_graph.CATEGORIES``: GEMMs -> matmul, the attention
+categories of ``estimator.ops.CATEGORIES``: GEMMs -> matmul, the attention
 kernels and every op on a T x T score tensor -> attention, anything under
 ``Optimizer.step`` / ``zero_grad`` -> optimizer, collectives -> communication,
 views and autograd bookkeeping -> host, the rest -> elementwise. What no aten
@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from estimator.op_graph import CATEGORIES
+from estimator.ops import CATEGORIES
 
 MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::matmul", "aten::linear", "aten::addmv", "aten::mv",
               "aten::_addmm_activation", "aten::dot"}

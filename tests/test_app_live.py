@@ -148,7 +148,7 @@ def test_mid_run_the_flops_rows_are_counted_at_the_runs_batch():
 
 
 def test_a_real_run_shows_where_the_time_goes():
-    from estimator.op_graph import CATEGORIES
+    from estimator.ops import CATEGORIES
     from tui.app.time_breakdown import breakdown_rows
 
     async def live():

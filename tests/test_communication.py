@@ -15,7 +15,7 @@ from estimator.communication import (
     link_bandwidth,
 )
 from estimator.hardware import cpu_spec, get_gpu
-from estimator.op_graph import Op
+from estimator.ops import Op
 from estimator.setup import Efficiency, TrainSetup
 
 A100 = get_gpu("a100-sxm-80gb")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from estimator.cost_model import DatasheetCost, MeasuredCost, compose, predict_step
+from estimator.cost_model import DatasheetCost, MeasuredCost
+from estimator.step_compose import compose, predict_step
 from estimator.hardware import get_gpu
-from estimator.op_graph import CATEGORIES, gemm, step_graph
+from estimator.op_graph import step_graph
+from estimator.ops import CATEGORIES, gemm
 from estimator.predict import predict
 from estimator.presets import get_model
 from estimator.setup import TrainSetup

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from estimator import gpu_kernels
-from estimator.cost_model import DatasheetCost, predict_step
+from estimator.cost_model import DatasheetCost
+from estimator.step_compose import predict_step
 from estimator.hardware import get_gpu
 from estimator.model_config import ModelConfig
-from estimator.op_graph import gemm
+from estimator.ops import gemm
 from estimator.presets import get_model
 from estimator.setup import Efficiency, TrainSetup
 

@@ -9,7 +9,8 @@ import pytest
 from estimator.errors import ConfigError
 from estimator.flops import step_flops
 from estimator.model_config import from_hf_config
-from estimator.op_graph import CATEGORIES, stages, step_graph
+from estimator.op_graph import stages, step_graph
+from estimator.ops import CATEGORIES
 from estimator.params import count_params
 from estimator.precision import get_precision
 from estimator.presets import PRESETS, get_model

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from estimator.op_graph import CATEGORIES
+from estimator.ops import CATEGORIES
 from profiler.step_breakdown import (
     category_errors, classify_cpu_event, classify_cuda_kernel, cpu_categories, cuda_categories,
 )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from estimator.communication import COLLECTIVE_LATENCY_S, communication_seconds, link_bandwidth, ring_all_reduce_s
-from estimator.cost_model import DatasheetCost, predict_step
+from estimator.cost_model import DatasheetCost
+from estimator.step_compose import predict_step
 from estimator.hardware import cpu_spec, get_gpu
 from estimator.model_config import ModelConfig
 from estimator.op_graph import step_graph

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from estimator.op_graph import CATEGORIES
+from estimator.ops import CATEGORIES
 from tui.app.run_state import RunState
 from tui.app.view import StateView
 
