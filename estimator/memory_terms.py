@@ -25,6 +25,7 @@ is ``estimator.memory_phases``; the per-GPU total is ``estimator.memory``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from estimator.errors import ConfigError
 from estimator.model_config import ModelConfig
@@ -172,7 +173,14 @@ def _layer_params(cfg: ModelConfig, tp: int, ep: int, dense: bool = False) -> tu
 
 
 def stage_params(cfg: ModelConfig, tp: int = 1, pp: int = 1, ep: int = 1) -> dict[str, StageParams]:
-    """Parameters per GPU on the first and last pipeline stage (the same stage when pp = 1).
+    """Parameters per GPU on the first and last pipeline stage (the same stage when pp = 1); a fresh dict of
+    the (frozen) counts, computed once per shape (the planner asks for the same shapes thousands of times)."""
+    return dict(_stage_params(cfg, tp, pp, ep))
+
+
+@lru_cache(maxsize=4096)
+def _stage_params(cfg: ModelConfig, tp: int, pp: int, ep: int) -> tuple[tuple[str, StageParams], ...]:
+    """``stage_params``' counts.
 
     The first stage holds the embeddings, the last the final norm and the head;
     with pp > 1 a tied head keeps a copy of the token table on the last stage
@@ -198,7 +206,7 @@ def stage_params(cfg: ModelConfig, tp: int = 1, pp: int = 1, ep: int = 1) -> dic
     last_dense = max(0, cfg.dense_layers - (cfg.n_layers - layers))
     first = blocks(first_dense, embed + (tail if pp == 1 else 0))
     last = first if pp == 1 else blocks(last_dense, tail)
-    return {"first": first, "last": last}
+    return (("first", first), ("last", last))
 
 
 # --------------------------------------------------------------- activations

@@ -358,7 +358,9 @@ def from_hf_config(path: str | Path) -> ModelConfig:
     kind = clean_text(str(raw.get("model_type") or ""), MAX_NAME_CHARS)
     if not kind and "n_embd" in raw:
         kind = "gpt2"
-    name = raw.get("_name_or_path") or p.parent.name or kind or "hf-model"
+    # the checkpoint's name: its own field, else the folder a config.json sits in, else a file's own stem
+    stem = p.parent.name if p.name == "config.json" else p.name.removesuffix(".json").removesuffix(".config")
+    name = raw.get("_name_or_path") or stem or kind or "hf-model"
     if not isinstance(name, str):
         name = str(name)
     try:

@@ -636,13 +636,8 @@ class StepGraph:
 
 def _runs(cfg: ModelConfig, blocks: range) -> list[tuple[int, ...]]:
     """Consecutive blocks of one kind (DeepSeek's dense first layers, then MoE ones), in order."""
-    runs: list[list[int]] = []
-    for layer in blocks:
-        if runs and _is_dense(cfg, runs[-1][-1]) == _is_dense(cfg, layer):
-            runs[-1].append(layer)
-        else:
-            runs.append([layer])
-    return [tuple(r) for r in runs]
+    split = min(max(cfg.dense_layers if cfg.is_moe else 0, blocks.start), blocks.stop)  # first MoE block
+    return [tuple(r) for r in (range(blocks.start, split), range(split, blocks.stop)) if len(r)]
 
 
 def step_graph(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = None, seq_len: int | None = None,

@@ -40,7 +40,8 @@ from estimator.plan_space import (
     smallest_dp,
 )
 from estimator.cost_model import DatasheetCost
-from estimator.step_compose import predict_step
+from estimator.op_graph import stages, step_graph
+from estimator.step_compose import compose, time_stages
 from estimator.predict import predict
 from estimator.setup import TrainSetup
 from estimator.step_overheads import default_overheads
@@ -128,14 +129,22 @@ class SearchContext:
                            optimizer_impl=self.overheads.optimizer_impl)
         self.precisions = req.precisions or precision_options(req.hardware)
         self.op_costs: dict = {}
+        self.graphs: dict = {}  # setup without vpp -> (graphs, their costed micro-batches)
 
     def memory(self, cand_setup: TrainSetup) -> int:
         return training_memory(self.req.model, cand_setup, cand_setup.batch_size, self.seq, **self.mem_kw).total
 
     def step_time(self, cand_setup: TrainSetup) -> float:
-        """predict()'s datasheet step time (the same op graph and costs), sharing op costs across candidates."""
+        """predict()'s datasheet step time (``predict_step``'s op graph and costs), sharing op costs across
+        candidates, and the costed graphs across those that differ only in their virtual stages."""
         cost = DatasheetCost(self.req.hardware, cand_setup, self.overheads, self.op_costs)
-        return predict_step(self.req.model, cand_setup, cost, cand_setup.batch_size, self.seq)["time_s"]
+        key = replace(cand_setup, vpp=1)
+        if key not in self.graphs:
+            graphs = {stage: step_graph(self.req.model, cand_setup, cand_setup.batch_size, self.seq, stage)
+                      for stage in stages(cand_setup)}
+            self.graphs[key] = (graphs, time_stages(graphs, cost))
+        graphs, timed = self.graphs[key]
+        return compose(graphs, cost, cand_setup, timed=timed)["time_s"]
 
 
 def validate_request(req: PlanRequest) -> None:

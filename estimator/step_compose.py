@@ -88,7 +88,14 @@ def _dominant(times: dict) -> str | None:
     return max(times, key=times.get) if times else None
 
 
-def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: bool = True) -> dict:
+def time_stages(graphs: dict[str, StepGraph], cost) -> dict[str, _Pass]:
+    """Each stage's micro-batch costed: what ``compose`` needs of the graphs, reusable across setups that
+    share them (the planner's interleaving variants: ``vpp`` changes the schedule, not the kernels)."""
+    return {stage: _time_micro_batch(graph, cost) for stage, graph in graphs.items()}
+
+
+def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: bool = True,
+            timed: dict[str, _Pass] | None = None) -> dict:
     """One optimizer step from the per-op costs: its time, the terms that add up to it (``breakdown``),
     the split per category, what bound it, and the ops a cost source had to extrapolate.
 
@@ -98,7 +105,8 @@ def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: b
     gradient all-reduce hides behind the last micro-batch's backward (``overlap_dp``)."""
     sequential = cost.device_kind == "cpu"
     m, pp, vpp = setup.grad_accum, setup.pp, setup.vpp
-    timed = {stage: (_time_micro_batch(graph, cost), graph) for stage, graph in graphs.items()}
+    passes = timed if timed is not None else time_stages(graphs, cost)
+    timed = {stage: (passes[stage], graph) for stage, graph in graphs.items()}
     busiest = max(timed, key=lambda k: timed[k][0].time(sequential))
     mb, graph = timed[busiest]
     t_micro = mb.time(sequential)

@@ -130,3 +130,19 @@ def test_outside_names_stay_plain_text():
     r["model"]["name"] = "[bold red]x[/] [@click=app.quit]"
     lines = _render(r)
     assert lines[0].startswith("[bold red]x[/] [@click=app.quit] on NVIDIA H100 SXM5 80GB")
+
+
+def test_dense_first_layers_get_their_own_parameter_row():
+    """DeepSeek-V3: 3 dense blocks then 58 MoE blocks; the rows add up to the total the JSON gives."""
+    from pathlib import Path
+
+    config = Path(__file__).parent / "data" / "deepseek-v3.config.json"
+    r = _prediction("--hf-config", str(config), "--gpu", "h100-sxm", "--tp", "8", "--pp", "16", "--ep", "8",
+                    "--dp", "8", "-T", "4096")
+    lines = _render(r)
+    assert lines[0].startswith("deepseek-v3 on NVIDIA H100")  # named from the file, not its folder
+    b = r["params"]["breakdown"]
+    dense = _row(lines, "3 dense blocks")
+    moe = _row(lines, "58 MoE blocks")
+    assert dense[1] == f"{3 * b['dense_block']:,}" and moe[1] == f"{58 * b['block']:,}"
+    assert 3 * b["dense_block"] + 58 * b["block"] == b["transformer"]

@@ -40,10 +40,15 @@ def _count(n: float | None) -> str:
 def params_table(r: dict) -> Table:
     p, b, layers = r["params"], r["params"]["breakdown"], r["model"]["n_layers"]
     t = _table("Parameters")
-    blocks = f"{layers} blocks x {b['block']:,} (attention {b['attention']:,}, MLP {b['mlp']:,})"
-    for label, value in (("token embedding", b.get("embedding/token")),
-                         ("position embedding", b.get("embedding/position")), (blocks, b.get("transformer")),
-                         ("final norm", b.get("ln_f")), ("LM head (untied)", b.get("dense"))):
+    dense = r["model"].get("dense_layers") or 0 if b.get("dense_block") else 0  # DeepSeek's dense first layers
+    kind = "MoE blocks" if dense else "blocks"
+    rows = [("token embedding", b.get("embedding/token")), ("position embedding", b.get("embedding/position"))]
+    if dense:
+        rows.append((f"{dense} dense blocks x {b['dense_block']:,}", dense * b["dense_block"]))
+    rows.append((f"{layers - dense} {kind} x {b['block']:,} (attention {b['attention']:,}, MLP {b['mlp']:,})",
+                 (layers - dense) * b["block"]))
+    rows += [("final norm", b.get("ln_f")), ("LM head (untied)", b.get("dense"))]
+    for label, value in rows:
         if value:
             t.add_row(label, _count(value), fmt_pct(value / p["total"]))
     t.add_row("[bold]total[/]", f"[bold]{_count(p['total'])}[/]", "")
