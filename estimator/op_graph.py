@@ -20,8 +20,13 @@ context parallel (``cp``: b·s/cp tokens per GPU, s/cp queries against s keys,
 K/V all-gather and dK/dV reduce-scatter), expert all-to-all (``ep``), dropout
 masks, fp8 GEMMs with their per-tensor-scaled casts.
 
-The cost model (``estimator.cost_model``) times each op; the breakdown sums
-them per category, the same categories ``profiler.step_breakdown`` measures.
+This module builds the blocks (Linears, norms, attention, MLP), the embedding
+and head, and assembles the step; the shapes on one GPU are
+``estimator.graph_context``'s, the optimizer, framework and communication ops
+``estimator.step_ops``', what one op is ``estimator.ops``'. The cost model
+(``estimator.cost_model``) times each op and ``estimator.step_compose`` adds
+them up; the breakdown sums them per category, the same categories
+``profiler.step_breakdown`` measures.
 """
 
 from __future__ import annotations
@@ -29,10 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from estimator.errors import ConfigError
-from estimator.memory_terms import ceil_div, is_autocast, stage_params
+from estimator.graph_context import GraphContext, attn_linears_on_gpu, block_runs, graph_context, is_dense, mlp_layout
+from estimator.memory_terms import ceil_div, stage_params
 from estimator.model_config import ModelConfig
-from estimator.params import attention_linears
 from estimator.ops import (
     ACTIVATION_KERNEL,
     attention_core,
@@ -46,97 +50,15 @@ from estimator.ops import (
     Op,
     Segment,
 )
-from estimator.precision import get_precision
 from estimator.setup import TrainSetup
-
-OPTIMIZER_GROUPS = 2  # the profiled AdamW's decay / no-decay groups (profiler.step.make_adamw)
-
-@dataclass(frozen=True)
-class GraphContext:
-    """What every op builder needs: sizes on this GPU and the dtypes that run."""
-
-    cfg: ModelConfig
-    setup: TrainSetup
-    b: int
-    s: int
-    tp: int
-    mm: str  # matmul / 16-bit activation dtype
-    res: str  # residual stream and norms: the weights' dtype
-    autocast: bool
-    cp: int = 1  # context parallel: this GPU holds s / cp tokens of each sequence
-    fp8: bool = False  # GEMMs in fp8 (per-tensor scaling), activations in ``act``
-    act: str = ""  # 16-bit activation dtype ("" = mm)
-
-    @property
-    def t(self) -> int:
-        """Tokens on this GPU: b·s/cp (tensor-parallel shapes divide widths, not tokens)."""
-        return self.b * self.s // self.cp
-
-    @property
-    def a(self) -> str:
-        """The dtype activations are kept in (mm, except under fp8 where GEMM operands are 1-byte casts)."""
-        return self.act or self.mm
-
-
-def _context(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None, seq_len: int | None) -> GraphContext:
-    p = get_precision(setup.precision)
-    fp8 = p.matmul_dtype == "fp8"
-    act = "fp32" if p.activation_bytes == 4 else ("fp16" if p.matmul_dtype == "fp16" else "bf16")
-    mm = "fp8" if fp8 else act
-    res = "fp32" if p.weight_bytes == 4 else act
-    b = setup.batch_size if batch_size is None else batch_size
-    s = seq_len or setup.seq_len or cfg.context_length
-    cp = setup.cp
-    if s % cp:
-        raise ConfigError(f"context parallel cp={cp} must divide the sequence ({s} tokens)")
-    return GraphContext(cfg, setup, b, s, setup.tp, mm, res, is_autocast(p), cp, fp8, act)
-
-
-Linear = tuple[str, int, int, bool]  # (name, in, out, bias) on this GPU
-REPLICATED = ("attn.q_down", "attn.kv_down")  # MLA down-projections: whole on every TP rank (as Megatron's MLA)
-
-
-def _attn_linears(ctx: GraphContext) -> list[Linear]:
-    """The attention matrices of a block on this GPU (``estimator.params.attention_linears``, the one home of
-    their shapes): column-parallel outputs split by tp, the output projection's input row-parallel."""
-    out = []
-    for name, d_in, d_out, bias in attention_linears(ctx.cfg):
-        if name == "attn.proj":
-            out.append((name, ceil_div(d_in, ctx.tp), d_out, bias))
-        elif name in REPLICATED:
-            out.append((name, d_in, d_out, bias))
-        else:
-            out.append((name, d_in, ceil_div(d_out, ctx.tp), bias))
-    return out
-
-
-def _mlp_group(c: ModelConfig, tag: str, width: int, tp: int) -> list[Linear]:
-    """One MLP's matrices (gate, up, down) of ``width`` on this GPU."""
-    f = ceil_div(width, tp)
-    ups = [(f"{tag}.gate", c.d_model, f, c.mlp_bias)] if c.gated else []
-    return ups + [(f"{tag}.fc", c.d_model, f, c.mlp_bias), (f"{tag}.proj", f, c.d_model, c.mlp_bias)]
-
-
-def _mlp_layout(ctx: GraphContext, dense: bool) -> tuple[list[Linear], list[list[Linear]]]:
-    """(router-like linears, MLP groups) of one block: a dense layer has one MLP; an MoE layer the router,
-    the top_k routed experts a token visits, the shared expert and its gate."""
-    c = ctx.cfg
-    if dense or not c.is_moe:
-        return [], [_mlp_group(c, "mlp", c.dense_ffn if c.is_moe else c.ffn, ctx.tp)]
-    routers = [("mlp.router", c.d_model, c.n_experts, False)]
-    groups = [_mlp_group(c, f"mlp{e}", c.ffn, ctx.tp) for e in range(c.top_k)]
-    if c.shared_expert_d_ff:
-        groups.append(_mlp_group(c, "mlp_shared", c.shared_expert_d_ff, ctx.tp))
-        if c.shared_expert_gate:
-            routers.append(("mlp_shared.gate_score", c.d_model, 1, False))
-    return routers, groups
-
-
-def _linears(ctx: GraphContext, dense: bool = False) -> list[Linear]:
-    """Every Linear of one block on this GPU, in forward order."""
-    routers, groups = _mlp_layout(ctx, dense)
-    return _attn_linears(ctx) + routers + [x for g in groups for x in g]
-
+from estimator.step_ops import (
+    communication_ops,
+    dp_all_reduce,
+    framework_op,
+    optimizer_ops,
+    param_segments,
+    zero3_gathers,
+)
 
 def _linear_forward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: bool, phase: str,
                     input_cast: bool) -> list[Op]:
@@ -247,7 +169,7 @@ def _qkv_forward(ctx: GraphContext, phase: str) -> list[Op]:
     """The projections into q, k, v: one fused qkv GEMM, or MLA's down-projection, latent norm and
     up-projection of the query and of the joint kv."""
     ops = []
-    for name, d_in, d_out, bias in _attn_linears(ctx)[:-1]:
+    for name, d_in, d_out, bias in attn_linears_on_gpu(ctx)[:-1]:
         ops += _linear_forward(ctx, name, d_in, d_out, bias, phase, input_cast=not name.endswith("_up"))
         if name.endswith("_down"):
             width = ctx.cfg.q_lora_rank if name == "attn.q_down" else ctx.cfg.kv_lora_rank
@@ -257,7 +179,7 @@ def _qkv_forward(ctx: GraphContext, phase: str) -> list[Op]:
 
 def _qkv_backward(ctx: GraphContext) -> list[Op]:
     ops = []
-    for name, d_in, d_out, bias in reversed(_attn_linears(ctx)[:-1]):
+    for name, d_in, d_out, bias in reversed(attn_linears_on_gpu(ctx)[:-1]):
         if name.endswith("_down"):
             width = ctx.cfg.q_lora_rank if name == "attn.q_down" else ctx.cfg.kv_lora_rank
             ops.append(_norm(ctx, f"{name[:-5]}_norm.bwd", "backward", width))
@@ -267,7 +189,7 @@ def _qkv_backward(ctx: GraphContext) -> list[Op]:
 
 def _mlp_forward(ctx: GraphContext, dense: bool, phase: str) -> list[Op]:
     c, ops = ctx.cfg, []
-    routers, groups = _mlp_layout(ctx, dense)
+    routers, groups = mlp_layout(ctx, dense)
     for name, d_in, d_out, bias in routers:
         ops += _linear_forward(ctx, name, d_in, d_out, bias, phase, input_cast=True)
     act = ACTIVATION_KERNEL[c.mlp]
@@ -285,7 +207,7 @@ def _mlp_forward(ctx: GraphContext, dense: bool, phase: str) -> list[Op]:
 
 def _mlp_backward(ctx: GraphContext, dense: bool) -> list[Op]:
     c, ops = ctx.cfg, []
-    routers, groups = _mlp_layout(ctx, dense)
+    routers, groups = mlp_layout(ctx, dense)
     act = ACTIVATION_KERNEL[c.mlp]
     for group in groups:
         ups, down = group[:-1], group[-1]
@@ -304,19 +226,14 @@ def _mlp_backward(ctx: GraphContext, dense: bool) -> list[Op]:
     return ops
 
 
-def _is_dense(cfg: ModelConfig, layer: int) -> bool:
-    """DeepSeek's first ``dense_layers`` layers have a dense MLP (``layer`` is the model's layer index)."""
-    return cfg.is_moe and layer < cfg.dense_layers
-
-
 def block_forward(ctx: GraphContext, layer: int, phase: str = "forward") -> list[Op]:
     """One transformer block's forward on this GPU (``phase`` "recompute" for activation recomputation).
 
     Sequential (pre-norm) or parallel residual (GPT-NeoX, Falcon: both branches read the block input;
     Falcon-7B shares one norm); Gemma-2 norms each branch's output too. Dropout (setup.dropout > 0)
     follows the attention output projection and the MLP, as in Megatron's GPT."""
-    c, attn = ctx.cfg, _attn_linears(ctx)
-    proj, dense, drop = attn[-1], _is_dense(c, layer), ctx.setup.dropout > 0
+    c, attn = ctx.cfg, attn_linears_on_gpu(ctx)
+    proj, dense, drop = attn[-1], is_dense(c, layer), ctx.setup.dropout > 0
     ops = [_norm(ctx, "ln_1", phase)]
     ops += _qkv_forward(ctx, phase)
     ops += _attention_forward(ctx, phase)
@@ -338,8 +255,8 @@ def block_forward(ctx: GraphContext, layer: int, phase: str = "forward") -> list
 
 
 def block_backward(ctx: GraphContext, layer: int) -> list[Op]:
-    c, attn = ctx.cfg, _attn_linears(ctx)
-    proj, dense, drop = attn[-1], _is_dense(c, layer), ctx.setup.dropout > 0
+    c, attn = ctx.cfg, attn_linears_on_gpu(ctx)
+    proj, dense, drop = attn[-1], is_dense(c, layer), ctx.setup.dropout > 0
     ops = [dropout("mlp.dropout.bwd", "backward", ctx.t * c.d_model, ctx.a)] if drop else []
     if c.post_norms:
         ops.append(_norm(ctx, "post_ln_2.bwd", "backward"))
@@ -409,186 +326,6 @@ def _head(ctx: GraphContext, backward: bool) -> list[Op]:
     return ops
 
 
-def _param_segments(ctx: GraphContext, layers: int, first: bool, last: bool, first_layer: int = 0
-                    ) -> list[tuple[list[tuple[str, int]], tuple[int, ...]]]:
-    """(name, elements) of every parameter tensor on this GPU — what a per-tensor optimizer visits — as
-    runs: the embedding's, one block's (named ``block<i>``) for each run of blocks of one kind, the head's.
-    ``first_layer``: the model index of this stage's first block (its dense or MoE kind)."""
-    c = ctx.cfg
-    out: list[tuple[list[tuple[str, int]], tuple[int, ...]]] = []
-
-    def norm(prefix: str, width: int | None = None) -> list[tuple[str, int]]:
-        w = width or c.d_model
-        return [(f"{prefix}.weight", w)] + ([(f"{prefix}.bias", w)] if c.norm_bias else [])
-
-    head: list[tuple[str, int]] = []
-    if first:
-        head.append(("wte", ceil_div(c.vocab_size, ctx.tp) * c.embed_width))
-        if c.position == "learned":
-            head.append(("wpe", (c.context_length + c.position_offset) * c.d_model))
-        if c.embed_width != c.d_model:
-            head.append(("project_in", c.embed_width * c.d_model))
-    if head:
-        out.append((head, ()))
-    experts = ceil_div(c.n_experts, max(ctx.setup.ep, 1)) if c.is_moe else 1
-    block_norms = ["ln_1"] + ([] if c.shared_block_norm else ["ln_2"]) + (["post_ln_1", "post_ln_2"]
-                                                                          if c.post_norms else [])
-    latent = ([("q_norm", c.q_lora_rank)] if c.q_lora_rank else []) + ([("kv_norm", c.kv_lora_rank)]
-                                                                      if c.is_mla else [])
-    for run in _runs(c, range(first_layer, first_layer + layers)):
-        local = run[0] - first_layer  # tensors are named by their index on this stage
-        dense = _is_dense(c, run[0])
-        block: list[tuple[str, int]] = []
-        for name in block_norms:
-            block += norm(f"block{local}.{name}")
-        for name, width in latent:
-            block += norm(f"block{local}.attn.{name}", width)
-        if c.is_moe and not dense and c.router_bias:
-            block.append((f"block{local}.mlp.router.score_bias", c.n_experts))
-        for name, d_in, d_out, bias in _linears(ctx, dense):
-            routed = c.is_moe and not dense and name.startswith("mlp") and name[3:4].isdigit()
-            if routed and not name.startswith("mlp0."):
-                continue  # top_k slots share the expert tensors: one set per expert
-            for e in range(experts if routed else 1):
-                block.append((f"block{local}.{name}.{e}.weight", d_in * d_out))
-                if bias:
-                    block.append((f"block{local}.{name}.{e}.bias", d_out))
-        out.append((block, tuple(layer - first_layer for layer in run)))
-    tail: list[tuple[str, int]] = []
-    if last:
-        if c.final_norm:
-            tail += norm("ln_f")
-        if c.embed_width != c.d_model:
-            tail.append(("project_out", c.d_model * c.embed_width))
-        if not (c.tied_embeddings and first):
-            tail.append(("lm_head", ceil_div(c.vocab_size, ctx.tp) * c.embed_width))
-    if tail:
-        out.append((tail, ()))
-    return out
-
-
-def _param_tensors(ctx: GraphContext, layers: int, first: bool, last: bool, first_layer: int = 0
-                   ) -> list[tuple[str, int]]:
-    """Every parameter tensor on this GPU, spelled out (``_param_segments`` without its runs)."""
-    tensors = []
-    for group, run in _param_segments(ctx, layers, first, last, first_layer):
-        if not run:
-            tensors += group
-            continue
-        template = f"block{run[0]}."
-        for layer in run:
-            tensors += [(f"block{layer}." + name[len(template):] if name.startswith(template) else name, n)
-                        for name, n in group]
-    return tensors
-
-
-def _optimizer(ctx: GraphContext, segments: list[tuple[list[tuple[str, int]], tuple[int, ...]]]) -> list[Segment]:
-    """One op per parameter tensor (the foreach/for-loop AdamW visits each), plus the step's own launch.
-    Under ZeRO (stage >= 1) each data-parallel rank updates its 1/dp shard of every tensor (experts:
-    of the dp/ep replicas that hold them), as FSDP shards each parameter."""
-    p, st = get_precision(ctx.setup.precision), ctx.setup
-    kind = st.optimizer
-    count = sum(len(group) * max(1, len(run)) for group, run in segments)
-    out = [Segment(tuple(Op(f"{kind}.step.group{g}", "launch", "optimizer", "optimizer", (count,), "fp32")
-                         for g in range(OPTIMIZER_GROUPS)))]
-    per = 2 * p.weight_bytes + p.grad_bytes + 2 * (p.optimizer_bytes if kind == "adamw" else 0)
-    dtype = "fp32" if p.weight_bytes == 4 else ctx.a
-    for group, run in segments:
-        ops = []
-        for name, n in group:
-            shards = 1
-            if st.zero >= 1:
-                expert = ctx.cfg.is_moe and ".mlp" in name and name.split(".mlp")[1][:1].isdigit()
-                shards = max(st.dp // st.ep, 1) if expert else st.dp
-            n = ceil_div(n, shards)
-            ops.append(Op(f"{kind}.{name}", kind, "optimizer", "optimizer", (n,), dtype, 0, n * per,
-                          HOST_OPS["accumulate_grad"]))
-        out.append(Segment(tuple(ops), run))
-    return out
-
-
-def framework_variant(cfg: ModelConfig, flash_attention: bool, precision: str) -> str:
-    """The key of a device profile's framework cost for this block design, attention kernel and precision:
-    "gpt" (LayerNorm, GELU MLP) or "llama" (RMSNorm, SwiGLU, RoPE, GQA), "sdpa" or "explicit", and whether
-    autocast adds its casts ("autocast") or not ("plain")."""
-    family = "llama" if cfg.gated else "gpt"
-    attention = "sdpa" if flash_attention else "explicit"
-    return f"{family}.{attention}.{'autocast' if is_autocast(get_precision(precision)) else 'plain'}"
-
-
-def _framework(ctx: GraphContext, layers: int) -> Op:
-    """The host work of a micro-batch beyond its kernels — Python, nn.Module calls, autograd's records and
-    engine, views — as one op of ``layers`` blocks (the measured cost model times it per block and per
-    micro-batch; kernel-less ops are also counted per kernel in ``host_ops`` for the datasheet's launches)."""
-    return Op(f"framework.{framework_variant(ctx.cfg, ctx.setup.flash_attention, ctx.setup.precision)}",
-              "framework", "host", "forward", (layers,), ctx.res)
-
-
-def _communication(ctx: GraphContext, blocks: tuple[int, ...], first: bool, last: bool) -> list[Segment]:
-    """Messages per micro-batch (TP, PP, CP, EP): sized here, timed by the cost model
-    (``estimator.communication`` dispatches on ``kernel`` and the name prefix); per-block messages as one
-    segment over ``blocks`` (the model indices of this stage's blocks).
-
-    - ``tp.all_reduce.<i>`` (all_reduce): 2 per layer forward, 2 backward (Megatron's f/g), +2 under full
-      recompute; ``pp.send.*`` (p2p): the activation to the next stage and its grad back.
-    - ``cp.all_gather`` / ``cp.reduce_scatter`` (context parallel): per layer, forward gathers K and V of
-      the whole sequence, backward reduce-scatters dK and dV. ``shape`` = (bytes this rank contributes:
-      its s/cp tokens' K and V for its TP heads, cp).
-    - ``ep.dispatch|combine[.bwd]`` (all_to_all, expert parallel): per MoE layer, the tokens' hidden
-      states to their top_k experts and back, forward and backward. ``shape`` = (bytes this rank sends:
-      t·top_k·d_model activations, ep).
-    """
-    c, st, p = ctx.cfg, ctx.setup, get_precision(ctx.setup.precision)
-    act = ctx.t * c.d_model * p.activation_bytes
-    per_block: list[Op] = []
-    once: list[Op] = []
-    if st.tp > 1:
-        n = 4 + (2 if st.recompute == "full" else 0)
-        per_block += [Op(f"tp.all_reduce.{i}", "all_reduce", "communication", "step", (act, st.tp), ctx.a, 0, act)
-                      for i in range(n)]
-    if st.pp > 1:
-        msg = act // (st.tp if st.sp else 1)
-        once += [Op(f"pp.send.{d}", "p2p", "communication", "step", (msg, 2), ctx.a, 0, msg) for d in ("fwd", "bwd")]
-    if st.cp > 1:
-        msg = ctx.t * ceil_div(c.kv_heads, ctx.tp) * (c.dh + c.vdh) * p.activation_bytes
-        per_block += [Op(f"cp.{kind}", kind, "communication", "step", (msg, st.cp), ctx.a, 0, msg)
-                      for kind in ("all_gather", "reduce_scatter")]
-    segs = [Segment(tuple(per_block), blocks)] if per_block and blocks else []
-    if st.ep > 1 and c.is_moe:
-        msg = ctx.t * c.top_k * c.d_model * p.activation_bytes
-        moe = tuple(layer for layer in blocks if not _is_dense(c, layer))
-        ops = tuple(Op(f"ep.{name}", "all_to_all", "communication", "step", (msg, st.ep), ctx.a, 0, msg)
-                    for name in ("dispatch", "combine", "dispatch.bwd", "combine.bwd"))
-        if moe:
-            segs.append(Segment(ops, moe))
-    if once:
-        segs.append(Segment(tuple(once)))
-    return segs
-
-
-def dp_all_reduce(ctx_params: int, setup: TrainSetup) -> Op | None:
-    """The gradient reduction of one step — an all-reduce, or under ZeRO-3 a reduce-scatter (each rank keeps
-    its shard) — or None for one replica. The message is the whole gradient buffer of this GPU."""
-    if setup.dp <= 1:
-        return None
-    p = get_precision(setup.precision)
-    msg = ctx_params * p.grad_bytes
-    kind = "reduce_scatter" if setup.zero == 3 else "all_reduce"
-    return Op(f"dp.{kind}", kind, "communication", "step", (msg, setup.dp), "fp32", 0, msg)
-
-
-def zero3_gathers(ctx: GraphContext, params: int) -> list[Op]:
-    """ZeRO-3 / FSDP re-gathers the sharded parameters (in the compute dtype) before each micro-batch's
-    forward and again for its backward (full-shard: resharded after the forward); the cost model overlaps
-    them with the micro-batch's compute (FSDP prefetches the next layer's shard)."""
-    st = ctx.setup
-    if st.zero != 3 or st.dp <= 1:
-        return []
-    msg = params * get_precision(st.precision).activation_bytes
-    return [Op(f"dp.all_gather.{phase}", "all_gather", "communication", "step", (msg, st.dp), ctx.a, 0, msg)
-            for phase in ("forward", "backward")]
-
-
 @dataclass(frozen=True)
 class StepGraph:
     """The ops of one micro-batch (repeated ``grad_accum`` times), then the per-step ops, as segments."""
@@ -634,16 +371,10 @@ class StepGraph:
         return out
 
 
-def _runs(cfg: ModelConfig, blocks: range) -> list[tuple[int, ...]]:
-    """Consecutive blocks of one kind (DeepSeek's dense first layers, then MoE ones), in order."""
-    split = min(max(cfg.dense_layers if cfg.is_moe else 0, blocks.start), blocks.stop)  # first MoE block
-    return [tuple(r) for r in (range(blocks.start, split), range(split, blocks.stop)) if len(r)]
-
-
 def step_graph(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = None, seq_len: int | None = None,
                stage: str = "only") -> StepGraph:
     """The ops of one training step on one GPU of ``stage`` ("only" when pp = 1, else "first"/"last")."""
-    ctx = _context(cfg, setup, batch_size, seq_len)
+    ctx = graph_context(cfg, setup, batch_size, seq_len)
     stages = stage_params(cfg, setup.tp, setup.pp, setup.ep)
     params = stages["last" if stage == "last" else "first"]
     first, last = stage in ("only", "first"), stage in ("only", "last")
@@ -659,7 +390,7 @@ def step_graph(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = Non
 
     if first:
         once.extend(_embedding(ctx, backward=False))
-    runs = _runs(cfg, range(first_layer, first_layer + layers))  # a block's kind follows its model index
+    runs = block_runs(cfg, range(first_layer, first_layer + layers))  # a block's kind follows its model index
     flush()
     for run in runs:
         segs.append(Segment(tuple(block_forward(ctx, run[0])), run))
@@ -681,13 +412,13 @@ def step_graph(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = Non
         if cfg.tied_embeddings and last:
             once.append(elementwise("wte.tied_grad_add", "binary", "backward",
                                     ceil_div(cfg.vocab_size, ctx.tp) * cfg.embed_width, ctx.res))
-    once.append(_framework(ctx, layers))
+    once.append(framework_op(ctx, layers))
     flush()
-    segs += _communication(ctx, tuple(range(first_layer, first_layer + layers)), first, last)
+    segs += communication_ops(ctx, tuple(range(first_layer, first_layer + layers)), first, last)
     gathers = zero3_gathers(ctx, params.total)
     if gathers:
         segs.append(Segment(tuple(gathers)))
-    step = _optimizer(ctx, _param_segments(ctx, layers, first, last, first_layer))
+    step = optimizer_ops(ctx, param_segments(ctx, layers, first, last, first_layer))
     dp = dp_all_reduce(params.total, setup)
     if dp is not None:
         step.append(Segment((dp,)))

@@ -357,7 +357,8 @@ def measure_framework(device, timer, grids: DeviceProfile, precisions: tuple[str
     ``grids`` predict them; the difference is two blocks', the rest the micro-batch's. Python, nn.Module
     calls, autograd's records and engine, views — all there as in a real step."""
     from estimator.cost_model import MeasuredCost
-    from estimator.op_graph import framework_variant, step_graph
+    from estimator.op_graph import step_graph
+    from estimator.step_ops import framework_variant
     from estimator.setup import TrainSetup
     from profiler.step import StepOptions, TrainingStep
 
