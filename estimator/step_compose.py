@@ -21,7 +21,7 @@ from estimator.setup import TrainSetup
 
 
 @dataclass
-class _Pass:
+class MicroBatchCost:
     """Seconds of one micro-batch on one stage, by what the time is spent on."""
 
     device: float = 0.0  # every kernel, on the device stream (communication included)
@@ -33,7 +33,6 @@ class _Pass:
     bound: dict = field(default_factory=lambda: {"layer": {}, "head": {}})
     ops: int = 0  # dispatched ops (kernels and views)
     extrapolated: set = field(default_factory=set)
-
     prefetched: float = 0.0  # ZeRO-3's parameter all-gathers, overlapped with the micro-batch's kernels
 
     def gathers_exposed(self) -> float:
@@ -50,9 +49,9 @@ class _Pass:
 HEAD_OPS = ("ln_f", "lm_head", "logits", "cross_entropy")
 
 
-def _time_micro_batch(graph: StepGraph, cost) -> _Pass:
+def _time_micro_batch(graph: StepGraph, cost) -> MicroBatchCost:
     """One micro-batch's costs; each segment's ops (a block's, once for all its layers) costed once."""
-    out = _Pass()
+    out = MicroBatchCost()
     for seg in graph.segments:
         n = seg.count
         for op in cost.prepare(seg.ops):
@@ -88,14 +87,14 @@ def _dominant(times: dict) -> str | None:
     return max(times, key=times.get) if times else None
 
 
-def time_stages(graphs: dict[str, StepGraph], cost) -> dict[str, _Pass]:
+def time_stages(graphs: dict[str, StepGraph], cost) -> dict[str, MicroBatchCost]:
     """Each stage's micro-batch costed: what ``compose`` needs of the graphs, reusable across setups that
     share them (the planner's interleaving variants: ``vpp`` changes the schedule, not the kernels)."""
     return {stage: _time_micro_batch(graph, cost) for stage, graph in graphs.items()}
 
 
 def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: bool = True,
-            timed: dict[str, _Pass] | None = None) -> dict:
+            timed: dict[str, MicroBatchCost] | None = None) -> dict:
     """One optimizer step from the per-op costs: its time, the terms that add up to it (``breakdown``),
     the split per category, what bound it, and the ops a cost source had to extrapolate.
 
