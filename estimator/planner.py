@@ -110,7 +110,7 @@ class Plan:
             "model": r.model.name, "gpu": r.hardware.key, "gpus": r.gpus, "gpus_per_node": r.gpus_per_node,
             "seq_len": r.seq, "global_batch": r.global_batch, "global_batch_tokens": r.global_batch_tokens,
             "tokens": r.tokens, "gpu_hour_cost": r.gpu_hour_cost, "memory_limit_bytes": r.memory_limit_bytes,
-            "objective": r.objective, "top": r.top, "uneven_pp": r.uneven_pp,
+            "objective": r.objective, "top": r.top, "uneven_pp": r.uneven_pp, "toolset": r.toolset,
             "rows": self.rows, "winner_reason": self.reason, "gaps": self.gaps,
             "candidates": dict(self.counts), "elapsed_s": self.elapsed_s,
         }

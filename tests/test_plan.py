@@ -273,6 +273,7 @@ def test_a_papers_toolset_searches_only_its_knobs():
     assert rows and {(r["setup"]["zero"], r["setup"]["recompute"], r["setup"]["flash_attention"],
                       r["setup"]["vpp"], r["setup"]["precision"]) for r in rows} == {(0, "full", False, 1,
                                                                                       "bf16-master")}
+    assert plan(req).to_dict()["toolset"] == "megatron-2021"  # the JSON says what was searched
     everything = plan(replace(req, toolset="all")).rows
     assert everything[0]["step_time_s"] <= rows[0]["step_time_s"]  # more knobs can only find as fast or faster
     with pytest.raises(ConfigError, match="toolset must be one of"):
