@@ -26,11 +26,11 @@ from estimator.precision import get_precision
 from estimator.setup import TrainSetup
 from estimator.step_overheads import (
     CPU_ELEMENT_BYTES,
-    CPU_THEORETICAL_MATMUL_EFFICIENCY,
     EXPLICIT_SCORE_PASSES,
     OPTIMIZER_OPS,
     StepOverheads,
     cpu_attention_factor,
+    cpu_matmul_efficiency,
     default_overheads,
 )
 from estimator.communication import communication_seconds
@@ -166,7 +166,7 @@ class DatasheetCost(_Communication):
         if self.setup.efficiency.flops is not None:
             return self.setup.efficiency.flops
         if not self.gpu:
-            return self.overheads.matmul_efficiency or CPU_THEORETICAL_MATMUL_EFFICIENCY
+            return cpu_matmul_efficiency(self.overheads)
         return None
 
     def matmul_efficiency(self, op: Op) -> float:
@@ -205,7 +205,8 @@ class DatasheetCost(_Communication):
         for op in ops:
             prev = out[-1] if out else None
             if (prev is not None and op.category == prev.category == "elementwise" and op.phase == prev.phase):
-                out[-1] = replace(prev, name=prev.name + "+fused", bytes=max(prev.bytes, op.bytes),
+                out[-1] = replace(prev, name=prev.name.removesuffix("+fused") + "+fused",
+                                  bytes=max(prev.bytes, op.bytes),
                                   host_ops=prev.host_ops + op.host_ops)
             else:
                 out.append(op)
@@ -240,9 +241,9 @@ class DatasheetCost(_Communication):
             bh, q_len = op.shape[0], op.shape[1]  # the keys: the whole sequence (context parallel: cp x q_len)
             scores = (EXPLICIT_SCORE_PASSES * bh * q_len * q_len * self.setup.cp * DTYPE_BYTES.get(op.dtype, 2)
                       * (1 if op.forward else 2))
-            memory = (op.bytes - scores) / bw if bw > 0 else 0.0
-            device = max(compute, memory) + (scores / bw if bw > 0 else 0.0)
-            bound = "memory" if scores / bw > compute else "compute" if bw > 0 else "compute"
+            io, passes = ((op.bytes - scores) / bw, scores / bw) if bw > 0 else (0.0, 0.0)
+            device = max(compute, io) + passes
+            bound = "memory" if passes > compute else "compute"
         else:
             memory = moved / bw if bw > 0 else 0.0
             device, bound = (compute, "compute") if compute >= memory else (memory, "memory")

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from estimator.hardware import HardwareSpec
-from estimator.step_overheads import CPU_THEORETICAL_MATMUL_EFFICIENCY, default_overheads
+from estimator.step_overheads import cpu_matmul_efficiency, default_overheads
 
 GEMM_TILES = ((256, 128), (128, 128))  # (rows, cols) of the output tile; the guide's A100 examples
 ATTENTION_BLOCK = 128  # query rows per thread block of the flash kernels (FlashAttention-2, d_h <= 128)
@@ -137,6 +137,6 @@ def large_gemm_efficiency(hardware: HardwareSpec, override: float | None = None)
     if override is not None:
         return override
     if hardware.vendor == "cpu":
-        return default_overheads(hardware).matmul_efficiency or CPU_THEORETICAL_MATMUL_EFFICIENCY
+        return cpu_matmul_efficiency(default_overheads(hardware))
     ceiling = matmul_ceiling(hardware)
     return ceiling.fraction if ceiling else UNKNOWN_ARCH_CEILING

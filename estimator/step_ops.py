@@ -73,21 +73,6 @@ def param_segments(ctx: GraphContext, layers: int, first: bool, last: bool, firs
     return out
 
 
-def param_tensors(ctx: GraphContext, layers: int, first: bool, last: bool, first_layer: int = 0
-                   ) -> list[tuple[str, int]]:
-    """Every parameter tensor on this GPU, spelled out (``param_segments`` without its runs)."""
-    tensors = []
-    for group, run in param_segments(ctx, layers, first, last, first_layer):
-        if not run:
-            tensors += group
-            continue
-        template = f"block{run[0]}."
-        for layer in run:
-            tensors += [(f"block{layer}." + name[len(template):] if name.startswith(template) else name, n)
-                        for name, n in group]
-    return tensors
-
-
 def optimizer_ops(ctx: GraphContext, segments: list[tuple[list[tuple[str, int]], tuple[int, ...]]]) -> list[Segment]:
     """One op per parameter tensor (the foreach/for-loop AdamW visits each), plus the step's own launch.
     Under ZeRO (stage >= 1) each data-parallel rank updates its 1/dp shard of every tensor (experts:

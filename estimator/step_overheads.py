@@ -107,6 +107,12 @@ def default_overheads(hardware: HardwareSpec) -> StepOverheads:
     return StepOverheads("gpu", GPU_OP_OVERHEAD_S, "fused")
 
 
+def cpu_matmul_efficiency(overheads: StepOverheads) -> float:
+    """The fraction of a CPU's peak its matmuls reach: of a measured peak (already an achieved rate), or of
+    a theoretical one (``CPU_THEORETICAL_MATMUL_EFFICIENCY``)."""
+    return overheads.matmul_efficiency or CPU_THEORETICAL_MATMUL_EFFICIENCY
+
+
 def adamw_impl(fused_adamw: bool | None, adamw_foreach: bool | None, on_cuda: bool) -> str:
     """The AdamW the profiler builds (``profiler.step.make_adamw``): fused by default on CUDA,
     foreach elsewhere; ``adamw_foreach=False`` without fused is the single-tensor for-loop."""

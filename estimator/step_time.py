@@ -19,7 +19,9 @@ from estimator.precision import Precision, get_precision
 from estimator.setup import TrainSetup
 from estimator.step_overheads import StepOverheads, default_overheads, overhead_assumptions
 
-ZERO3_COMM_FACTOR = 1.5  # ZeRO-3: params all-gathered in forward and backward + grad reduce-scatter
+# FSDP / ZeRO-3 over one step: params all-gathered in forward and backward + grads reduce-scattered, in
+# all-reduce volumes (the DDP check's prediction, profiler.ddp_summary)
+ZERO3_COMM_FACTOR = 1.5
 # AdamW passes over parameter-sized tensors when not fused (torch _multi_tensor_adamw / the for-loop):
 # mul_(p) 2w, lerp_(m, g) 2s+g, mul_(v) 2s, addcmul_(v, g, g) 2s+g, sqrt(v) 2s, div_ 2s, add_ 2s,
 # addcdiv_(p, m, ·) 2w+2s  ->  4w + 2g + 14s bytes per parameter (80 in fp32); fused: 2w + g + 2o.
@@ -75,9 +77,10 @@ def timing_assumptions(setup: TrainSetup, hardware: HardwareSpec, overlap_dp: bo
                         "not overlapped",
         "time.pp": ("1F1B: (grad_accum + (pp − 1)/vpp) micro-batch slots per step, bubble (pp−1)/(vpp·grad_accum); "
                     "one send forward and one backward per micro-batch per virtual stage, not overlapped"),
-        "time.dp": ("gradient ring all-reduce " + ("overlapped with the last micro-batch's backward"
-                    if overlap_dp else "after the backward, not overlapped")
-                    + f" (ZeRO-3: x{ZERO3_COMM_FACTOR} volume)"),
+        "time.dp": ("gradient all-reduce (ZeRO-3: reduce-scatter) " + ("overlapped with the last micro-batch's "
+                    "backward" if overlap_dp else "after the backward, not overlapped")
+                    + "; ZeRO-3 also all-gathers the weights for each micro-batch's forward and backward, "
+                      "prefetched behind its kernels"),
         **overhead_assumptions(overheads, setup, cfg, seq_len or setup.seq_len or (cfg and cfg.context_length)),
         "time.not_modelled": "data loading, cache effects on the CPU (small tensors run faster than the DRAM "
                              "bandwidth), thread contention, compute/communication overlap inside a micro-batch",

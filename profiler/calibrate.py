@@ -9,9 +9,8 @@ call; points whose FLOPs or call time exceed a cap are not run: the nearest
 measured point is scaled. On CUDA the
 same code times with CUDA events (``_Timer``).
 
-Cached per device, torch version and thread count under the directory of
-``profiler.cpu_probe.default_cache_path``; a busy machine's profile is marked,
-returned, and not reused; a corrupt file is re-measured. Written atomically.
+A busy machine's profile is marked; where profiles are cached and when one is
+reused is ``profiler.profile_cache``'s.
 """
 
 from __future__ import annotations
@@ -19,19 +18,17 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import re
 import statistics
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 from estimator.device_profile import (
-    ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, DeviceProfile, Grid, dumps, load,
+    ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, DeviceProfile, Grid,
 )
 from estimator.errors import ConfigError
 from profiler.host_allocator import retain_freed_memory
-from profiler.cpu_probe import BUSY_LOAD_PER_CPU, _load_average, _model_name, _cpuinfo_fields, default_cache_path
+from profiler.cpu_probe import BUSY_LOAD_PER_CPU, _load_average, _model_name, _cpuinfo_fields
 
 GEMM_SIZES = (16, 64, 256, 1024, 4096)
 GEMM_M = (16, 64, 256, 1024, 4096)
@@ -472,79 +469,3 @@ def device_name(device) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
     return _model_name(_cpuinfo_fields())
-
-
-# ----------------------------------------------------------------- cache
-
-def cache_path(device="cpu", cache_dir: str | os.PathLike | None = None) -> Path:
-    """One file per device, torch version and thread count, beside the CPU peak cache."""
-    import torch
-
-    base = Path(cache_dir) if cache_dir is not None else default_cache_path().parent
-    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{device_name(device)}-torch{torch.__version__}"
-                  f"-t{torch.get_num_threads()}").strip("-")
-    return base / "device_profiles" / f"{slug}.json"
-
-
-def reusable(profile: DeviceProfile, device="cpu") -> str | None:
-    """None when a cached profile fits this process, else why not."""
-    import torch
-
-    if profile.busy:
-        return "measured on a busy machine"
-    if profile.torch_version != torch.__version__:
-        return f"measured with torch {profile.torch_version}, this is {torch.__version__}"
-    if profile.threads != torch.get_num_threads():
-        return f"measured with {profile.threads} threads, this run has {torch.get_num_threads()}"
-    if profile.device_name != device_name(device):
-        return f"measured on {profile.device_name}"
-    return None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def cached_device_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32",),
-                          cache_dir: str | os.PathLike | None = None) -> tuple[DeviceProfile | None, str]:
-    """The cached profile when it may be reused here (same device, torch, threads; not busy; these dtypes),
-    else None and why not — a run never pays for a measurement it was not asked to make."""
-    path = cache_path(device, cache_dir)
-    if not path.exists():
-        return None, "no device profile measured on this machine yet (mfutop calibrate, about 5 s)"
-    try:
-        cached = load(path)
-    except ConfigError as exc:
-        return None, str(exc)
-    reason = reusable(cached, device)
-    if reason is None and not all(d in cached.gemm for d in dtypes):
-        reason = f"the cached device profile lacks {', '.join(d for d in dtypes if d not in cached.gemm)}"
-    return (cached, f"device profile {path}") if reason is None else (None, reason)
-
-
-def device_profile(device="cpu", *, remeasure: bool = False, cache_dir: str | os.PathLike | None = None,
-                   dtypes: tuple[str, ...] = ("fp32", "bf16"), use_cache: bool = True
-                   ) -> tuple[DeviceProfile, dict]:
-    """The cached profile for this device / torch / threads, or a fresh measurement (then cached unless the
-    machine was busy). Returns (profile, info) with info ``cached``, ``path`` and ``reason`` (why re-measured)."""
-    path = cache_path(device, cache_dir)
-    reason = "remeasure requested" if remeasure else None
-    if use_cache and not remeasure:
-        try:
-            cached = load(path)
-            reason = reusable(cached, device)
-            if reason is None and all(d in cached.gemm for d in dtypes):
-                return cached, {"cached": True, "path": str(path), "reason": None}
-            reason = reason or "a dtype is missing"
-        except ConfigError as exc:
-            reason = str(exc)
-    profile = measure_profile(device, dtypes)
-    if use_cache and not profile.busy:
-        try:
-            write_atomic(path, dumps(profile))
-        except OSError as exc:
-            reason = f"{reason}; not cached ({exc})"
-    return profile, {"cached": False, "path": str(path), "reason": reason}

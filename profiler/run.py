@@ -206,7 +206,7 @@ def predict_at(state: ProfileProgress, batch: int, first: bool) -> Iterator[Even
 def load_device_profile(state: ProfileProgress) -> Iterator[Event]:
     """This device's measured kernel profile (``mfutop calibrate``), when a reusable one is cached: the
     step-time prediction then comes from it, the datasheet one beside it. Never measured here unasked."""
-    from profiler.calibrate import cached_device_profile
+    from profiler.profile_cache import cached_device_profile
 
     dtypes = ("fp32",) if state.resolved.peak_dtype in ("fp32", "tf32") else ("fp32", "bf16")
     profile, why = cached_device_profile(state.device.kind, dtypes)

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from estimator.device_profile import dumps, from_dict, load  # noqa: E402
-from profiler import calibrate  # noqa: E402
+from profiler import calibrate, profile_cache  # noqa: E402
 from tests.fixtures.device_profiles import synthetic_profile  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -38,9 +38,9 @@ def measured(monkeypatch):
 
 
 def test_a_fresh_profile_is_cached_and_then_reused(tmp_path, measured):
-    first, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
+    first, info = profile_cache.device_profile("cpu", cache_dir=tmp_path)
     assert not info["cached"] and len(measured) == 1
-    again, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
+    again, info = profile_cache.device_profile("cpu", cache_dir=tmp_path)
     assert info["cached"] and again == first and len(measured) == 1
     assert load(info["path"]) == first
 
@@ -52,9 +52,9 @@ def test_a_fresh_profile_is_cached_and_then_reused(tmp_path, measured):
 ])
 def test_a_profile_from_another_torch_thread_count_or_a_busy_machine_is_not_used(tmp_path, measured, changes,
                                                                                  why):
-    path = calibrate.cache_path("cpu", tmp_path)
-    calibrate.write_atomic(path, dumps(_here(**changes)))
-    profile, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
+    path = profile_cache.cache_path("cpu", tmp_path)
+    profile_cache.write_atomic(path, dumps(_here(**changes)))
+    profile, info = profile_cache.device_profile("cpu", cache_dir=tmp_path)
     assert not info["cached"] and why in info["reason"] and len(measured) == 1
     assert profile.torch_version == torch.__version__ and not profile.busy
 
@@ -65,26 +65,26 @@ def test_a_profile_from_another_torch_thread_count_or_a_busy_machine_is_not_used
     lambda d: d.pop("elementwise"),
 ])
 def test_a_corrupt_or_non_finite_cache_entry_is_remeasured(tmp_path, measured, corrupt):
-    path = calibrate.cache_path("cpu", tmp_path)
+    path = profile_cache.cache_path("cpu", tmp_path)
     data = json.loads(dumps(_here()))
     corrupt(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
-    profile, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
+    profile, info = profile_cache.device_profile("cpu", cache_dir=tmp_path)
     assert not info["cached"] and str(path) in info["reason"] and len(measured) == 1
     assert load(path) == profile  # the re-measured profile replaced the corrupt file
 
 
 def test_a_busy_measurement_is_returned_but_not_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(calibrate, "measure_profile", lambda *a, **k: _here(busy=True))
-    profile, info = calibrate.device_profile("cpu", cache_dir=tmp_path)
-    assert profile.busy and not calibrate.cache_path("cpu", tmp_path).exists()
+    profile, info = profile_cache.device_profile("cpu", cache_dir=tmp_path)
+    assert profile.busy and not profile_cache.cache_path("cpu", tmp_path).exists()
 
 
 def test_cache_files_are_per_torch_version_and_threads(tmp_path, monkeypatch):
-    a = calibrate.cache_path("cpu", tmp_path)
+    a = profile_cache.cache_path("cpu", tmp_path)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 97)
-    assert calibrate.cache_path("cpu", tmp_path) != a and "t97" in calibrate.cache_path("cpu", tmp_path).name
+    assert profile_cache.cache_path("cpu", tmp_path) != a and "t97" in profile_cache.cache_path("cpu", tmp_path).name
 
 
 def test_unmeasured_points_scale_the_nearest_measured_one():

@@ -46,9 +46,9 @@ def test_a_corrupt_device_profile_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.slow
 def test_calibrate_json_prints_the_profile(monkeypatch, tmp_path):
     pytest.importorskip("torch")
-    from profiler import calibrate
+    from profiler import profile_cache
 
-    monkeypatch.setattr(calibrate, "device_profile",
+    monkeypatch.setattr(profile_cache, "device_profile",
                         lambda device, remeasure=False: (synthetic_profile(), {"cached": True, "path": "x",
                                                                                "reason": None}))
     out = tmp_path / "copy.json"

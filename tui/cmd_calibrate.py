@@ -70,7 +70,7 @@ def calibrate(
 
     with user_errors():
         from estimator.device_profile import dumps
-        from profiler.calibrate import device_profile, write_atomic
+        from profiler.profile_cache import device_profile, write_atomic
 
         dev = _device(device)
         profile, info = device_profile(dev, remeasure=remeasure)
