@@ -173,8 +173,9 @@ def replace_top(req: PlanRequest, top: int) -> PlanRequest:
 
 def bench_published() -> None:
     print(f"\nPublished setups vs the planner ({load()})")
-    print("rank: the published layout's first row in the planner's top 10 ('-': not there); paper: the same\n"
-          "with only the paper's tools (--toolset megatron-2021: no ZeRO, full recompute, no flash, plain 1F1B);\n"
+    print("rank: the published layout's row in the planner's top 10 (one row per layout, each at its best knobs;\n"
+          "'-': not there); paper: the same"
+          " with only the paper's tools (--toolset megatron-2021: no ZeRO, full recompute, no flash, plain 1F1B);\n"
           "layout: its place among all fitting (TP, PP, DP) layouts, each at its best knobs, and that best s/step;\n"
           "published: the literal setup's s/step (recompute used); best: the planner's #1 s/step (all knobs);\n"
           "best<=: #1 at least as fast")

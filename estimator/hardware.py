@@ -154,7 +154,7 @@ def _build_row(row: dict) -> HardwareSpec:
     # float(f"{t}e12") equals the literal 66.9e12; 66.9 * 1e12 would be off by one ulp.
     peaks = {d: float(f"{t}e12") for d, t in zip(DTYPES, row["tflops"]) if t is not None}
     net_gbs = row["net"]
-    link = "400 Gb/s IB NDR" if net_gbs == _data.NET_DC else "200 Gb/s"
+    link = {_data.NET_DC: "400 Gb/s IB NDR", _data.NET_HDR: "200 Gb/s IB HDR, as DGX A100"}.get(net_gbs, "200 Gb/s")
     assumption = f"inter_node_bandwidth {net_gbs} GB/s per GPU is an assumption ({link}), not a spec"
     return HardwareSpec(
         key=row["key"], name=row["name"], vendor=row["vendor"],

@@ -46,6 +46,10 @@ def GiB(n: float) -> int:
 # for GDDR cards.
 NET_DC = 50
 NET_OTHER = 25
+# A100 SXM boards shipped in HDR-era systems: DGX A100 / Selene nodes carry eight 200 Gb/s HDR InfiniBand
+# HCAs, one per GPU (Narayanan et al. 2021, arXiv:2104.04473 §5.1; NVIDIA DGX A100 datasheet), so the
+# per-GPU network is 25 GB/s, the one the published A100 training runs used.
+NET_HDR = 25
 
 GPU_ROWS: tuple[dict, ...] = (
     # ---------------------------------------------------------------- Volta
@@ -94,7 +98,7 @@ GPU_ROWS: tuple[dict, ...] = (
     # ---------------------------------------------------------------- Ampere
     dict(key="a100-sxm-40gb", name="NVIDIA A100 SXM4 40GB", vendor="nvidia",
          tflops=(19.5, 156, 312, 312, None, 624), mem=MiB(40_960), bw=1555, link=600,
-         kind="nvlink", domain=8, pcie=64, net=NET_DC,
+         kind="nvlink", domain=8, pcie=64, net=NET_HDR,
          sm=108, cc="8.0", mhz=1410, tdp=400, size_gb=40,
          aliases=("a100-40gb", "a100-sxm4-40gb", "a100-sxm-40gb"),
          names=("a100 sxm4", "a100 sxm", "a100"),
@@ -103,7 +107,7 @@ GPU_ROWS: tuple[dict, ...] = (
                "BF16 39 are not MFU denominators"),
     dict(key="a100-sxm-80gb", name="NVIDIA A100 SXM4 80GB", vendor="nvidia",
          tflops=(19.5, 156, 312, 312, None, 624), mem=MiB(81_920), bw=2039, link=600,
-         kind="nvlink", domain=8, pcie=64, net=NET_DC,
+         kind="nvlink", domain=8, pcie=64, net=NET_HDR,
          sm=108, cc="8.0", mhz=1410, tdp=400, size_gb=80,
          aliases=("a100", "a100-80gb", "a100-sxm", "a100-sxm4", "a100-sxm4-80gb"),
          names=("a100 sxm4", "a100 sxm", "a100"),

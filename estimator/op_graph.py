@@ -53,11 +53,11 @@ from estimator.ops import (
 from estimator.setup import TrainSetup
 from estimator.step_ops import (
     communication_ops,
-    dp_all_reduce,
+    dp_step_reduction,
     framework_op,
     optimizer_ops,
     param_segments,
-    zero3_gathers,
+    zero_micro_batch_ops,
 )
 
 def _linear_forward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: bool, phase: str,
@@ -415,11 +415,11 @@ def step_graph(cfg: ModelConfig, setup: TrainSetup, batch_size: int | None = Non
     once.append(framework_op(ctx, layers))
     flush()
     segs += communication_ops(ctx, tuple(range(first_layer, first_layer + layers)), first, last)
-    gathers = zero3_gathers(ctx, params.total)
-    if gathers:
-        segs.append(Segment(tuple(gathers)))
+    zero = zero_micro_batch_ops(ctx, params.total)
+    if zero:
+        segs.append(Segment(tuple(zero)))
     step = optimizer_ops(ctx, param_segments(ctx, layers, first, last, first_layer))
-    dp = dp_all_reduce(params.total, setup)
+    dp = dp_step_reduction(ctx, params.total)
     if dp is not None:
         step.append(Segment((dp,)))
     return StepGraph(tuple(segs), tuple(step), setup.grad_accum, stage, params.total)

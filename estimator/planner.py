@@ -69,6 +69,9 @@ class PlanRequest:
     model_flags: tuple[str, ...] | None = None  # how `mfutop estimate` names the model; None: --model name
     precisions: tuple[str, ...] | None = None  # None: plan_space.precision_options (bf16-master, fp8 where it runs)
     toolset: str = "all"  # plan_space.TOOLSETS: every knob, or only those a published run had
+    # One row per parallel layout (TP, PP, DP, CP, EP) at its best knobs: the top K are K different ways to
+    # lay the model out, not one layout's micro-batch / ZeRO / recompute variants. False lists those too.
+    distinct_layouts: bool = True
 
     @property
     def seq(self) -> int:
@@ -111,6 +114,7 @@ class Plan:
             "seq_len": r.seq, "global_batch": r.global_batch, "global_batch_tokens": r.global_batch_tokens,
             "tokens": r.tokens, "gpu_hour_cost": r.gpu_hour_cost, "memory_limit_bytes": r.memory_limit_bytes,
             "objective": r.objective, "top": r.top, "uneven_pp": r.uneven_pp, "toolset": r.toolset,
+            "distinct_layouts": r.distinct_layouts,
             "rows": self.rows, "winner_reason": self.reason, "gaps": self.gaps,
             "candidates": dict(self.counts), "elapsed_s": self.elapsed_s,
         }
@@ -291,9 +295,14 @@ def plan(req: PlanRequest, progress: Progress | None = None) -> Plan:
     timed.sort(key=lambda c: _score(req, c.layout.world, c.step_time_s, c.layout.batch * ctx.seq))
     flags = _model_flags(req)
     rows: list[dict] = []
+    per_layout: dict[tuple, int] = {}
     for cand in timed:
-        if len(rows) >= req.top + PREDICT_MARGIN and len(_drop_dominated(rows)) >= req.top + PREDICT_MARGIN:
+        if len(_shown(req, rows)) >= req.top + PREDICT_MARGIN:
             break
+        key = _layout_key(cand.layout)
+        if req.distinct_layouts and per_layout.get(key, 0) >= LAYOUT_VARIANTS_PREDICTED:
+            continue
+        per_layout[key] = per_layout.get(key, 0) + 1
         setup = cand.setup(ctx.seq)
         pred = predict(req.model, req.hardware, setup, tokens=req.tokens, gpu_hour_cost=req.gpu_hour_cost,
                        memory_limit_bytes=req.memory_limit_bytes)
@@ -302,7 +311,7 @@ def plan(req: PlanRequest, progress: Progress | None = None) -> Plan:
                               req.memory_limit_bytes) if flags is not None else None)
         rows.append(plan_row(pred, argv))
     rows.sort(key=lambda r: (_score(req, r["gpus"], r["step_time_s"], r["global_batch_tokens"]), r["memory_bytes"]))
-    kept = _drop_dominated(rows)
+    kept = _shown(req, rows)
     counts["dominated_dropped"] = len(rows) - len(kept)
     rows = kept[:req.top]
     for rank, row in enumerate(rows, 1):
@@ -311,6 +320,34 @@ def plan(req: PlanRequest, progress: Progress | None = None) -> Plan:
     reason = winner_reason(rows[0], rows[1]) if len(rows) > 1 else None
     return Plan(req, rows, reason, gaps(req.model, req.hardware, req.uneven_pp, req.gpus_per_node), counts,
                 time.perf_counter() - start)
+
+
+LAYOUT_VARIANTS_PREDICTED = 3  # per layout, its fastest screened candidates predicted in full (re-ranking margin)
+
+
+def _layout_key(lay: Layout) -> tuple[int, ...]:
+    return lay.world, lay.tp, lay.pp, lay.dp, lay.cp, lay.ep
+
+
+def _row_layout(row: dict) -> tuple[int, ...]:
+    s = row["setup"]
+    return row["gpus"], s["tp"], s["pp"], s["dp"], s["cp"], s["ep"]
+
+
+def _shown(req: PlanRequest, rows: list[dict]) -> list[dict]:
+    """The rows that can be shown, best first: twins dropped, and with ``distinct_layouts`` only the best
+    row of each layout (``rows`` sorted best first)."""
+    kept = _drop_dominated(rows)
+    if not req.distinct_layouts:
+        return kept
+    seen: set[tuple[int, ...]] = set()
+    out = []
+    for row in sorted(kept, key=lambda r: (_score(req, r["gpus"], r["step_time_s"], r["global_batch_tokens"]),
+                                           r["memory_bytes"])):
+        if _row_layout(row) not in seen:
+            seen.add(_row_layout(row))
+            out.append(row)
+    return out
 
 
 def _drop_dominated(rows: list[dict]) -> list[dict]:

@@ -3,10 +3,11 @@
 A micro-batch's ops run in sequence on a CPU (device + host); on a GPU the host
 launches ahead, so it takes max(device, host). The pipeline runs
 (m + (pp − 1)/vpp) micro-batch slots per step (interleaved 1F1B with vpp virtual
-stages per GPU; Narayanan et al. 2021 §2.2) and sends per virtual stage; ZeRO-3's
-parameter gathers hide behind each micro-batch's kernels as far as they can; the
-DP gradient reduction hides behind the last micro-batch's backward
-(``overlap_dp``). Each op is costed by a source of ``estimator.cost_model``
+stages per GPU; Narayanan et al. 2021 §2.2) and sends per virtual stage. Data-parallel
+traffic shares one network: ZeRO-2/3's per-micro-batch gathers and gradient
+reduce-scatters hide behind the kernels of their own phase (forward or backward) as far
+as they can, and the step's reduction behind what the last micro-batch's backward (ZeRO-2's
+parameter gather: the first forward) leaves free of them (``overlap_dp``). Each op is costed by a source of ``estimator.cost_model``
 (measured profile or datasheet), each block's ops once for all its layers.
 """
 
@@ -33,10 +34,19 @@ class MicroBatchCost:
     bound: dict = field(default_factory=lambda: {"layer": {}, "head": {}})
     ops: int = 0  # dispatched ops (kernels and views)
     extrapolated: set = field(default_factory=set)
-    prefetched: float = 0.0  # ZeRO-3's parameter all-gathers, overlapped with the micro-batch's kernels
+    # ZeRO-2/3's traffic per micro-batch (phase -> seconds), overlapped with the kernels of its phase
+    dp_traffic: dict = field(default_factory=lambda: {"forward": 0.0, "backward": 0.0})
+
+    def compute(self, phase: str) -> float:
+        """Kernel seconds that can hide data-parallel traffic in ``phase`` (the backward's include recompute)."""
+        return self.by_phase["forward"] if phase == "forward" else self.by_phase["backward"] + self.by_phase["recompute"]
+
+    def dp_spare(self, phase: str) -> float:
+        """Seconds of ``phase``'s kernels not already hiding this micro-batch's own data-parallel traffic."""
+        return max(0.0, self.compute(phase) - self.dp_traffic[phase])
 
     def gathers_exposed(self) -> float:
-        return max(0.0, self.prefetched - self.device)
+        return sum(max(0.0, t - self.compute(phase)) for phase, t in self.dp_traffic.items())
 
     def time(self, sequential: bool) -> float:
         busy = self.device + self.gathers_exposed()
@@ -62,8 +72,8 @@ def _time_micro_batch(graph: StepGraph, cost) -> MicroBatchCost:
             if op.kernel == "p2p":
                 out.p2p += device
                 continue
-            if op.name.startswith("dp."):  # ZeRO-3's gathers: prefetched behind the compute
-                out.prefetched += device
+            if op.name.startswith("dp."):  # ZeRO-2/3: hidden behind the kernels of the phase its name ends with
+                out.dp_traffic["forward" if op.name.endswith(".forward") else "backward"] += device
                 continue
             out.device += device
             out.host += n * c.host_s
@@ -100,8 +110,10 @@ def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: b
 
     A micro-batch's ops run in sequence on a CPU (device + host); on a GPU the host launches ahead, so it
     takes max(device, host). The pipeline runs (m + (pp − 1)/vpp) micro-batch slots per step (interleaved
-    1F1B with vpp virtual stages per GPU; Narayanan et al. 2021 §2.2) and sends per virtual stage; the DP
-    gradient all-reduce hides behind the last micro-batch's backward (``overlap_dp``)."""
+    1F1B with vpp virtual stages per GPU; Narayanan et al. 2021 §2.2) and sends per virtual stage; the step's
+    data-parallel reduction hides behind what the last micro-batch's backward leaves free of its own ZeRO
+    traffic (ZeRO-2's parameter gather: the next step's first forward, as Megatron's overlapped param
+    gather) (``overlap_dp``)."""
     sequential = cost.device_kind == "cpu"
     m, pp, vpp = setup.grad_accum, setup.pp, setup.vpp
     passes = timed if timed is not None else time_stages(graphs, cost)
@@ -114,8 +126,8 @@ def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: b
     per_step = [(op, n, cost.cost(op)) for op, n in graph.counted(per_step=True)]
     extrapolated |= {op.kernel for op, _, c in per_step if c.extrapolated}
     dp_comm = sum(n * c.device_s for op, n, c in per_step if op.category == "communication")
-    backward = mb.by_phase["backward"] + mb.by_phase["recompute"]
-    dp_exposed = max(0.0, dp_comm - backward) if overlap_dp else dp_comm
+    window = mb.dp_spare("forward" if setup.zero == 2 else "backward")
+    dp_exposed = max(0.0, dp_comm - window) if overlap_dp else dp_comm
     opt = [(op, n, c) for op, n, c in per_step if op.category != "communication"]
     opt_device = sum(n * c.device_s for _, n, c in opt)
     opt_host = sum(n * c.host_s for _, n, c in opt)
@@ -129,7 +141,7 @@ def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: b
     categories["optimizer"] += opt_device
     categories["communication"] += p2p + dp_exposed + (m + (pp - 1) / vpp) * mb.gathers_exposed()
     dp_exposed += m * mb.gathers_exposed()
-    dp_comm += m * mb.prefetched
+    dp_comm += m * sum(mb.dp_traffic.values())
     breakdown = {
         "forward_s": m * mb.by_phase["forward"], "backward_s": m * mb.by_phase["backward"],
         "recompute_s": m * mb.by_phase["recompute"],

@@ -10,7 +10,6 @@ from estimator.memory_terms import ceil_div, is_autocast
 from estimator.model_config import ModelConfig
 from estimator.ops import Op, Segment, HOST_OPS
 from estimator.precision import get_precision
-from estimator.setup import TrainSetup
 
 OPTIMIZER_GROUPS = 2  # the profiled AdamW's decay / no-decay groups (profiler.step.make_adamw)
 
@@ -157,24 +156,39 @@ def communication_ops(ctx: GraphContext, blocks: tuple[int, ...], first: bool, l
     return segs
 
 
-def dp_all_reduce(ctx_params: int, setup: TrainSetup) -> Op | None:
-    """The gradient reduction of one step — an all-reduce, or under ZeRO-3 a reduce-scatter (each rank keeps
-    its shard) — or None for one replica. The message is the whole gradient buffer of this GPU."""
-    if setup.dp <= 1:
-        return None
-    p = get_precision(setup.precision)
-    msg = ctx_params * p.grad_bytes
-    kind = "reduce_scatter" if setup.zero == 3 else "all_reduce"
-    return Op(f"dp.{kind}", kind, "communication", "step", (msg, setup.dp), "fp32", 0, msg)
-
-
-def zero3_gathers(ctx: GraphContext, params: int) -> list[Op]:
-    """ZeRO-3 / FSDP re-gathers the sharded parameters (in the compute dtype) before each micro-batch's
-    forward and again for its backward (full-shard: resharded after the forward); the cost model overlaps
-    them with the micro-batch's compute (FSDP prefetches the next layer's shard)."""
+def dp_step_reduction(ctx: GraphContext, params: int) -> Op | None:
+    """The data-parallel traffic of one step, after its micro-batches, or None (one replica, or ZeRO-3, whose
+    traffic is all per micro-batch: ``zero_micro_batch_ops``). ZeRO 0/1 all-reduce the whole gradient buffer
+    of this GPU (ZeRO-1 as reduce-scatter + all-gather: the same volume); ZeRO-2 reduced its gradients during
+    each backward and all-gathers the updated parameters (in the compute dtype) once."""
     st = ctx.setup
-    if st.zero != 3 or st.dp <= 1:
+    if st.dp <= 1 or st.zero == 3:
+        return None
+    p = get_precision(st.precision)
+    if st.zero == 2:
+        msg = params * p.activation_bytes
+        return Op("dp.all_gather.params", "all_gather", "communication", "step", (msg, st.dp), ctx.a, 0, msg)
+    msg = params * p.grad_bytes
+    return Op("dp.all_reduce", "all_reduce", "communication", "step", (msg, st.dp), "fp32", 0, msg)
+
+
+def zero_micro_batch_ops(ctx: GraphContext, params: int) -> list[Op]:
+    """ZeRO-2/3's traffic in every micro-batch. A rank keeps only its shard of the gradients, so it
+    reduce-scatters them after every backward, not once per step (DeepSpeed: "for zero stage 2 (and 3),
+    gradient reduction is required after every backward because of gradient partitioning",
+    deepspeedai/DeepSpeed#2252; FSDP outside ``no_sync``). ZeRO-3 / FSDP also re-gathers the sharded
+    parameters (compute dtype) before each forward and again for the backward (full-shard: resharded after
+    the forward). The name's last part is the phase whose kernels the cost model hides each one behind."""
+    st = ctx.setup
+    if st.zero < 2 or st.dp <= 1:
         return []
-    msg = params * get_precision(st.precision).activation_bytes
-    return [Op(f"dp.all_gather.{phase}", "all_gather", "communication", "step", (msg, st.dp), ctx.a, 0, msg)
-            for phase in ("forward", "backward")]
+    p = get_precision(st.precision)
+    ops = []
+    if st.zero == 3:
+        msg = params * p.activation_bytes
+        ops += [Op(f"dp.all_gather.{phase}", "all_gather", "communication", "step", (msg, st.dp), ctx.a, 0, msg)
+                for phase in ("forward", "backward")]
+    grads = params * p.grad_bytes
+    ops.append(Op("dp.reduce_scatter.backward", "reduce_scatter", "communication", "step", (grads, st.dp), "fp32",
+                  0, grads))
+    return ops

@@ -77,10 +77,12 @@ def timing_assumptions(setup: TrainSetup, hardware: HardwareSpec, overlap_dp: bo
                         "not overlapped",
         "time.pp": ("1F1B: (grad_accum + (pp − 1)/vpp) micro-batch slots per step, bubble (pp−1)/(vpp·grad_accum); "
                     "one send forward and one backward per micro-batch per virtual stage, not overlapped"),
-        "time.dp": ("gradient all-reduce (ZeRO-3: reduce-scatter) " + ("overlapped with the last micro-batch's "
-                    "backward" if overlap_dp else "after the backward, not overlapped")
-                    + "; ZeRO-3 also all-gathers the weights for each micro-batch's forward and backward, "
-                      "prefetched behind its kernels"),
+        "time.dp": ("ZeRO 0/1: the gradient all-reduce once per step, " + ("overlapped with what the last "
+                    "micro-batch's backward leaves free" if overlap_dp else "after the backward, not overlapped")
+                    + "; ZeRO-2/3 reduce-scatter the gradients after every micro-batch's backward (sharded "
+                      "gradients), ZeRO-3 also all-gathers the weights for each forward and backward, each "
+                      "hidden behind its own phase's kernels as far as they last (one network); ZeRO-2 "
+                      "all-gathers the updated weights once per step, behind the first forward"),
         **overhead_assumptions(overheads, setup, cfg, seq_len or setup.seq_len or (cfg and cfg.context_length)),
         "time.not_modelled": "data loading, cache effects on the CPU (small tensors run faster than the DRAM "
                              "bandwidth), thread contention, compute/communication overlap inside a micro-batch",

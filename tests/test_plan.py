@@ -94,6 +94,27 @@ def test_pruning_keeps_the_best_candidate_of_brute_force(model, gpus, batch):
     assert result.counts["fitting"] == len(brute)
 
 
+def test_rows_are_distinct_layouts_each_at_its_best_knobs():
+    """By default each row is another (TP, PP, DP, CP, EP) layout, the best of its knob variants; with
+    ``distinct_layouts=False`` a layout's variants rank too, and each distinct row is the first of its
+    layout there."""
+    req = PlanRequest(get_model("llama-2-7b"), H100, 64, global_batch_tokens=2**22, top=6)
+    distinct, variants = plan(req), plan(replace(req, distinct_layouts=False, top=40))
+
+    def key(row):
+        return tuple(row["setup"][k] for k in ("tp", "pp", "dp", "cp", "ep"))
+
+    keys = [key(r) for r in distinct.rows]
+    assert len(distinct.rows) == 6 and len(set(keys)) == 6
+    assert len({key(r) for r in variants.rows}) < len(variants.rows)  # the variants do repeat a layout
+    first = {}
+    for row in variants.rows:
+        first.setdefault(key(row), row)
+    for row in distinct.rows:
+        assert row["step_time_s"] == first[key(row)]["step_time_s"]
+        assert row["setup"] == first[key(row)]["setup"]
+
+
 def test_each_row_equals_predict_and_mfutop_estimate_with_its_command_line():
     result = plan(PlanRequest(get_model("llama-2-7b"), H100, 64, global_batch_tokens=2**22, tokens=10**12,
                               gpu_hour_cost=2.5, top=4))

@@ -220,17 +220,35 @@ def test_gpu_launch_overhead_hides_behind_big_steps():
     assert big["breakdown"]["op_overhead_s"] == 0 and big["bound"]["step"] == "device"
 
 
-def test_zero3_gathers_the_parameters_every_micro_batch():
-    """ZeRO-3 / FSDP all-gathers the weights for each micro-batch's forward and backward (prefetched behind
-    its kernels) and reduce-scatters the gradients once: its traffic grows with grad-accum, ZeRO-2's not."""
+def test_zero_2_and_3_reduce_the_gradients_every_micro_batch():
+    """ZeRO-2/3 keep only a shard of the gradients, so they reduce-scatter after every backward; ZeRO-3 also
+    all-gathers the weights for each forward and backward: all of ZeRO-3's traffic grows with grad-accum,
+    ZeRO-2's but its one gather of the updated weights per step; ZeRO-1's all-reduce does not grow."""
     kw = dict(batch_size=1, seq_len=4096, tp=8, dp=128, sp=True, precision="bf16-master")
-    for zero in (2, 3):
+    grows = {}
+    for zero in (1, 2, 3):
         one, four = (_step("llama-2-70b", zero=zero, grad_accum=m, **kw) for m in (1, 4))
         assert one["time_s"] == pytest.approx(_terms_sum(one), rel=1e-12)
-        grows = four["breakdown"]["dp_comm_s"] / one["breakdown"]["dp_comm_s"]
-        if zero == 2:
-            assert grows == pytest.approx(1.0)
-        else:
-            assert grows == pytest.approx((4 * 2 + 1) / (2 + 1), rel=0.05)  # 2 gathers per micro-batch + 1 reduce
+        grows[zero] = four["breakdown"]["dp_comm_s"] / one["breakdown"]["dp_comm_s"]
+    p = get_precision("bf16-master")
+    rs, ag = p.grad_bytes, p.activation_bytes  # bytes per parameter: gradient reduce-scatter, weight gather
+    assert grows[1] == pytest.approx(1.0)
+    assert grows[2] == pytest.approx((4 * rs + ag) / (rs + ag), rel=0.02)
+    assert grows[3] == pytest.approx(4.0, rel=1e-9)
     assert _step("llama-2-70b", zero=3, grad_accum=4, **kw)["time_s"] > _step("llama-2-70b", zero=2, grad_accum=4,
                                                                               **kw)["time_s"]
+
+
+def test_data_parallel_traffic_hides_only_behind_its_own_phase():
+    """One network: ZeRO-3's forward gather hides only behind the forward's kernels, so a micro-batch whose
+    traffic in all (3 equal messages in pure bf16) is shorter than its kernels in all still exposes the
+    forward's excess (backward: gather + reduce-scatter behind backward + full recompute, hidden)."""
+    m = 2
+    step = _step("llama-2-7b", hardware=get_gpu("a100-sxm-80gb"), batch_size=2, seq_len=3584, dp=64, zero=3,
+                 precision="bf16", recompute="full", grad_accum=m)
+    parts = step["breakdown"]
+    forward, backward = parts["forward_s"] / m, (parts["backward_s"] + parts["recompute_s"]) / m
+    message = parts["dp_comm_s"] / (3 * m)  # all-gather forward, all-gather backward, reduce-scatter
+    assert 3 * message < forward + backward and 2 * message < backward and message > forward  # the regime
+    assert parts["dp_exposed_s"] == pytest.approx(m * (message - forward), rel=1e-9)
+    assert step["time_s"] == pytest.approx(_terms_sum(step), rel=1e-12)

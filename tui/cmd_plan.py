@@ -85,6 +85,9 @@ def plan_cmd(
                                      "no flash attention, fp32 master weights, plain 1F1B)."),
     uneven_pp: bool = typer.Option(False, "--uneven-pp/--no-uneven-pp",
                                    help="Also pipeline sizes that do not divide the layers."),
+    all_variants: bool = typer.Option(False, "--all-variants",
+                                      help="Rank knob variants of one layout too (default: one row per TP/PP/DP/CP/EP "
+                                           "layout, at its best knobs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """Rank parallel setups (TP/PP/DP/EP, ZeRO, recompute, micro-batch, precision) for N GPUs."""
@@ -110,6 +113,7 @@ def plan_cmd(
             tokens=parse_count(tokens, "token count"), gpu_hour_cost=gpu_hour_cost,
             memory_limit_bytes=parse_memory(memory_limit), top=top, objective=objective.lower(),
             uneven_pp=uneven_pp, model_flags=flags, precisions=_precisions(precisions), toolset=toolset,
+            distinct_layouts=not all_variants,
         )
         note = gpu_note(gpu)
         if not as_json:
