@@ -8,9 +8,12 @@ polling the widgets every 10 ms; the run is cancelled once (b) is reached. Time 
 (before the app's imports: the run's child is started first, as `mfutop` does, then Textual loads);
 "from exec" adds the interpreter's start.
 Also shown: when the run's own DeviceDetected arrived (what the panel waited for before it detected
-locally). Median of ``--runs`` launches; the load average before and after.
+locally). Median of ``--runs`` launches; the load average before and after, and each launch's.
+``--wait-idle S`` waits up to S seconds before each launch for a second in which the CPUs are >= 90 %
+idle (on a shared machine a neighbour's job can triple a small CPU's step time); the idle share found is
+printed with the launch.
 
-    python benchmarks/bench_app_startup.py [--runs 5] [--device auto] [--timeout 120]
+    python benchmarks/bench_app_startup.py [--runs 5] [--device auto] [--timeout 120] [--wait-idle 0]
 """
 
 from __future__ import annotations
@@ -38,6 +41,32 @@ def _load() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
+
+
+def _cpu_idle(seconds: float = 1.0) -> float:
+    """The share of CPU time idle over ``seconds`` (/proc/stat; 1.0 where it cannot be read)."""
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)
+    try:
+        idle0, total0 = read()
+        time.sleep(seconds)
+        idle1, total1 = read()
+    except OSError:
+        return 1.0
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_idle(limit_s: float, share: float = 0.9) -> float:
+    """Up to ``limit_s`` seconds until one second is ``share`` idle; the last idle share seen."""
+    deadline = time.monotonic() + limit_s
+    idle = 1.0
+    while limit_s > 0:
+        idle = _cpu_idle()
+        if idle >= share or time.monotonic() >= deadline:
+            break
+    return idle
 
 
 def one_launch(device: str, timeout_s: float) -> dict:
@@ -109,6 +138,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--timeout", type=float, default=120.0, help="per launch, seconds")
+    parser.add_argument("--wait-idle", type=float, default=0.0,
+                        help="before each launch, wait up to this many seconds for idle CPUs")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a single launch, JSON out
     args = parser.parse_args()
     if args.one:
@@ -117,10 +148,14 @@ def main() -> None:
     print(f"load average before: {_load()}  ({os.cpu_count()} CPUs)")
     results = []
     for i in range(args.runs):
+        idle = wait_for_idle(args.wait_idle)
+        load = _load()
         r = launch(args.device, args.timeout)
         results.append(r)
         cells = "  ".join(f"{key} {r[key]:.3f}" if key in r else f"{key} -" for key, _ in FIGURES)
-        print(f"launch {i + 1}: {cells}  (imports {r['imports_s']:.3f}, early panel: {r['panel_early']})")
+        waited = f", idle {idle:.0%}" if args.wait_idle > 0 else ""
+        print(f"launch {i + 1}: {cells}  (imports {r['imports_s']:.3f}, early panel: {r['panel_early']}; "
+              f"load {load}{waited})")
     print(f"\nmedian of {args.runs} launches   from app start   from exec   target")
     for key, label in FIGURES:
         values = [r[key] for r in results if key in r]

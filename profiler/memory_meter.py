@@ -26,6 +26,7 @@ enforced on the CPU.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
@@ -99,7 +100,18 @@ class LiveStorageTracker(TorchDispatchMode):
             nbytes = self._live.pop(key, 0)
             self.live_bytes -= nbytes
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # __torch_dispatch__ skips dynamo itself, only once dynamo is loaded (see below)
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        """TorchDispatchMode would wrap this in ``torch._disable_dynamo``, whose first call imports
+        torch._dynamo (~1 s before a run's first probe); while it is not loaded nothing is compiling."""
+        if "torch._dynamo" in sys.modules:
+            return self._dispatch_without_dynamo(func, types, args, kwargs)
+        return self._dispatch(func, types, args, kwargs)
+
+    def _dispatch(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
@@ -110,6 +122,8 @@ class LiveStorageTracker(TorchDispatchMode):
                 if _storage_id(t) not in inputs:
                     self._add(t)
         return out
+
+    _dispatch_without_dynamo = torch._disable_dynamo(_dispatch, recursive=True)
 
 
 def _storage_id(t: torch.Tensor) -> int | None:

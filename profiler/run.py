@@ -113,6 +113,7 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
     cancel = cancel or threading.Event()
     trainer: TrainingStep | None = None
     undo_cap: Callable[[], None] = lambda: None
+    frozen = False
     try:
         det, resolved = resolve_run(config, detect)
         state.device, state.resolved = det, resolved
@@ -128,6 +129,7 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
         if det.kind == "cpu" and not searching:
             _gate_fixed_batch(state, batch)  # before any memory is allocated
 
+        frozen = _freeze_gc()
         trainer = TrainingStep(resolved.model, det.torch_device, resolved.step_options())
         state.params = trainer.param_count()
         undo_cap = cap_cuda_memory(trainer.device, state.memory_limit if det.kind == "cuda" else None)
@@ -163,12 +165,25 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
         if trainer is not None:
             trainer.close()
         trainer = None
+        if frozen:
+            gc.unfreeze()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
 
 # ----------------------------------------------------------------- setup
+
+def _freeze_gc() -> bool:
+    """Moves the objects alive now (~180k once torch is imported: modules, functions, classes; none of
+    them the run's garbage) out of the collector's reach until the run ends, so the ``gc.collect()`` a
+    probe's recovery runs scans only what the steps made: ~0.1 s -> microseconds on a small CPU, paid
+    before the first measured step otherwise. False (nothing done) when the caller froze already."""
+    if gc.get_freeze_count():
+        return False
+    gc.freeze()
+    return True
+
 
 def memory_cap(state: ProfileProgress) -> Iterator[Event]:
     """The memory the search and the run may use: --memory-limit, or on a CPU a share of free RAM."""

@@ -33,6 +33,7 @@ import torch
 
 from estimator.errors import ConfigError
 from estimator.model_config import ModelConfig
+from profiler.adamw import AdamW
 from profiler.host_allocator import retain_freed_memory
 from profiler.model import GPT, build_model
 
@@ -104,8 +105,12 @@ def float32_matmul_mode(precision: str, device_type: str) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1], saved[2]
 
 
-def make_adamw(model: torch.nn.Module, device: torch.device, options: StepOptions) -> torch.optim.AdamW:
-    """AdamW with nanoGPT's groups (decay on matrices only): fused, foreach, or the for-loop."""
+def make_adamw(model: torch.nn.Module, device: torch.device, options: StepOptions) -> AdamW:
+    """AdamW with nanoGPT's groups (decay on matrices only): fused, foreach, or the for-loop.
+
+    ``profiler.adamw.AdamW``, not ``torch.optim.AdamW``: the same state and kernel, without the ~1 s
+    ``torch._dynamo`` import that ``torch.optim.Optimizer`` costs before the first step.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": options.weight_decay},
@@ -113,7 +118,7 @@ def make_adamw(model: torch.nn.Module, device: torch.device, options: StepOption
     ]
     fused = options.fused_adamw if options.fused_adamw is not None else device.type == "cuda"
     kind = {"fused": True} if fused else {"foreach": options.adamw_foreach is not False}
-    return torch.optim.AdamW(groups, lr=options.lr, betas=ADAM_BETAS, **kind)
+    return AdamW(groups, lr=options.lr, betas=ADAM_BETAS, **kind)
 
 
 class TrainingStep:
