@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from estimator.device_profile import DeviceProfile
+from estimator.device_profile import DeviceProfile, optimizer_element_seconds
 from estimator.hardware import HardwareSpec
 from estimator import gpu_kernels
 from estimator.ops import DTYPE_BYTES, Op
@@ -101,7 +101,7 @@ class MeasuredCost(_Communication):
             opt = self.profile.optimizer.get(f"adamw.{self._impl()}") or next(iter(self.profile.optimizer.values()))
             if op.kernel == "launch":
                 return OpCost(opt["step_s"], 0.0)
-            return OpCost(opt["per_tensor_s"] + opt["per_element_s"] * op.shape[0], 0.0)
+            return OpCost(opt["per_tensor_s"] + optimizer_element_seconds(opt, op.shape[1]) * op.shape[0], 0.0)
         grid = self._grid(self.profile.elementwise, op.kernel, op.dtype, op.phase)
         if grid is None:
             bw = self.hardware.memory_bandwidth if self.hardware is not None else 0.0

@@ -22,11 +22,25 @@ from typing import Any
 
 from estimator.errors import ConfigError
 
-SCHEMA = "mfutop.device_profile/2"  # 2: attention backward alone; framework cost per layer, not per op
+SCHEMA = "mfutop.device_profile/3"  # 2: attention backward alone, framework per layer; 3: AdamW per element in
+# cache and from DRAM
 DISPATCH_KEYS = ("bare_s",)
 FRAMEWORK_KEYS = ("per_step_s", "per_layer_s")
 LAYOUT_PASSES = ("backward_input", "backward_weight")
-OPTIMIZER_KEYS = ("step_s", "per_tensor_s", "per_element_s")
+OPTIMIZER_KEYS = ("step_s", "per_tensor_s", "per_element_s", "per_element_dram_s")
+# The AdamW working sets (parameter elements of a step) at which per_element_s (cache-resident: 4 x 2^18
+# fp32, 16 MiB of weights, gradients and moments) and per_element_dram_s (4 x 2^21, 128 MiB) are measured.
+OPTIMIZER_CACHE_ELEMENTS = 4 * 2**18
+OPTIMIZER_DRAM_ELEMENTS = 4 * 2**21
+
+
+def optimizer_element_seconds(opt: dict[str, float], step_elements: int) -> float:
+    """Seconds per parameter element of an AdamW step whose tensors hold ``step_elements`` in all: each
+    foreach pass sweeps every tensor before the next pass, so the whole step's state is the working set;
+    log-linear between the cache-resident and the DRAM measurement, clamped outside them."""
+    lo, hi = math.log(OPTIMIZER_CACHE_ELEMENTS), math.log(OPTIMIZER_DRAM_ELEMENTS)
+    f = min(max((math.log(max(step_elements, 1)) - lo) / (hi - lo), 0.0), 1.0)
+    return opt["per_element_s"] + f * (opt["per_element_dram_s"] - opt["per_element_s"])
 GEMM_AXES = ("m", "n", "k")
 ATTENTION_AXES = ("bh", "seq", "head_dim")
 ELEMENTWISE_AXES = ("elements",)

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Callable
 
 from estimator.device_profile import (
-    ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, DeviceProfile, Grid,
+    ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, OPTIMIZER_CACHE_ELEMENTS, OPTIMIZER_DRAM_ELEMENTS, DeviceProfile, Grid,
 )
 from estimator.errors import ConfigError
 from profiler.host_allocator import retain_freed_memory
@@ -386,14 +386,18 @@ def measure_framework(device, timer, grids: DeviceProfile, precisions: tuple[str
 
 
 def measure_optimizer(impl: str, device, timer) -> dict[str, float]:
-    """AdamW step (+ zero_grad) cost = step_s + per_tensor_s·tensors + per_element_s·elements, solved from
-    three tensor lists (few small, many small, few large)."""
+    """The training step's AdamW (``profiler.adamw``) step + zero_grad cost = step_s + per_tensor_s·tensors +
+    per_element·elements, solved from tensor lists: few small, many small, few large (cache-resident:
+    per_element_s) and few huge (DRAM-sized, ``OPTIMIZER_DRAM_ELEMENTS``: per_element_dram_s) — each foreach
+    pass sweeps every tensor, so a model's whole optimizer state is the working set."""
     import torch
+
+    from profiler.adamw import AdamW
 
     def cost(tensors: int, size: int) -> float:
         params = [torch.nn.Parameter(torch.randn(size, device=device)) for _ in range(tensors)]
         kind = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
-        opt = torch.optim.AdamW(params, lr=1e-4, **kind)
+        opt = AdamW(params, lr=1e-4, **kind)
 
         def step():
             for p in params:
@@ -404,11 +408,14 @@ def measure_optimizer(impl: str, device, timer) -> dict[str, float]:
         grads_only = best_time(timer, lambda: [torch.ones_like(p) for p in params])
         return max(best_time(timer, step, 0.01) - grads_only, 1e-9)
 
-    few_small, many_small, few_large = cost(4, 256), cost(64, 256), cost(4, 2**18)
+    large, huge = OPTIMIZER_CACHE_ELEMENTS // 4, OPTIMIZER_DRAM_ELEMENTS // 4
+    few_small, many_small, few_large, few_huge = cost(4, 256), cost(64, 256), cost(4, large), cost(4, huge)
     per_tensor = max((many_small - few_small) / 60, 1e-9)
-    per_element = max((few_large - few_small) / (4 * (2**18 - 256)), 1e-12)
+    per_element = max((few_large - few_small) / (4 * (large - 256)), 1e-12)
+    per_element_dram = max((few_huge - few_small) / (4 * (huge - 256)), per_element)
     step = max(few_small - 4 * per_tensor - 4 * 256 * per_element, 1e-9)
-    return {"step_s": step, "per_tensor_s": per_tensor, "per_element_s": per_element}
+    return {"step_s": step, "per_tensor_s": per_tensor, "per_element_s": per_element,
+            "per_element_dram_s": per_element_dram}
 
 
 def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), optimizer_impl: str | None = None,

@@ -144,3 +144,30 @@ def test_predict_with_a_profile_keeps_the_datasheet_beside_it():
     assert step["tokens_per_s"] == pytest.approx(4 * 64 / expected)
     assert step["mfu"] == pytest.approx(measured["flops"]["total"] / expected / H100.peak("fp32"))
     assert sum(step["categories"].values()) == pytest.approx(expected)
+
+
+def test_optimizer_element_cost_follows_the_steps_working_set():
+    """AdamW's per-element cost is the cache-resident rate for a small model's optimizer state, the DRAM rate
+    for one past OPTIMIZER_DRAM_ELEMENTS, log-linear between: every tensor of the step is one working set."""
+    from dataclasses import replace as _replace
+
+    from estimator.device_profile import OPTIMIZER_CACHE_ELEMENTS, OPTIMIZER_DRAM_ELEMENTS
+
+    profile = synthetic_profile()
+    opt = {"step_s": 1e-5, "per_tensor_s": 4e-6, "per_element_s": 1e-9, "per_element_dram_s": 3e-9}
+    profile = _replace(profile, optimizer={"adamw.foreach": opt})
+    setup = TrainSetup(batch_size=2, seq_len=64, precision="fp32")
+    cost = MeasuredCost(profile, H100, setup)
+
+    def per_tensor_op(cfg):
+        graph = step_graph(cfg, setup)
+        return next(op for op in graph.per_step if op.category == "optimizer" and op.kernel != "launch")
+
+    small = per_tensor_op(get_model("gpt-tiny"))
+    assert small.shape[1] < OPTIMIZER_CACHE_ELEMENTS
+    assert cost.seconds(small) == pytest.approx(4e-6 + 1e-9 * small.shape[0])
+    big = per_tensor_op(get_model("gpt2"))
+    assert big.shape[1] > OPTIMIZER_DRAM_ELEMENTS  # 124M parameters
+    assert cost.seconds(big) == pytest.approx(4e-6 + 3e-9 * big.shape[0])
+    middle = _replace(big, shape=(big.shape[0], 2 * OPTIMIZER_CACHE_ELEMENTS))  # a third of the way, in log
+    assert cost.seconds(middle) == pytest.approx(4e-6 + (1e-9 + 2e-9 / 3) * big.shape[0])
