@@ -312,3 +312,39 @@ def test_escape_closes_the_keys_panel():
 
     shown, still = run(go())
     assert shown and not still
+
+
+def test_a_redraw_of_an_unchanged_state_updates_no_panel(monkeypatch):
+    """The app redraws every panel a few times a second while a run streams; a panel whose content did not
+    change must not be updated (Static.update lays the whole screen out again; a table's clear() too)."""
+    from textual.widgets import DataTable, Static
+
+    calls = {"update": 0, "clear": 0}
+    real_update, real_clear = Static.update, DataTable.clear
+
+    def counting_update(self, *args, **kwargs):
+        calls["update"] += 1
+        return real_update(self, *args, **kwargs)
+
+    def counting_clear(self, *args, **kwargs):
+        calls["clear"] += 1
+        return real_clear(self, *args, **kwargs)
+
+    async def go():
+        app = MfutopApp(source=events_source(fake_run_events()))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.state.done)
+            app.redraw()
+            await pilot.pause()
+            monkeypatch.setattr(Static, "update", counting_update)
+            monkeypatch.setattr(DataTable, "clear", counting_clear)
+            app.redraw()
+            unchanged = dict(calls)
+            app.state.logs.append(("info", "one more line"))  # the log changes, nothing else
+            app.state.samples.append(app.state.samples[-1])  # and a step: the live panel's line changes
+            app.redraw()
+            return unchanged, dict(calls)
+
+    unchanged, changed = run(go())
+    assert unchanged == {"update": 0, "clear": 0}
+    assert changed["update"] >= 1

@@ -57,10 +57,13 @@ class ComparisonTable(DataTable, StateView):
     def _set_row(self, row: ComparisonRow) -> None:
         key = row.spec.key
         style = GRADE_STYLE[row.grade]
-        self.update_cell(key, "predicted", Text(row.predicted_text, justify="right"), update_width=True)
-        self.update_cell(key, "measured", Text(row.measured_text, justify="right"), update_width=True)
-        self.update_cell(key, "error", Text(row.error_text + GRADE_MARK[row.grade], style=style, justify="right"),
-                         update_width=True)
+        cells = (("predicted", Text(row.predicted_text, justify="right")),
+                 ("measured", Text(row.measured_text, justify="right")),
+                 ("error", Text(row.error_text + GRADE_MARK[row.grade], style=style, justify="right")))
+        for column, text in cells:
+            shown = self.get_cell(key, column)
+            if not (isinstance(shown, Text) and shown.plain == text.plain and shown.style == text.style):
+                self.update_cell(key, column, text, update_width=True)  # unchanged cells: no re-layout
 
     def cell_text(self, row_key: str, column: str) -> str:
         """The plain text of one cell (tests and the tmux check read the table through this)."""

@@ -28,7 +28,7 @@ from textual.widgets import Static
 from estimator.units import fmt_bytes, fmt_rate
 from profiler.events import DeviceDetected
 from tui.app.run_state import RunState
-from tui.app.view import StateView
+from tui.app.view import StateView, shows, update_if_changed
 from tui.plain_text import plain
 
 BAR_WIDTH = 14
@@ -300,12 +300,15 @@ class HardwarePanel(Static, StateView):
             device, early = self.early, self.early is not None
         self.showing, self.showing_early = device, early
         if device is None:
-            self.update(Text("waiting for the run to detect the device…", style="dim"))
+            update_if_changed(self, Text("waiting for the run to detect the device…", style="dim"))
             return
+        key = (id(device), early, self._run_peak(state), repr(state.gpus))  # all the grid is drawn from
+        if shows(self, key):
+            return  # building the grid costs more than comparing what it is drawn from
         grid = self._device_grid(state, device, early)
         if early:
             _row(grid, "", Text(EARLY_NOTE, style="dim"))
-        self.update(grid)
+        update_if_changed(self, grid, key)
 
     def _device_grid(self, state: RunState, device: DeviceDetected, early: bool) -> Table:
         details = _dict(device.details)

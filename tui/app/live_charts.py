@@ -10,7 +10,7 @@ from textual.widgets import Sparkline, Static
 
 from estimator.units import fmt_bytes, fmt_pct, fmt_seconds, fmt_si
 from tui.app.run_state import RunState, steps_of
-from tui.app.view import StateView
+from tui.app.view import StateView, update_if_changed
 from tui.plain_text import plain
 
 # (sample field, label, formatter of the latest value)
@@ -58,9 +58,9 @@ class LiveCharts(Vertical, StateView):
             else:
                 value = "…"
             text = f"{label:<9}{value:>11}"
-            self.query_one(f"#label-{field}", Static).update(plain(text))
+            update_if_changed(self.query_one(f"#label-{field}", Static), plain(text))
             self.query_one(f"#spark-{field}", Sparkline).data = series
-        self.query_one("#live-steps", Static).update(plain(self._steps_line(state)))
+        update_if_changed(self.query_one("#live-steps", Static), plain(self._steps_line(state)))
 
     @staticmethod
     def _steps_line(state: RunState) -> str:

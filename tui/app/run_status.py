@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from estimator.units import fmt_pct, fmt_si
 from tui.app.run_state import RunState, steps_of
-from tui.app.view import StateView
+from tui.app.view import StateView, update_if_changed
 from tui.plain_text import plain
 
 STATUS_STYLE = {
@@ -80,4 +80,4 @@ class RunStatus(Static, StateView):
         self.show(self.app.state)  # type: ignore[attr-defined]
 
     def show(self, state: RunState) -> None:
-        self.update(status_line(state, self._source_label))
+        update_if_changed(self, status_line(state, self._source_label))

@@ -16,7 +16,7 @@ from profiler.run_config import RUN_PRECISIONS
 from tui.app.run_state import RunState
 from tui.app.setup_draft import DEVICE_DEFAULT, SetupDraft, size_text
 from tui.app.setup_preview import RunPreview, SetupPreview
-from tui.app.view import StateView
+from tui.app.view import StateView, update_if_changed
 from tui.plain_text import plain
 
 INPUTS = (  # (draft field, label, placeholder)
@@ -137,12 +137,13 @@ class SetupForm(Vertical, StateView):
         """Read-only form: what the recorded / remote run used, as far as its events tell."""
         if self._editable:
             return
+        rows = tuple(recorded_setup(state, self._draft))
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="dim", no_wrap=True, min_width=10)
         grid.add_column()
-        for label, value in recorded_setup(state, self._draft):
+        for label, value in rows:
             grid.add_row(plain(label), plain(value))  # the recording's words, never markup
-        self.query_one("#recorded-setup", Static).update(grid)
+        update_if_changed(self.query_one("#recorded-setup", Static), grid, rows)
 
     def show_errors(self, errors: dict[str, str]) -> None:
         """Mark the fields with a problem and print the messages under the form."""

@@ -54,8 +54,11 @@ class TimeBreakdown(DataTable, StateView):
     def show(self, state: RunState) -> None:
         if not self.columns:
             return
-        self.clear()
         rows = breakdown_rows(state)
+        if rows == getattr(self, "_shown_rows", None) and self.row_count == len(rows):
+            return  # unchanged: clear() and add_row() would lay the screen out again
+        self._shown_rows = rows
+        self.clear()
         for row in rows:
             self.add_row(*(Text(cell, justify="left" if i == 0 else "right") for i, cell in enumerate(row)))
         self.border_subtitle = "one profiled step" if rows else "after the timed steps"

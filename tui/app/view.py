@@ -15,3 +15,25 @@ class StateView:
 
     def show(self, state: RunState) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+_NOTHING = object()
+
+
+def shows(widget, marker) -> bool:
+    """Whether ``widget`` was last updated (``update_if_changed``) with this content or key."""
+    return getattr(widget, "_shown_marker", _NOTHING) == marker
+
+
+def update_if_changed(widget, content, key=_NOTHING) -> None:
+    """``widget.update(content)`` (a ``Static``) unless it already shows the same.
+
+    ``Static.update`` lays the whole screen out again, and the app redraws every panel a few times a second
+    while a run streams: on a 2-core machine those layouts took CPU from the run's own first steps. ``key``
+    is what the content is drawn from where the content itself (a Rich table) does not compare by value;
+    by default the content (``str`` and Rich ``Text`` do)."""
+    marker = content if key is _NOTHING else key
+    if shows(widget, marker):
+        return
+    widget._shown_marker = marker
+    widget.update(content)
