@@ -231,7 +231,8 @@ def load_device_profile(state: ProfileProgress) -> Iterator[Event]:
 
 
 def _breakdown(state: ProfileProgress, trainer: TrainingStep, batch: int) -> Event:
-    """Where the step time goes, measured: one more step under torch.profiler (kept out of the timed ones)."""
+    """Where the step time goes, measured: one more step, its ops timed (``step_breakdown.measure_breakdown``),
+    kept out of the timed ones."""
     from profiler.step_breakdown import breakdown_event, measure_breakdown
 
     timed = [s.step_time_s for s in state.samples if not s.warmup]

@@ -125,11 +125,11 @@ def profile_summary(progress) -> dict[str, Any]:
 def _calibration(prediction: dict | None, breakdown: dict | None) -> dict[str, Any] | None:
     """Per category (>= 10 % of the measured step): predicted vs measured seconds and the error, so a large
     miss points at its cause ("elementwise 2.3x slower than predicted")."""
-    from profiler.step_breakdown import category_errors
+    from profiler.step_breakdown import PROFILER_METHOD, category_errors
 
     step = (prediction or {}).get("step") or {}
     if not breakdown or not step.get("categories"):
         return None
     return {"source": step.get("source") or "datasheet", "min_share": CALIBRATION_MIN_SHARE,
             "category_errors": category_errors(step["categories"], breakdown["categories"], CALIBRATION_MIN_SHARE),
-            "method": "one extra step under torch.profiler, aten ops mapped to the op graph's categories"}
+            "method": breakdown.get("method") or PROFILER_METHOD}

@@ -1,5 +1,7 @@
 """Where a step's time goes, measured: one step under ``torch.profiler``, aten ops mapped to op-graph categories.
 
+(On a CPU in eager mode ``measure_breakdown`` times each op at the dispatcher instead,
+``profiler.op_timer``: the profiler's per-event cost inflates small CPU ops.)
 The profiled step is a separate step (never one of the timed ones): the
 profiler adds host time to every op. Kernel time is each op's *self* time
 (children not double counted), classified by name and input shapes into the
@@ -67,11 +69,18 @@ def classify_cpu_event(event: Any) -> str | None:
         return "attention"
     if not name.startswith("aten::"):
         return "host"  # autograd nodes, record_function scopes: bookkeeping
+    return op_category(name, getattr(event, "input_shapes", None))
+
+
+def op_category(name: str, input_shapes) -> str:
+    """The category of one aten op (``aten::name``) by its name and input shapes, outside the optimizer."""
+    if "scaled_dot_product" in name or "flash_attention" in name:
+        return "attention"
     if name in HOST_OPS:
         return "host"
     if name in MATMUL_OPS:
         return "matmul"
-    if name in ATTENTION_OPS or _is_scores(getattr(event, "input_shapes", None)):
+    if name in ATTENTION_OPS or _is_scores(input_shapes):
         return "attention"
     return "elementwise"
 
@@ -133,11 +142,16 @@ def cuda_categories(kernels: Iterable[tuple[str, float]], wall_s: float,
 
 
 def measure_breakdown(trainer, x, y, reference_s: float | None = None) -> dict[str, Any]:
-    """Profile one step of ``trainer`` (a ``profiler.step.TrainingStep``) on (x, y).
+    """Where one more step of ``trainer`` (a ``profiler.step.TrainingStep``) on (x, y) spends its time: on a
+    CPU (eager) every op timed at the dispatcher (``profiler.op_timer``), else under ``torch.profiler``.
 
-    Returns ``{"categories": {category: seconds}, "profiled_step_s": wall time of the profiled
-    step (profiler overhead included), "reference_s": reference_s, "events": aten events seen}``.
+    Returns ``{"categories": {category: seconds}, "profiled_step_s": wall time of that step (its
+    instrumentation included), "reference_s": reference_s, "events": ops or events seen, "method"}``.
     """
+    if trainer.device.type == "cpu" and not trainer.options.compile:
+        from profiler.op_timer import time_step_ops
+
+        return time_step_ops(trainer, x, y, reference_s)  # the profiler's per-event cost skews small CPU ops
     from torch.profiler import ProfilerActivity, profile
 
     from profiler.step_timer import synchronize
@@ -157,7 +171,11 @@ def measure_breakdown(trainer, x, y, reference_s: float | None = None) -> dict[s
         categories = cuda_categories(kernels, wall, reference_s)
     else:
         categories = cpu_categories(events, wall, reference_s)
-    return {"categories": categories, "profiled_step_s": wall, "reference_s": reference_s, "events": len(events)}
+    return {"categories": categories, "profiled_step_s": wall, "reference_s": reference_s, "events": len(events),
+            "method": PROFILER_METHOD}
+
+
+PROFILER_METHOD = "one extra step under torch.profiler, aten ops (CUDA: kernels) mapped to the op graph's categories"
 
 
 def breakdown_event(measured: dict[str, Any], predicted: dict[str, float] | None = None):

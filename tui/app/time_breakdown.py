@@ -1,7 +1,7 @@
 """`TimeBreakdown`: where one step's time goes, by op-graph category, predicted beside measured.
 
-The measured split comes from one extra step under ``torch.profiler`` (the run's
-``StepBreakdown`` event); the predicted one from the cost model that made the
+The measured split comes from one extra step with its ops timed (the run's
+``StepBreakdown`` event: ``profiler.step_breakdown.measure_breakdown``); the predicted one from the cost model that made the
 step-time prediction. A category that is far off names the cause of a miss.
 """
 
