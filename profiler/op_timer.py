@@ -9,8 +9,9 @@ below autograd once (the ops a kernel calls internally run inside it, unseen);
 the timer reads the clock right around the op, so its own Python runs between
 ops, where it slows the step but is not counted. Kernel seconds are summed per
 category (``step_breakdown.op_category``; anything the optimizer runs ->
-optimizer); host is the reference step's time they leave uncovered: Python,
-nn.Module calls, autograd's records and engine.
+optimizer); host is the step's time they leave uncovered, less the timer's own
+cost per op (measured beside it): Python, nn.Module calls, autograd's records
+and engine.
 """
 
 from __future__ import annotations
@@ -76,9 +77,30 @@ def _optimizer_marked(optimizer: Any, timer: OpTimer) -> Iterator[None]:
             delattr(optimizer, name)  # back to the class's methods
 
 
+def timer_cost_per_op(calls: int = 400) -> float:
+    """Seconds the timer adds per op outside the ops' own spans (its Python between them), measured now on a
+    tiny op with and without it: taken out of the timed step's host time."""
+    a = torch.ones(4)
+
+    def loop() -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            torch.add(a, a)
+        return time.perf_counter() - start
+
+    loop()
+    bare = min(loop() for _ in range(3))
+    with OpTimer():
+        timed = min(loop() for _ in range(3))
+    return max(0.0, (timed - bare) / calls)
+
+
 def time_step_ops(trainer, x, y, reference_s: float | None = None) -> dict[str, Any]:
     """One step of ``trainer`` (a ``profiler.step.TrainingStep`` on the CPU) with every op timed: seconds per
-    category, host = ``reference_s`` (else this step's own time) less the ops' time."""
+    category; host = that step's time less its ops and the timer's own cost per op. Given ``reference_s``
+    (the median timed step), the split is scaled to it: one step's ops vary by ±10 % on a shared CPU, and a
+    host taken as the reference less the ops would collect all of that."""
+    per_op = timer_cost_per_op()
     timer = OpTimer()
     with _optimizer_marked(trainer.optimizer, timer), timer:
         start = time.perf_counter()
@@ -86,13 +108,13 @@ def time_step_ops(trainer, x, y, reference_s: float | None = None) -> dict[str, 
         wall = time.perf_counter() - start
     categories = dict(timer.seconds)
     kernels = sum(v for c, v in categories.items() if c != "host")
-    total = reference_s if reference_s is not None else wall
-    categories["host"] = max(0.0, total - kernels)
-    if kernels > total:  # a slow moment during the timed step: keep the split, at the reference's scale
-        categories = {c: v * total / kernels for c, v in categories.items()}
+    categories["host"] = max(0.0, wall - kernels - timer.ops * per_op)  # views included: inside wall - kernels
+    total = sum(categories.values())
+    if reference_s is not None and total > 0:
+        categories = {c: v * reference_s / total for c, v in categories.items()}
     return {"categories": categories, "profiled_step_s": wall, "reference_s": reference_s, "events": timer.ops,
-            "method": METHOD}
+            "timer_cost_per_op_s": per_op, "method": METHOD}
 
 
 METHOD = ("one extra step with every aten op timed at the dispatcher (TorchDispatchMode), ops mapped to the "
-          "op graph's categories; host = the median step less the ops")
+          "op graph's categories, host = that step less its ops and the timer's cost; scaled to the median step")
