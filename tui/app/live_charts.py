@@ -58,9 +58,9 @@ class LiveCharts(Vertical, StateView):
             else:
                 value = "…"
             text = f"{label:<9}{value:>11}"
-            update_if_changed(self.query_one(f"#label-{field}", Static), plain(text))
+            update_if_changed(self.query_one(f"#label-{field}", Static), plain(text), layout=False)  # fixed size
             self.query_one(f"#spark-{field}", Sparkline).data = series
-        update_if_changed(self.query_one("#live-steps", Static), plain(self._steps_line(state)))
+        update_if_changed(self.query_one("#live-steps", Static), plain(self._steps_line(state)), layout=False)
 
     @staticmethod
     def _steps_line(state: RunState) -> str:

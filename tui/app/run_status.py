@@ -80,4 +80,4 @@ class RunStatus(Static, StateView):
         self.show(self.app.state)  # type: ignore[attr-defined]
 
     def show(self, state: RunState) -> None:
-        update_if_changed(self, status_line(state, self._source_label))
+        update_if_changed(self, status_line(state, self._source_label), layout=False)  # one line: #status

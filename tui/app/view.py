@@ -25,15 +25,16 @@ def shows(widget, marker) -> bool:
     return getattr(widget, "_shown_marker", _NOTHING) == marker
 
 
-def update_if_changed(widget, content, key=_NOTHING) -> None:
+def update_if_changed(widget, content, key=_NOTHING, layout: bool = True) -> None:
     """``widget.update(content)`` (a ``Static``) unless it already shows the same.
 
     ``Static.update`` lays the whole screen out again, and the app redraws every panel a few times a second
     while a run streams: on a 2-core machine those layouts took CPU from the run's own first steps. ``key``
     is what the content is drawn from where the content itself (a Rich table) does not compare by value;
-    by default the content (``str`` and Rich ``Text`` do)."""
+    by default the content (``str`` and Rich ``Text`` do). ``layout=False`` for a widget whose size its
+    style fixes (one status line): the new content is drawn without laying the screen out."""
     marker = content if key is _NOTHING else key
     if shows(widget, marker):
         return
     widget._shown_marker = marker
-    widget.update(content)
+    widget.update(content, layout=layout)
