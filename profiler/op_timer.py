@@ -95,12 +95,13 @@ def timer_cost_per_op(calls: int = 400) -> float:
     return max(0.0, (timed - bare) / calls)
 
 
-def time_step_ops(trainer, x, y, reference_s: float | None = None) -> dict[str, Any]:
+def time_step_ops(trainer, x, y, reference_s: float | None = None, per_op_s: float | None = None) -> dict[str, Any]:
     """One step of ``trainer`` (a ``profiler.step.TrainingStep`` on the CPU) with every op timed: seconds per
     category; host = that step's time less its ops and the timer's own cost per op. Given ``reference_s``
     (the median timed step), the split is scaled to it: one step's ops vary by ±10 % on a shared CPU, and a
-    host taken as the reference less the ops would collect all of that."""
-    per_op = timer_cost_per_op()
+    host taken as the reference less the ops would collect all of that. ``per_op_s``: the timer's cost per
+    op when already measured (``timer_cost_per_op``)."""
+    per_op = timer_cost_per_op() if per_op_s is None else per_op_s
     timer = OpTimer()
     with _optimizer_marked(trainer.optimizer, timer), timer:
         start = time.perf_counter()
