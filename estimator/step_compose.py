@@ -6,9 +6,10 @@ launches ahead, so it takes max(device, host). The pipeline runs
 stages per GPU; Narayanan et al. 2021 §2.2) and sends per virtual stage. Data-parallel
 traffic shares one network: ZeRO-2/3's per-micro-batch gathers and gradient
 reduce-scatters hide behind the kernels of their own phase (forward or backward) as far
-as they can, and the step's reduction behind what the last micro-batch's backward (ZeRO-2's
-parameter gather: the first forward) leaves free of them (``overlap_dp``). Each op is costed by a source of ``estimator.cost_model``
-(measured profile or datasheet), each block's ops once for all its layers.
+as they can, and the step's reduction behind what the last micro-batch's backward
+(ZeRO-2's parameter gather: the first forward) leaves free of them (``overlap_dp``).
+Each op is costed by a source of ``estimator.cost_model`` (measured profile or
+datasheet), each block's ops once for all its layers.
 """
 
 from __future__ import annotations
@@ -45,15 +46,16 @@ class MicroBatchCost:
         """Seconds of ``phase``'s kernels not already hiding this micro-batch's own data-parallel traffic."""
         return max(0.0, self.compute(phase) - self.dp_traffic[phase])
 
-    def gathers_exposed(self) -> float:
+    def dp_traffic_exposed(self) -> float:
+        """Seconds of this micro-batch's ZeRO traffic its own phase's kernels cannot hide."""
         return sum(max(0.0, t - self.compute(phase)) for phase, t in self.dp_traffic.items())
 
     def time(self, sequential: bool) -> float:
-        busy = self.device + self.gathers_exposed()
+        busy = self.device + self.dp_traffic_exposed()
         return busy + (self.host if sequential else max(0.0, self.host - busy))
 
     def exposed_host(self, sequential: bool) -> float:
-        return self.host if sequential else max(0.0, self.host - self.device - self.gathers_exposed())
+        return self.host if sequential else max(0.0, self.host - self.device - self.dp_traffic_exposed())
 
 
 HEAD_OPS = ("ln_f", "lm_head", "logits", "cross_entropy")
@@ -139,8 +141,8 @@ def compose(graphs: dict[str, StepGraph], cost, setup: TrainSetup, overlap_dp: b
     categories = {c: (m + (pp - 1) / vpp) * mb.cats[c] for c in CATEGORIES}
     categories["host"] += (m + (pp - 1) / vpp) * mb.exposed_host(sequential) + opt_exposed
     categories["optimizer"] += opt_device
-    categories["communication"] += p2p + dp_exposed + (m + (pp - 1) / vpp) * mb.gathers_exposed()
-    dp_exposed += m * mb.gathers_exposed()
+    categories["communication"] += p2p + dp_exposed + (m + (pp - 1) / vpp) * mb.dp_traffic_exposed()
+    dp_exposed += m * mb.dp_traffic_exposed()
     dp_comm += m * sum(mb.dp_traffic.values())
     breakdown = {
         "forward_s": m * mb.by_phase["forward"], "backward_s": m * mb.by_phase["backward"],
