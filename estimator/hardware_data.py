@@ -47,8 +47,9 @@ def GiB(n: float) -> int:
 NET_DC = 50
 NET_OTHER = 25
 # A100 SXM boards shipped in HDR-era systems: DGX A100 / Selene nodes carry eight 200 Gb/s HDR InfiniBand
-# HCAs, one per GPU (Narayanan et al. 2021, arXiv:2104.04473 §5.1; NVIDIA DGX A100 datasheet), so the
-# per-GPU network is 25 GB/s, the one the published A100 training runs used.
+# HCAs, one per GPU (Narayanan et al. 2021, arXiv:2104.04473 §5, its experimental setup; NVIDIA DGX A100
+# datasheet: 8 single-port ConnectX-6 200 Gb/s HDR), so the per-GPU network is 25 GB/s, the one the
+# published A100 training runs used.
 NET_HDR = 25
 
 GPU_ROWS: tuple[dict, ...] = (
