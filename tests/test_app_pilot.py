@@ -348,3 +348,17 @@ def test_a_redraw_of_an_unchanged_state_updates_no_panel(monkeypatch):
     unchanged, changed = run(go())
     assert unchanged == {"update": 0, "clear": 0}
     assert changed["update"] >= 1
+
+
+def test_the_first_timed_step_of_each_run_is_drawn_at_once():
+    """While a live CPU run is measured the app redraws once a second; the run's first timed step (and the
+    device, and the end) are drawn as they arrive, once per run."""
+    app = MfutopApp(source=events_source([]))
+    fields = dict(batch_size=4, step_time_s=0.1, tokens_per_s=1.0, loss=1.0, memory_allocated_bytes=1,
+                  memory_reserved_bytes=1, memory_peak_bytes=1, nvml_used_bytes=None, mfu=None)
+    warm = StepSample(step=0, warmup=True, **fields)
+    timed = StepSample(step=1, **fields)
+    assert not app._first_measurement(warm, run_id=1)
+    assert app._first_measurement(timed, run_id=1)
+    assert not app._first_measurement(timed, run_id=1)  # later steps wait for the redraw tick
+    assert app._first_measurement(timed, run_id=2)  # a new run: its first step again

@@ -33,6 +33,7 @@ from profiler.events import (
     PredictionReady,
     RunFailed,
     RunFinished,
+    StepSample,
 )
 from profiler.run_config import RunConfig
 from tui.app.body import Body
@@ -112,6 +113,7 @@ class MfutopApp(App):
         self._run_done.set()
         self._dirty = False
         self._last_redraw = 0.0
+        self._first_measured_run = -1  # the run whose first timed step was drawn at once
         self._gpu_timer = None
         self.preview: RunPreview | None = None  # the prediction of the setup on the form, once computed
         self.preview_status = ""  # what the preview waits for ("predicting…"), or why there is none
@@ -284,8 +286,8 @@ class MfutopApp(App):
         if isinstance(event, PredictionReady) and self._source is None:
             self.sub_title = self._describe_source()
         self._dirty = True
-        if isinstance(event, (RunFinished, RunFailed)):
-            self.redraw()
+        if isinstance(event, (RunFinished, RunFailed, DeviceDetected)) or self._first_measurement(event, message.run_id):
+            self.redraw()  # milestones show at once, whatever the redraw rate
 
     def on_run_ended(self, message: RunEnded) -> None:
         if message.run_id != self._run_id:
@@ -403,6 +405,13 @@ class MfutopApp(App):
         if self._measuring_this_cpu() and time.monotonic() - self._last_redraw < CPU_RUN_REDRAW_S:
             return
         self.redraw()
+
+    def _first_measurement(self, event, run_id: int) -> bool:
+        """Whether ``event`` is run ``run_id``'s first timed step."""
+        if not isinstance(event, StepSample) or event.warmup or self._first_measured_run == run_id:
+            return False
+        self._first_measured_run = run_id
+        return True
 
     def _measuring_this_cpu(self) -> bool:
         device = self.state.device
