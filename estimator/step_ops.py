@@ -79,8 +79,8 @@ def optimizer_ops(ctx: GraphContext, segments: list[tuple[list[tuple[str, int]],
     p, st = get_precision(ctx.setup.precision), ctx.setup
     kind = st.optimizer
     count = sum(len(group) * max(1, len(run)) for group, run in segments)
-    shards = (lambda name: 1) if st.zero < 1 else (lambda name: _optimizer_shards(ctx, name))
-    elements = sum(ceil_div(n, shards(name)) * max(1, len(run)) for group, run in segments for name, n in group)
+    elements = sum(ceil_div(n, _optimizer_shards(ctx, name)) * max(1, len(run))
+                   for group, run in segments for name, n in group)
     out = [Segment(tuple(Op(f"{kind}.step.group{g}", "launch", "optimizer", "optimizer", (count,), "fp32")
                          for g in range(OPTIMIZER_GROUPS)))]
     per = 2 * p.weight_bytes + p.grad_bytes + 2 * (p.optimizer_bytes if kind == "adamw" else 0)
@@ -88,7 +88,7 @@ def optimizer_ops(ctx: GraphContext, segments: list[tuple[list[tuple[str, int]],
     for group, run in segments:
         ops = []
         for name, n in group:
-            n = ceil_div(n, shards(name))
+            n = ceil_div(n, _optimizer_shards(ctx, name))
             ops.append(Op(f"{kind}.{name}", kind, "optimizer", "optimizer", (n, elements), dtype, 0, n * per,
                           HOST_OPS["accumulate_grad"]))
         out.append(Segment(tuple(ops), run))
@@ -96,9 +96,11 @@ def optimizer_ops(ctx: GraphContext, segments: list[tuple[list[tuple[str, int]],
 
 
 def _optimizer_shards(ctx: GraphContext, name: str) -> int:
-    """Under ZeRO, the data-parallel ranks a tensor's optimizer state is split over (experts: the dp/ep
-    replicas that hold them)."""
+    """The data-parallel ranks a tensor's optimizer state is split over: 1 without ZeRO; under ZeRO (stage
+    >= 1) all of them (experts: the dp/ep replicas that hold them)."""
     st = ctx.setup
+    if st.zero < 1:
+        return 1
     expert = ctx.cfg.is_moe and ".mlp" in name and name.split(".mlp")[1][:1].isdigit()
     return max(st.dp // st.ep, 1) if expert else st.dp
 
