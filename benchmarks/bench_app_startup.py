@@ -78,36 +78,47 @@ def one_launch(device: str, timeout_s: float) -> dict:
     from tui.cmd_app import app_with_run_started
 
     app = app_with_run_started(RunConfig(device=device))  # as `mfutop`: the run's child starts first
-    from textual.css.query import NoMatches
     from textual.widgets.data_table import CellDoesNotExist
 
     stamps: dict[str, float] = {"imports_s": time.monotonic() - imported_from, "start": imported_from}
 
-    def tokens_shown(app) -> bool:
+    found: dict[str, object] = {}
+
+    def widget(selector: str):
+        """The widget once found, queried again only if it was replaced: a query walks the whole DOM,
+        and 100 walks a second cost the app more CPU than its own redraws while the run steps."""
+        hit = found.get(selector)
+        if hit is None or not hit.is_attached:
+            hits = app.query(selector)
+            hit = found[selector] = hits.first() if hits else None
+        return hit
+
+    def tokens_shown() -> bool:
+        table = widget("#comparison")
         try:
-            text = app.query_one("#comparison").cell_text("tokens_per_s", "measured")
-        except (NoMatches, CellDoesNotExist):  # the table is not built yet
+            text = table.cell_text("tokens_per_s", "measured") if table is not None else ""
+        except CellDoesNotExist:  # the table is not built yet
             return False
         return any(ch.isdigit() for ch in text)
 
     async def drive() -> None:
-        async with app.run_test(size=(120, 40)) as pilot:
+        async with app.run_test(size=(120, 40)):
             stamps["ready"] = time.monotonic()
             deadline = stamps["start"] + timeout_s
             while "tokens" not in stamps and time.monotonic() < deadline:
                 now = time.monotonic()
-                panels = app.query("#hardware")
-                shown = panels.first().showing if panels else None
+                panel = widget("#hardware")
+                shown = panel.showing if panel is not None else None
                 if shown is not None and "panel" not in stamps:
-                    stamps["panel"], stamps["panel_early"] = now, panels.first().showing_early
+                    stamps["panel"], stamps["panel_early"] = now, panel.showing_early
                 if app.state.device is not None and "panel_run" not in stamps:
                     stamps["panel_run"] = now
-                if tokens_shown(app):
+                if tokens_shown():
                     stamps["tokens"] = now
                 if app.state.failure is not None:
                     stamps["failed"] = app.state.failure.message  # type: ignore[assignment]
                     break
-                await pilot.pause(POLL_S)
+                await asyncio.sleep(POLL_S)  # not pilot.pause: it messages every widget, loading the app
             app.action_cancel()
             await app.wait_for_run()
 

@@ -1,4 +1,4 @@
-"""The timed steps of a run: warm-up, one tracked memory step on a CPU, then steps until steady.
+"""The timed steps of a run: warm-up (on a CPU the last one a tracked memory step), then steps until steady.
 
 ``measure_steps`` is what ``profiler.run.run_profile`` does once the batch is
 known. Each step yields a ``StepSample``; a CPU step under the live-tensor
@@ -35,14 +35,17 @@ LOAD_RECHECK_S = 5.0  # how often the machine's load is checked again during the
 
 
 def warmup_steps(requested: int, cpu: bool, stepped_before: bool) -> int:
-    """The warm-up steps a run takes: as asked, but at least one on a CPU that has not stepped yet (the
-    tracked memory step needs AdamW's state allocated by an earlier step)."""
-    return 1 if cpu and requested == 0 and not stepped_before else requested
+    """The untimed steps before the timed ones: as asked. On a CPU the last of them runs under the
+    live-tensor tracker (the run's peak memory), which needs AdamW's state from an earlier step: at
+    least two there before any step ran, one after a search's probes."""
+    if not cpu:
+        return requested
+    return max(requested, 1 if stepped_before else 2)
 
 
 def measure_steps(state, trainer: TrainingStep, batch: int, cancel: threading.Event,
              max_extra: int) -> Iterator[Event]:
-    """Warm-up steps, (CPU) one tracked memory step, then timed steps until steady."""
+    """Warm-up steps (on a CPU the last one tracked for memory), then timed steps until steady."""
     config = state.config
     device = trainer.device
     timer, meter = StepTimer(device), MemoryMeter(device)
@@ -78,7 +81,7 @@ def measure_steps(state, trainer: TrainingStep, batch: int, cancel: threading.Ev
                               max(probe_peaks, default=0))
     step_no = 0
     warmups = warmup_steps(config.warmup_steps, cpu, steps_run > 0)
-    for _ in range(warmups):
+    for _ in range(warmups - 1 if cpu else warmups):
         if cancel.is_set():
             return
         step_no += 1

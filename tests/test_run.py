@@ -59,8 +59,8 @@ def test_fixed_batch_run_yields_the_documented_stream():
     assert 0 < sum(breakdown.measured_s.values()) <= breakdown.step_time_s * 1.05
     assert kinds[-1] is RunFinished and not events[-1].cancelled
     steps = [e for e in events if isinstance(e, StepSample)]
-    assert [s.warmup for s in steps] == [True, True, True, False, False, False]  # 2 warm-up + memory step + 3
-    assert [s.step for s in steps] == [1, 2, 3, 4, 5, 6]
+    assert [s.warmup for s in steps] == [True, True, False, False, False]  # 2 warm-up (the 2nd tracked) + 3
+    assert [s.step for s in steps] == [1, 2, 3, 4, 5]
     assert all(s.batch_size == 2 and s.tokens_per_s == pytest.approx(64 / s.step_time_s) for s in steps)
     assert all(s.mfu == pytest.approx(step_flops(TINY, 2, 32).total / s.step_time_s / PEAK) for s in steps)
     assert not any(isinstance(e, ProbeResult) for e in events)
@@ -70,7 +70,7 @@ def test_fixed_batch_run_yields_the_documented_stream():
     assert m["params"] == summary["prediction"]["params"]["total"] == 141056
     assert summary["errors"]["params.total"] == 0.0
     assert m["flops_analytic"] == m["flops_counter"] == step_flops(TINY, 2, 32).total
-    assert m["steps"] == 3 and m["warmup_steps"] == 3 and m["batch_size"] == 2
+    assert m["steps"] == 3 and m["warmup_steps"] == 2 and m["batch_size"] == 2
     assert m["peak_memory_bytes"] > m["memory_allocated_bytes"] > 0  # tracker: activations on top of the state
     assert m["mfu"] == pytest.approx(m["flops_analytic"] / m["step_time_s"] / PEAK)
     assert m["mfu_causal"] == pytest.approx(step_flops(TINY, 2, 32).causal_total / m["step_time_s"] / PEAK)

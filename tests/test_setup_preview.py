@@ -97,14 +97,14 @@ def test_gpt2_on_the_cpu_is_a_long_run_of_its_steps_and_search(peak_cache):
     assert preview.fits and preview.device_kind == "cpu" and preview.step_source == "this CPU's cached peak"
     assert preview.auto_batch and preview.batch == 4  # the CPU search stops at 4,096 tokens per step
     assert preview.limit_bytes == RAM // 2 and preview.limit_source == "50% of available RAM"
-    assert preview.run_steps == run_steps(cpu("gpt2"), cpu=True, searched=True) == 3 + 1 + 20 + 1
+    assert preview.run_steps == run_steps(cpu("gpt2"), cpu=True, searched=True) == 3 + 20 + 1  # the 3rd warm-up tracked
     assert preview.search_probes >= 1 and preview.search_s > 0
     assert preview.duration_s == pytest.approx(preview.run_steps * preview.step_s + preview.search_s)
     assert preview.duration_s > LONG_RUN_S and preview.long
     assert preview.question().startswith("≈ ") and preview.question().endswith(" on this CPU — run anyway?")
     lines = preview_lines(preview)
     assert lines[0].startswith("fits: yes · ") and lines[1].startswith("batch auto → 4 · step ≈ ")
-    assert lines[2].startswith("run ≈ ") and lines[2].endswith(": 25 steps + search")
+    assert lines[2].startswith("run ≈ ") and lines[2].endswith(": 24 steps + search")
     assert "(this CPU's cached peak)" in preview_details(preview)[-2]
 
 
@@ -170,6 +170,38 @@ def test_a_setup_that_cannot_fit_is_refused_and_the_results_stay(peak_cache, fak
     assert app.state is finished and app.state.status == "finished" and len(app.state.timed_samples) == 20
     assert errors == "not started: does not fit in memory"
     assert "fits: no" in preview and "cheapest change: " in preview
+
+
+def test_an_autostarted_run_gets_no_preview_until_it_ends(peak_cache, monkeypatch):
+    """The form's fields announce their first values as they mount; a preview then would import torch
+    in the app while the run's child starts (a second of CPU: the first numbers came 0.8 s later)."""
+    release = threading.Event()
+    asked: list[bool] = []  # for each preview: was the run still going?
+
+    def held_run(config):
+        def events(cancel):
+            release.wait(10)
+            yield from fake_run_events(cancel)
+        return events
+
+    def counted_preview(config):
+        asked.append(app.running)
+        return preview_run(config)
+
+    monkeypatch.setattr("tui.app.app.live_source", held_run)
+    monkeypatch.setattr("tui.app.app.preview_run", counted_preview)
+
+    async def go():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(0.5)
+            during = list(asked)
+            release.set()
+            await wait_until(pilot, lambda: app.state.done and not app.running and app.preview is not None)
+            return during
+
+    app = MfutopApp(run_config=cpu("gpt-tiny"))
+    during = run(go())
+    assert during == [] and asked == [False]  # none while the run started, one once it ended
 
 
 def test_a_long_run_asks_first_and_n_starts_nothing(peak_cache, fake_live):

@@ -164,8 +164,14 @@ class SetupForm(Vertical, StateView):
             widget.show_preview(preview, status)
 
     def _changed(self, **changes) -> None:
-        self._draft = self._draft.with_(**changes)
-        self.post_message(self.Changed(self._draft))
+        """Posts ``Changed`` only for a real edit: the fields' own Changed events as they mount carry
+        the values they were given, and a preview then (torch imported in this process) would slow the
+        autostarted run's first numbers by a second."""
+        draft = self._draft.with_(**changes)
+        if draft == self._draft:
+            return
+        self._draft = draft
+        self.post_message(self.Changed(draft))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

@@ -104,11 +104,11 @@ def cached_detect(requested: str, precision: str, peak_tflops: float | None):
 
 def run_steps(config: RunConfig, cpu: bool, searched: bool) -> int:
     """The full steps a run takes after the search (``profiler.timed_steps.measure_steps``): warm-up
-    (at least one on a CPU without a search), the CPU's tracked memory step, the timed steps, and
+    (on a CPU at least two without a search, the last one tracked for memory), the timed steps, and
     the breakdown step (its ops timed)."""
     from profiler.timed_steps import warmup_steps
 
-    return warmup_steps(config.warmup_steps, cpu, searched) + (1 if cpu else 0) + config.steps + 1
+    return warmup_steps(config.warmup_steps, cpu, searched) + config.steps + 1
 
 
 def preview_run(config: RunConfig, detect: Callable[..., Any] | None = None) -> RunPreview:
