@@ -42,7 +42,7 @@ from profiler.events import (
     StepSample,
 )
 from profiler.flop_count import count_flops
-from profiler.load_check import busy_machine_warning
+from profiler.load_check import ContentionWatch
 from profiler.memory_meter import (
     available_ram,
 )
@@ -79,6 +79,8 @@ class ProfileProgress:
     priming: dict | None = None
     device_profile: Any = None  # estimator.device_profile.DeviceProfile, when this device has a usable one
     breakdown: dict | None = None  # profiler.step_breakdown.measure_breakdown of one extra step
+    contention: ContentionWatch | None = None  # others' CPU share while this run measures (a CPU run)
+    others_cpu_share: float | None = None  # the largest share others used during the timed steps
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, text: str) -> LogMessage:
@@ -118,6 +120,7 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
         det, resolved = resolve_run(config, detect)
         state.device, state.resolved = det, resolved
         state.device_event = resolved.device_event(det.event)
+        state.contention = ContentionWatch(det.kind)  # others' CPU use, from now until the run ends
         yield state.device_event
         for text in filter(None, [resolved.precision_note, *det.warnings]):
             yield state.warn(text)
@@ -146,9 +149,6 @@ def run_profile(config: RunConfig, cancel: threading.Event | None = None, *, mea
             yield RunFinished(summary=profile_summary(state), cancelled=True)
             return
         if measure:
-            busy = busy_machine_warning(det.kind)  # checked now: the load that matters is the timed steps'
-            if busy:
-                yield state.warn(busy)
             extra = config.steps if max_extra_steps is None else max_extra_steps
             yield from measure_steps(state, trainer, batch, cancel, extra)
             if not cancel.is_set():

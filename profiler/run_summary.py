@@ -44,6 +44,7 @@ def _measured(progress) -> dict[str, Any]:
         "peak_memory_bytes": None, "memory_allocated_bytes": None, "memory_reserved_bytes": None,
         "nvml_used_bytes": None,
         "memory_method": _memory_method(progress),
+        "others_cpu_share": getattr(progress, "others_cpu_share", None),
         "loss_first": progress.samples[0].loss if progress.samples else None,
         "loss_last": progress.samples[-1].loss if progress.samples else None,
     }

@@ -20,7 +20,7 @@ from estimator.mfu import mfu
 from estimator.units import fmt_bytes
 from profiler.compare import steady_state
 from profiler.events import Event, StepSample
-from profiler.load_check import busy_machine_warning
+from profiler.load_check import ContentionWatch
 from profiler.memory_meter import (
     LiveStorageTracker,
     MemoryMeter,
@@ -31,7 +31,7 @@ from profiler.step import TrainingStep
 from profiler.step_timer import StepTimer
 
 SPREAD_TOLERANCE = 0.10  # IQR / median under which the timed steps count as steady
-LOAD_RECHECK_S = 5.0  # how often the machine's load is checked again during the timed steps
+LOAD_RECHECK_S = 5.0  # how often others' CPU use is checked again during the timed steps
 
 
 def warmup_steps(requested: int, cpu: bool, stepped_before: bool) -> int:
@@ -108,24 +108,34 @@ def measure_steps(state, trainer: TrainingStep, batch: int, cancel: threading.Ev
         state.cpu_memory_step = {"peak_bytes": tracker.peak_bytes, "state_bytes": start_bytes,
                                  "allocations": tracker.allocations}
         yield _record(state, _with_memory(sample, meter))
+    watch = state.contention or ContentionWatch(state.device.kind)
+    yield from _warn_if_busy(state, watch)  # since the run started: a neighbour already there
+    timed_from = len(watch.shares)
     timed = 0
     limit = config.steps
     load_checked = time.monotonic()
     while timed < limit:
         if cancel.is_set():
-            return
+            break
         step_no += 1
         timed += 1
         yield _record(state, one_step(step_no, False))
         if time.monotonic() - load_checked > LOAD_RECHECK_S:  # a neighbour that starts mid-run is noticed too
             load_checked = time.monotonic()
-            busy = busy_machine_warning(state.device.kind)
-            if busy and not any("machine is busy" in w for w in state.warnings):
-                yield state.warn(busy)
+            yield from _warn_if_busy(state, watch)
         if timed == limit and limit < config.steps + max_extra:
             times = [s.step_time_s for s in state.samples if not s.warmup]
             if not steady_state(times).is_steady(SPREAD_TOLERANCE):
                 limit += 1
+    yield from _warn_if_busy(state, watch)  # the timed steps' last window
+    state.others_cpu_share = max(watch.shares[timed_from:], default=None)
+
+
+def _warn_if_busy(state, watch: ContentionWatch) -> Iterator[Event]:
+    """Ends the watch's window: one warning per run when others used the CPU in it."""
+    busy = watch.check()
+    if busy and not any("machine is busy" in w for w in state.warnings):
+        yield state.warn(busy)
 
 
 def _with_memory(sample: StepSample, meter: MemoryMeter) -> StepSample:
