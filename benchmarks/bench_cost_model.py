@@ -5,8 +5,8 @@ never the models' own shapes); then for each config — gpt-tiny, gpt-mini,
 gpt-small, llama-tiny x two batch sizes x fp32 / bf16-mixed x SDPA / explicit —
 the profiled GPT trains (``profiler.step.TrainingStep``): warm-up steps, then
 timed steps (``profiler.step_timer.StepTimer``) in interleaved rounds over all configs (the median
-of every round's steps), then, in the first round, one separate step
-under ``torch.profiler`` for the measured per-category breakdown. Printed per
+of every round's steps), then, in the first round, the measured per-category breakdown
+(``step_breakdown.measure_breakdown``: one more step's ops recorded and replayed one by one). Printed per
 config: predicted (profile) and measured step time and their error, the
 datasheet prediction's error beside it, the load average, and "slow": a fixed
 cache-resident workload's time before the config over its time at calibration

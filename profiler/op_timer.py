@@ -1,27 +1,39 @@
-"""Where a CPU step's time goes, timed at the dispatcher: each aten op's own seconds, its bookkeeping outside.
+"""Where a CPU step's time goes: its aten ops recorded once, then replayed and timed one by one.
 
 Why not ``torch.profiler`` on the CPU: its cost per recorded event (a few µs)
 lands inside the self time of the ops it records, so the many small ops of a
-small model read up to twice their real time (measured on gpt-tiny, 8 x 128,
-fp32: elementwise 7.4 ms under the profiler, 3.9 ms timed here) and the host
-share left over comes out wrong. A ``TorchDispatchMode`` sees every aten op
-below autograd once (the ops a kernel calls internally run inside it, unseen);
-the timer reads the clock right around the op, so its own Python runs between
-ops, where it slows the step but is not counted. Kernel seconds are summed per
-category (``step_breakdown.op_category``; anything the optimizer runs ->
-optimizer); host is the step's time they leave uncovered, less the timer's own
-cost per op (measured beside it): Python, nn.Module calls, autograd's records
-and engine.
+small model read up to twice their real time (gpt-tiny, 8 x 128, fp32:
+elementwise 7.4 ms under the profiler, 3.9 ms timed at the dispatcher).
+
+Why not time the ops inside the live step: a ``TorchDispatchMode`` runs Python
+around every op (~5 µs: argument wrapping, the timer's own code) between the
+kernels, which slows both the ops and the Python around them (caches refilled
+after every kernel), so "host" = the step less its ops came out 2-5x too
+large and grew with the activations (gpt-tiny fp32: 2.0 ms at batch 2, 5.2 ms
+at batch 64, where a step less the replay of its own ops leaves 0.4-1.3 ms).
+
+So: one step runs under ``OpRecorder``, which keeps each aten op (below
+autograd), its arguments and its category (``step_breakdown.op_category``;
+anything the optimizer runs -> optimizer). The recorded ops are then replayed
+in order, with no mode active and grad off, ``rounds`` times, each op timed
+with two clock reads; an op's time is its median over the rounds (a shared
+CPU's stall lands on one round, not on the median). Host = the reference step
+(the run's median timed step) less the replayed ops: Python, ``nn.Module``
+calls, autograd's records and engine — what the plain step does beyond its
+kernels. A step whose recorded tensors would exceed ``RECORD_LIMIT_BYTES`` is
+timed live instead (``OpTimer``: large ops, where the per-op Python is small).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from estimator.ops import CATEGORIES
 from profiler.step_breakdown import op_category
@@ -78,8 +90,7 @@ def _optimizer_marked(optimizer: Any, timer: OpTimer) -> Iterator[None]:
 
 
 def _timed_step(trainer, x, y) -> tuple[OpTimer, float]:
-    """One op-timed step: the timer and the step's wall time. A shared CPU's stall (a neighbour, page
-    reclaim) lands on whole steps, so of several the shortest is the one its ops describe."""
+    """One live op-timed step: the timer and the step's wall time."""
     timer = OpTimer()
     with _optimizer_marked(trainer.optimizer, timer), timer:
         start = time.perf_counter()
@@ -89,8 +100,8 @@ def _timed_step(trainer, x, y) -> tuple[OpTimer, float]:
 
 
 def timer_cost_per_op(calls: int = 400) -> float:
-    """Seconds the timer adds per op outside the ops' own spans (its Python between them), measured now on a
-    tiny op with and without it: taken out of the timed step's host time."""
+    """Seconds the live timer adds per op outside the ops' own spans, measured on a tiny op with and
+    without it: taken out of a live-timed step's host time."""
     a = torch.ones(4)
 
     def loop() -> float:
@@ -106,28 +117,128 @@ def timer_cost_per_op(calls: int = 400) -> float:
     return max(0.0, (timed - bare) / calls)
 
 
-QUIET_OF = 3  # steps shorter than QUIET_BELOW_S are op-timed this many times, the least disturbed one kept
-QUIET_BELOW_S = 0.5
+class OpRecorder(TorchDispatchMode):
+    """Keeps every aten op dispatched while active — (op, args, kwargs, category) — until the tensors it
+    holds pass ``limit_bytes`` (then ``overflowed``, and nothing more is kept)."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__()
+        self.ops: list[tuple[Any, tuple, dict, str]] = []
+        self.in_optimizer = False
+        self.limit_bytes, self.held_bytes, self.overflowed = limit_bytes, 0, False
+        self._storages: set[int] = set()
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # as OpTimer's
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not self.overflowed and self._held(args, kwargs):
+            if self.in_optimizer:
+                category = "optimizer"
+            else:
+                shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+                category = op_category("aten::" + func.__name__.split(".")[0], shapes)
+            self.ops.append((func, args, kwargs, category))
+        return func(*args, **kwargs)
+
+    def _held(self, args: tuple, kwargs: dict) -> bool:
+        """Counts the op's new tensors; False (and nothing kept from now on) once past the limit."""
+        for value in tree_leaves((args, kwargs)):
+            if isinstance(value, torch.Tensor) and value.device.type == "cpu":
+                storage = value.untyped_storage()
+                if storage.data_ptr() not in self._storages:
+                    self._storages.add(storage.data_ptr())
+                    self.held_bytes += storage.nbytes()
+        if self.held_bytes > self.limit_bytes:
+            self.overflowed, self.ops, self._storages = True, [], set()
+        return not self.overflowed
 
 
-def time_step_ops(trainer, x, y, reference_s: float | None = None, per_op_s: float | None = None) -> dict[str, Any]:
-    """One step of ``trainer`` (a ``profiler.step.TrainingStep`` on the CPU) with every op timed: seconds per
-    category; host = that step's time less its ops and the timer's own cost per op. Given ``reference_s``
-    (the median timed step), the split is scaled to it: one step's ops vary by ±10 % on a shared CPU, and a
-    host taken as the reference less the ops would collect all of that. ``per_op_s``: the timer's cost per
-    op when already measured (``timer_cost_per_op``)."""
-    per_op = timer_cost_per_op() if per_op_s is None else per_op_s
-    tries = QUIET_OF if reference_s is None or reference_s < QUIET_BELOW_S else 1
+def replay_seconds(ops: list[tuple[Any, tuple, dict, str]], rounds: int) -> list[float]:
+    """Each recorded op's median seconds over ``rounds`` in-order replays (no mode active, grad off)."""
+    times = [[0.0] * rounds for _ in ops]
+    clock = time.perf_counter
+    with torch.no_grad():
+        for r in range(rounds):
+            for i, (func, args, kwargs, _) in enumerate(ops):
+                start = clock()
+                func(*args, **kwargs)
+                times[i][r] = clock() - start
+    return [statistics.median(t) for t in times]
+
+
+RECORD_LIMIT_BYTES = 2 * 2**30  # tensors a recorded step may hold (every intermediate stays alive)
+REPLAY_SECONDS = 0.6  # replay budget: rounds = this over the step's time, within REPLAY_ROUNDS
+REPLAY_ROUNDS = (1, 7)  # a step of 0.6 s or more replays once: its ops are long enough to time once
+
+
+def replay_rounds(step_s: float) -> int:
+    """How many times a step of ``step_s`` seconds is replayed: ``REPLAY_SECONDS`` worth, within ``REPLAY_ROUNDS``."""
+    low, high = REPLAY_ROUNDS
+    return max(low, min(high, int(REPLAY_SECONDS / max(step_s, 1e-6))))
+
+
+def _plain_step_seconds(trainer, x, y, steps: int = 3) -> float:
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        trainer.step(x, y)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_step_ops(trainer, x, y, reference_s: float | None = None, limit_bytes: int | None = None) -> dict[str, Any]:
+    """Seconds per category of one step of ``trainer`` (a ``profiler.step.TrainingStep`` on the CPU): its ops
+    recorded and replayed (median per op); host = ``reference_s`` (the median timed step; else the median of
+    three plain steps timed here) less them. Ops that replay slower than the reference are scaled to it."""
+    from profiler.memory_meter import available_ram
+
+    limit = limit_bytes if limit_bytes is not None else min(RECORD_LIMIT_BYTES, available_ram() // 4)
+    recorder = OpRecorder(limit)
+    with _optimizer_marked(trainer.optimizer, recorder), recorder:
+        start = time.perf_counter()
+        trainer.step(x, y)
+        recorded_wall = time.perf_counter() - start
+    if recorder.overflowed:
+        return _time_live(trainer, x, y, reference_s)
+    ops = recorder.ops
+    reference = reference_s if reference_s is not None else _plain_step_seconds(trainer, x, y)
+    rounds = replay_rounds(reference)
+    seconds = replay_seconds(ops, rounds)
+    categories = {c: 0.0 for c in CATEGORIES}
+    for (_, _, _, category), t in zip(ops, seconds):
+        categories[category] += t
+    replayed = sum(seconds)
+    if replayed > reference:  # the replay ran slower than the step: the split is kept, its sum is the step
+        categories = {c: v * reference / replayed for c, v in categories.items()}
+    else:
+        categories["host"] += reference - replayed
+    held, ops, recorder = recorder.held_bytes, None, None  # the recorded tensors go now
+    return {"categories": categories, "profiled_step_s": recorded_wall, "reference_s": reference_s,
+            "events": len(seconds), "replay_rounds": rounds, "replayed_s": replayed, "recorded_bytes": held,
+            "method": METHOD}
+
+
+def _time_live(trainer, x, y, reference_s: float | None) -> dict[str, Any]:
+    """A step too large to record: its ops timed inside the live step (the least disturbed of a few for a
+    short one); host = that step less its ops and the timer's cost per op, scaled to ``reference_s``."""
+    per_op = timer_cost_per_op()
+    tries = 3 if reference_s is None or reference_s < 0.5 else 1
     timer, wall = min((_timed_step(trainer, x, y) for _ in range(tries)), key=lambda tw: tw[1])
     categories = dict(timer.seconds)
     kernels = sum(v for c, v in categories.items() if c != "host")
-    categories["host"] = max(0.0, wall - kernels - timer.ops * per_op)  # views included: inside wall - kernels
+    categories["host"] = max(0.0, wall - kernels - timer.ops * per_op)
     total = sum(categories.values())
     if reference_s is not None and total > 0:
         categories = {c: v * reference_s / total for c, v in categories.items()}
     return {"categories": categories, "profiled_step_s": wall, "reference_s": reference_s, "events": timer.ops,
-            "timer_cost_per_op_s": per_op, "method": METHOD}
+            "timer_cost_per_op_s": per_op, "method": LIVE_METHOD}
 
 
-METHOD = ("one extra step with every aten op timed at the dispatcher (TorchDispatchMode), ops mapped to the "
-          "op graph's categories, host = that step less its ops and the timer's cost; scaled to the median step")
+METHOD = ("one extra step's aten ops recorded (TorchDispatchMode) and replayed one by one, the median of "
+          "several rounds per op, mapped to the op graph's categories; host = the median timed step less them")
+LIVE_METHOD = ("one extra step with every aten op timed at the dispatcher (TorchDispatchMode), ops mapped to "
+               "the op graph's categories, host = that step less its ops and the timer's cost; scaled to the "
+               "median step")

@@ -1,7 +1,7 @@
 """Where a step's time goes, measured: one step under ``torch.profiler``, aten ops mapped to op-graph categories.
 
-(On a CPU in eager mode ``measure_breakdown`` times each op at the dispatcher instead,
-``profiler.op_timer``: the profiler's per-event cost inflates small CPU ops.)
+(On a CPU in eager mode ``measure_breakdown`` records the step's aten ops and replays them one by one
+instead, ``profiler.op_timer``: the profiler's per-event cost inflates small CPU ops.)
 The profiled step is a separate step (never one of the timed ones): the
 profiler adds host time to every op. Kernel time is each op's *self* time
 (children not double counted), classified by name and input shapes into the
@@ -143,7 +143,8 @@ def cuda_categories(kernels: Iterable[tuple[str, float]], wall_s: float,
 
 def measure_breakdown(trainer, x, y, reference_s: float | None = None) -> dict[str, Any]:
     """Where one more step of ``trainer`` (a ``profiler.step.TrainingStep``) on (x, y) spends its time: on a
-    CPU (eager) every op timed at the dispatcher (``profiler.op_timer``), else under ``torch.profiler``.
+    CPU (eager) its aten ops recorded and replayed one by one (``profiler.op_timer``), else under
+    ``torch.profiler``.
 
     Returns ``{"categories": {category: seconds}, "profiled_step_s": wall time of that step (its
     instrumentation included), "reference_s": reference_s, "events": ops or events seen, "method"}``.

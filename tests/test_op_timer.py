@@ -1,4 +1,4 @@
-"""profiler.op_timer: a CPU step's ops timed at the dispatcher, per category, host the rest of the step."""
+"""profiler.op_timer: a CPU step's ops recorded and replayed one by one, per category, host the rest of the step."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from estimator.ops import CATEGORIES
 from estimator.presets import get_model
-from profiler.op_timer import OpTimer, time_step_ops
+from profiler.op_timer import LIVE_METHOD, METHOD, OpRecorder, OpTimer, replay_seconds, time_step_ops
 from profiler.step import StepOptions, TrainingStep
 
 
@@ -23,27 +23,64 @@ def test_a_real_step_is_split_into_every_category_it_runs(flash):
     for category in ("matmul", "attention", "elementwise", "optimizer", "host"):
         assert cats[category] > 0, category
     assert cats["communication"] == 0
-    assert sum(cats.values()) <= out["profiled_step_s"]  # host: the step less its ops and the timer's cost
-    assert out["events"] > 50 and "dispatcher" in out["method"]
+    assert out["replayed_s"] > 0 and out["replay_rounds"] >= 3 and out["method"] == METHOD
+    assert out["events"] > 50 and out["recorded_bytes"] > 0
     assert trainer.optimizer.step.__func__ is type(trainer.optimizer).step  # the marking is undone
     trainer.close()
 
 
-def test_the_split_is_scaled_to_the_reference_step_and_the_timers_own_cost_is_not_host():
+def test_host_is_the_reference_step_less_the_replayed_ops():
     trainer = TrainingStep(get_model("gpt-tiny"), "cpu", StepOptions(precision="fp32"))
     x, y = trainer.make_batch(2, 32)
     trainer.step(x, y)
-    own = time_step_ops(trainer, x, y)
-    raw = own["categories"]
-    assert own["timer_cost_per_op_s"] > 0
-    kernels = sum(v for c, v in raw.items() if c != "host")
-    assert raw["host"] == pytest.approx(max(0.0, own["profiled_step_s"] - kernels
-                                            - own["events"] * own["timer_cost_per_op_s"]))
-    scaled = time_step_ops(trainer, x, y, reference_s=10.0)["categories"]
-    assert sum(scaled.values()) == pytest.approx(10.0)
-    shares = {c: v / 10.0 for c, v in scaled.items()}
-    assert shares["matmul"] > 0.05 and shares["host"] < 0.9  # the split kept, not all of it host
+    slow = time_step_ops(trainer, x, y, reference_s=10.0)  # far slower than its ops: the rest is host
+    cats = slow["categories"]
+    assert sum(cats.values()) == pytest.approx(10.0)
+    kernels = sum(v for c, v in cats.items() if c != "host")
+    assert 0 < kernels <= slow["replayed_s"]  # the replayed ops, less their views (category host)
+    assert cats["host"] >= 10.0 - slow["replayed_s"]
+    fast = time_step_ops(trainer, x, y, reference_s=1e-4)  # faster than its ops replay: the split is scaled
+    shares = {c: v / 1e-4 for c, v in fast["categories"].items()}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["matmul"] > 0.05 and shares["host"] < 0.5  # the split kept, not all of it host
     trainer.close()
+
+
+def test_a_step_too_large_to_record_is_timed_live():
+    trainer = TrainingStep(get_model("gpt-tiny"), "cpu", StepOptions(precision="fp32"))
+    x, y = trainer.make_batch(2, 32)
+    trainer.step(x, y)
+    out = time_step_ops(trainer, x, y, reference_s=None, limit_bytes=1)
+    assert out["method"] == LIVE_METHOD and out["timer_cost_per_op_s"] > 0
+    kernels = sum(v for c, v in out["categories"].items() if c != "host")
+    assert out["categories"]["host"] == pytest.approx(max(0.0, out["profiled_step_s"] - kernels
+                                                          - out["events"] * out["timer_cost_per_op_s"]))
+    trainer.close()
+
+
+def test_the_replay_runs_every_recorded_op_in_order_once_per_round():
+    import torch
+
+    a = torch.zeros(3)
+    recorder = OpRecorder(limit_bytes=2**20)
+    with recorder:
+        a.add_(1.0)
+        b = a * 2.0
+    assert [category for *_, category in recorder.ops] == ["elementwise", "elementwise"]
+    seconds = replay_seconds(recorder.ops, rounds=3)
+    assert len(seconds) == 2 and all(t > 0 for t in seconds)
+    assert a.tolist() == [4.0, 4.0, 4.0]  # the in-place add ran again in each of the three rounds
+    assert b.tolist() == [2.0, 2.0, 2.0]  # the recorded output itself is not rewritten
+
+
+def test_recording_stops_holding_tensors_past_its_limit():
+    import torch
+
+    recorder = OpRecorder(limit_bytes=1000)
+    big = torch.ones(1000)  # 4,000 bytes
+    with recorder:
+        big + big
+    assert recorder.overflowed and recorder.ops == []
 
 
 def test_an_op_is_timed_around_its_own_run_only():
