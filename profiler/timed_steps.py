@@ -34,10 +34,12 @@ SPREAD_TOLERANCE = 0.10  # IQR / median under which the timed steps count as ste
 LOAD_RECHECK_S = 5.0  # how often others' CPU use is checked again during the timed steps
 
 
-def warmup_steps(requested: int, cpu: bool, stepped_before: bool) -> int:
-    """The untimed steps before the timed ones: as asked. On a CPU the last of them runs under the
-    live-tensor tracker (the run's peak memory), which needs AdamW's state from an earlier step: at
-    least two there before any step ran, one after a search's probes."""
+def warmup_steps(requested: int, cpu: bool, stepped_before: bool, probed_at_batch: bool = False) -> int:
+    """The untimed steps before the timed ones: as asked (less one when the search's last probe already
+    ran a full step at the run's batch). On a CPU the last of them runs under the live-tensor tracker
+    (the run's peak memory), which needs AdamW's state from an earlier step: at least two there before
+    any step ran, one after a search's probes."""
+    requested = max(0, requested - probed_at_batch)
     if not cpu:
         return requested
     return max(requested, 1 if stepped_before else 2)
@@ -54,7 +56,9 @@ def measure_steps(state, trainer: TrainingStep, batch: int, cancel: threading.Ev
     batches = trainer.batches(batch, state.seq_len)
     nvml = _nvml_reader(state.device.torch_device) if device.type == "cuda" else (lambda: None)
     cpu = device.type == "cpu"
-    steps_run = 0 if state.search is None else 1  # a search has already run full steps
+    probes = state.search.probes if state.search else []
+    stepped = bool(probes)  # a search has already run full steps (AdamW's state exists)
+    probed_here = any(p.batch_size == batch and p.fits for p in probes)  # one of them at this batch: a warm-up
 
     def one_step(step_no: int, warmup: bool, tracker: LiveStorageTracker | None = None) -> StepSample:
         x, y = next(batches)
@@ -80,7 +84,7 @@ def measure_steps(state, trainer: TrainingStep, batch: int, cancel: threading.Ev
         meter.set_cpu_figures(unique_storage_bytes(training_state_tensors(trainer.raw_model, trainer.optimizer)),
                               max(probe_peaks, default=0))
     step_no = 0
-    warmups = warmup_steps(config.warmup_steps, cpu, steps_run > 0)
+    warmups = warmup_steps(config.warmup_steps, cpu, stepped, probed_here)
     for _ in range(warmups - 1 if cpu else warmups):
         if cancel.is_set():
             return

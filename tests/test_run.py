@@ -111,6 +111,18 @@ def test_auto_batch_searches_under_the_memory_limit_and_measures_the_found_batch
     assert events.index(counted[0]) > events.index(probes[-1])
     assert finished.summary["errors"]["max_batch_size"] == pytest.approx(
         (predictions[0].prediction["max_batch_size"] - found) / found)
+    steps = [e for e in events if isinstance(e, StepSample)]
+    assert [s.warmup for s in steps] == [True, False, False]  # --warmup 1: the probe at the batch, the tracked step
+
+
+def test_the_searchs_probe_at_the_batch_counts_as_a_warm_up():
+    from profiler.timed_steps import warmup_steps
+
+    assert warmup_steps(3, cpu=True, stepped_before=True, probed_at_batch=True) == 2  # the last one tracked
+    assert warmup_steps(3, cpu=False, stepped_before=True, probed_at_batch=True) == 2
+    assert warmup_steps(3, cpu=True, stepped_before=True) == 3  # probes at other batches only
+    assert warmup_steps(0, cpu=True, stepped_before=False) == 2  # AdamW's state, then the tracked step
+    assert warmup_steps(0, cpu=True, stepped_before=True, probed_at_batch=True) == 1  # the tracked step
 
 
 def test_injected_oom_in_the_search_is_recovered():

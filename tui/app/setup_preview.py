@@ -104,13 +104,14 @@ def cached_detect(requested: str, precision: str, peak_tflops: float | None):
 
 def run_steps(config: RunConfig, cpu: bool, searched: bool) -> int:
     """The full steps a run takes after the search (``profiler.timed_steps.measure_steps``): warm-up
-    (on a CPU at least two without a search, the last one tracked for memory), the timed steps, and
+    (one fewer after a search, whose last probe ran at the batch; on a CPU at least two without a
+    search, the last one tracked for memory), the timed steps, and
     the breakdown (``step_breakdown.measure_breakdown``): one profiled step, or on an eager CPU one
     recorded step and its replay (a long step replays once, ``op_timer.REPLAY_ROUNDS``)."""
     from profiler.timed_steps import warmup_steps
 
     breakdown = 2 if cpu and not config.compile else 1
-    return warmup_steps(config.warmup_steps, cpu, searched) + config.steps + breakdown
+    return warmup_steps(config.warmup_steps, cpu, searched, probed_at_batch=searched) + config.steps + breakdown
 
 
 def preview_run(config: RunConfig, detect: Callable[..., Any] | None = None) -> RunPreview:
