@@ -22,8 +22,8 @@ from typing import Any
 
 from estimator.errors import ConfigError
 
-SCHEMA = "mfutop.device_profile/3"  # 2: attention backward alone, framework per layer; 3: AdamW per element in
-# cache and from DRAM
+SCHEMA = "mfutop.device_profile/4"  # 2: attention backward alone, framework per layer; 3: AdamW per element in
+# cache and from DRAM; 4: GEMM operands from 1 MiB on read cold (a /3 profile's GEMMs were timed cache-warm)
 DISPATCH_KEYS = ("bare_s",)
 FRAMEWORK_KEYS = ("per_step_s", "per_layer_s")
 LAYOUT_PASSES = ("backward_input", "backward_weight")
