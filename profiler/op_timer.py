@@ -206,7 +206,11 @@ def time_step_ops(trainer, x, y, reference_s: float | None = None, limit_bytes: 
     ops = recorder.ops
     reference = reference_s if reference_s is not None else _plain_step_seconds(trainer, x, y)
     rounds = replay_rounds(reference)
-    seconds = replay_seconds(ops, rounds)
+    try:
+        seconds = replay_seconds(ops, rounds)
+    except Exception:  # noqa: BLE001 - an op that cannot run again (a user model's own op): timed live instead
+        ops = recorder = None
+        return _time_live(trainer, x, y, reference_s)
     categories = {c: 0.0 for c in CATEGORIES}
     for (_, _, _, category), t in zip(ops, seconds):
         categories[category] += t

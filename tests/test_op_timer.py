@@ -58,6 +58,19 @@ def test_a_step_too_large_to_record_is_timed_live():
     trainer.close()
 
 
+def test_a_step_whose_ops_cannot_replay_is_timed_live(monkeypatch):
+    def refuses(ops, rounds):
+        raise RuntimeError("an op that runs once")
+
+    monkeypatch.setattr("profiler.op_timer.replay_seconds", refuses)
+    trainer = TrainingStep(get_model("gpt-tiny"), "cpu", StepOptions(precision="fp32"))
+    x, y = trainer.make_batch(2, 32)
+    trainer.step(x, y)
+    out = time_step_ops(trainer, x, y, reference_s=0.01)
+    assert out["method"] == LIVE_METHOD and sum(out["categories"].values()) == pytest.approx(0.01)
+    trainer.close()
+
+
 def test_the_replay_runs_every_recorded_op_in_order_once_per_round():
     import torch
 
