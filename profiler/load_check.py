@@ -121,7 +121,3 @@ class ContentionWatch:
         self._last = now
         self.shares.append(share)
         return busy_machine_warning(self.device_kind, share=share)
-
-    @property
-    def worst(self) -> float | None:
-        return max(self.shares, default=None)

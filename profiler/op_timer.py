@@ -39,29 +39,38 @@ from estimator.ops import CATEGORIES
 from profiler.step_breakdown import op_category
 
 
-class OpTimer(TorchDispatchMode):
-    """Seconds per op-graph category of every aten op dispatched while active."""
+class _StepMode(TorchDispatchMode):
+    """A dispatch mode that sees one step's aten ops and names each one's category: ``optimizer`` while
+    the optimizer runs (``_optimizer_marked``), else ``step_breakdown.op_category``'s."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.seconds = {c: 0.0 for c in CATEGORIES}
-        self.ops = 0
         self.in_optimizer = False
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         return False  # torch's dynamo-disable wrapper imports torch._dynamo (~1 s); nothing compiles in here
 
+    def category(self, func, args: tuple) -> str:
+        if self.in_optimizer:
+            return "optimizer"
+        shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+        return op_category("aten::" + func.__name__.split(".")[0], shapes)
+
+
+class OpTimer(_StepMode):
+    """Seconds per op-graph category of every aten op dispatched while active, timed in the live step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = {c: 0.0 for c in CATEGORIES}
+        self.ops = 0
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         start = time.perf_counter()
         out = func(*args, **(kwargs or {}))
         seconds = time.perf_counter() - start
-        if self.in_optimizer:
-            category = "optimizer"
-        else:
-            shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-            category = op_category("aten::" + func.__name__.split(".")[0], shapes)
-        self.seconds[category] += seconds
+        self.seconds[self.category(func, args)] += seconds
         self.ops += 1
         return out
 
@@ -117,30 +126,20 @@ def timer_cost_per_op(calls: int = 400) -> float:
     return max(0.0, (timed - bare) / calls)
 
 
-class OpRecorder(TorchDispatchMode):
+class OpRecorder(_StepMode):
     """Keeps every aten op dispatched while active — (op, args, kwargs, category) — until the tensors it
     holds pass ``limit_bytes`` (then ``overflowed``, and nothing more is kept)."""
 
     def __init__(self, limit_bytes: int) -> None:
         super().__init__()
         self.ops: list[tuple[Any, tuple, dict, str]] = []
-        self.in_optimizer = False
         self.limit_bytes, self.held_bytes, self.overflowed = limit_bytes, 0, False
         self._storages: set[int] = set()
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # as OpTimer's
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if not self.overflowed and self._held(args, kwargs):
-            if self.in_optimizer:
-                category = "optimizer"
-            else:
-                shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-                category = op_category("aten::" + func.__name__.split(".")[0], shapes)
-            self.ops.append((func, args, kwargs, category))
+            self.ops.append((func, args, kwargs, self.category(func, args)))
         return func(*args, **kwargs)
 
     def _held(self, args: tuple, kwargs: dict) -> bool:
@@ -209,7 +208,7 @@ def time_step_ops(trainer, x, y, reference_s: float | None = None, limit_bytes: 
     try:
         seconds = replay_seconds(ops, rounds)
     except Exception:  # noqa: BLE001 - an op that cannot run again (a user model's own op): timed live instead
-        ops = recorder = None
+        ops = recorder = None  # the recorded tensors go before the live steps allocate their own
         return _time_live(trainer, x, y, reference_s)
     categories = {c: 0.0 for c in CATEGORIES}
     for (_, _, _, category), t in zip(ops, seconds):
@@ -219,9 +218,9 @@ def time_step_ops(trainer, x, y, reference_s: float | None = None, limit_bytes: 
         categories = {c: v * reference / replayed for c, v in categories.items()}
     else:
         categories["host"] += reference - replayed
-    held, ops, recorder = recorder.held_bytes, None, None  # the recorded tensors go now
     return {"categories": categories, "profiled_step_s": recorded_wall, "reference_s": reference_s,
-            "events": len(seconds), "replay_rounds": rounds, "replayed_s": replayed, "recorded_bytes": held,
+            "events": len(seconds), "replay_rounds": rounds, "replayed_s": replayed,
+            "recorded_bytes": recorder.held_bytes,
             "method": METHOD}
 
 

@@ -79,8 +79,7 @@ def measure_steps(state, trainer: TrainingStep, batch: int, cancel: threading.Ev
         )
 
     if cpu:  # until the tracked memory step: the state bytes, and the probe's peak at this batch
-        probe_peaks = [p.peak_memory_bytes for p in (state.search.probes if state.search else [])
-                       if p.batch_size == batch and p.fits and p.peak_memory_bytes]
+        probe_peaks = [p.peak_memory_bytes for p in probes if p.batch_size == batch and p.fits and p.peak_memory_bytes]
         meter.set_cpu_figures(unique_storage_bytes(training_state_tensors(trainer.raw_model, trainer.optimizer)),
                               max(probe_peaks, default=0))
     step_no = 0
