@@ -22,8 +22,9 @@ from typing import Any
 
 from estimator.errors import ConfigError
 
-SCHEMA = "mfutop.device_profile/4"  # 2: attention backward alone, framework per layer; 3: AdamW per element in
-# cache and from DRAM; 4: GEMM operands from 1 MiB on read cold (a /3 profile's GEMMs were timed cache-warm)
+SCHEMA = "mfutop.device_profile/5"  # 2: attention backward alone, framework per layer; 3: AdamW per element in
+# cache and from DRAM; 4: GEMM operands from 1 MiB on read cold (a /3 profile's GEMMs were timed cache-warm);
+# 5: attention measured up to batch·heads 128 (a /4 profile scaled 32's time, 1.2-1.35x too long on a CPU)
 DISPATCH_KEYS = ("bare_s",)
 FRAMEWORK_KEYS = ("per_step_s", "per_layer_s")
 LAYOUT_PASSES = ("backward_input", "backward_weight")
@@ -103,8 +104,8 @@ class DeviceProfile:
     torch_version: str
     threads: int
     measured_at: str
-    load_average: float | None
-    busy: bool
+    load_average: float | None  # 1-minute, as the measurement ended
+    busy: bool  # other work competed while it measured (profiler.load_check): not cached, not reused
     measure_seconds: float
     dispatch: dict[str, float]
     gemm: dict[str, Grid]  # dtype -> (m, n, k)
@@ -116,13 +117,15 @@ class DeviceProfile:
     # autograd, views), per micro-batch and per block, measured on two tiny instances of the profiled GPT
     framework: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    others_cpu_share: float | None = None  # other processes' share of the CPUs' time while it measured
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "device": {"kind": self.device_kind, "name": self.device_name},
             "torch_version": self.torch_version, "threads": self.threads, "measured_at": self.measured_at,
-            "load_average": self.load_average, "busy": self.busy, "measure_seconds": self.measure_seconds,
+            "load_average": self.load_average, "others_cpu_share": self.others_cpu_share, "busy": self.busy,
+            "measure_seconds": self.measure_seconds,
             "dispatch": dict(self.dispatch),
             "gemm": {d: g.to_dict() for d, g in self.gemm.items()},
             "attention": {k: {d: {p: g.to_dict() for p, g in by.items()} for d, by in kd.items()}
@@ -241,6 +244,10 @@ def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
     if load is not None and (isinstance(load, bool) or not isinstance(load, (int, float))
                              or not math.isfinite(load) or load < 0):
         raise r.fail("load_average", f"expected a finite non-negative number or null, got {load!r}")
+    share = data.get("others_cpu_share")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                              or not math.isfinite(share) or not 0 <= share <= 1):
+        raise r.fail("others_cpu_share", f"expected a fraction in [0, 1] or null, got {share!r}")
     if not isinstance(data.get("busy"), bool):
         raise r.fail("busy", "expected true or false")
     dispatch = r.obj(data.get("dispatch"), "dispatch")
@@ -260,6 +267,7 @@ def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
         threads=threads,
         measured_at=r.text(data.get("measured_at"), "measured_at", 64),
         load_average=None if load is None else float(load),
+        others_cpu_share=None if share is None else float(share),
         busy=data["busy"],
         measure_seconds=r.seconds(data.get("measure_seconds"), "measure_seconds"),
         dispatch={k: r.seconds(dispatch.get(k), f"dispatch.{k}") for k in DISPATCH_KEYS},

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import statistics
 import time
 from dataclasses import replace
@@ -28,21 +27,22 @@ from estimator.device_profile import (
 )
 from estimator.errors import ConfigError
 from profiler.host_allocator import retain_freed_memory
-from profiler.cpu_probe import BUSY_LOAD_PER_CPU, _load_average, _model_name, _cpuinfo_fields
+from profiler.cpu_probe import _model_name, _cpuinfo_fields
+from profiler.load_check import contention_since, read_ticks
 
 GEMM_SIZES = (16, 64, 256, 1024, 4096)
 GEMM_M = (16, 64, 256, 1024, 4096)
 GEMM_FLOP_CAP = 2**29  # a point above this is not run (the cost model scales a measured one): 0.5 GFLOP
-ATTN_BH = (4, 32)
+ATTN_BH = (4, 32, 128)
 ATTN_SEQ = (32, 128, 256, 512)
 ATTN_HEAD_DIM = (16, 64)
 ATTN_SCORE_CAP = 2**21  # bh·T² above this: not run
 ELEMENT_SIZES = (2**11, 2**14, 2**17, 2**20, 2**23)  # 8 KiB to 32 MiB of fp32: cache to DRAM
 ELEMENT_CALL_CAP_S = 0.004  # an elementwise size whose call would take longer is not run (scaled instead)
-COLD_MIN_BYTES = 1 << 20  # inputs from this size on are read cold (per-core L2 is 1-2 MiB on current CPUs)
-COLD_BYTES = 64 << 20  # rotate over this much input: more than the last-level cache (32 MiB on this EPYC)
+COLD_BYTES = 64 << 20  # inputs rotate over this much memory: more than the last-level cache (32 MiB on this EPYC)
+COLD_COPIES = 64  # at most this many copies of a point's inputs (small ones then cycle within the caches)
 ROW = 256  # row width of norm / activation / loss tensors
-CPU_POINT_SECONDS = 0.002  # time a point for this long (at least MIN_REPEATS calls, at most MAX_CALLS)
+CPU_POINT_SECONDS = 0.0015  # time a point for this long (at least MIN_REPEATS calls, at most MAX_CALLS)
 MIN_REPEATS, MAX_CALLS = 3, 20000
 CHAIN = 200  # tiny ops per dispatch-cost chain
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -137,28 +137,30 @@ def _fill(points: dict[tuple[int, ...], float], axes: tuple[tuple[int, ...], ...
 
 # ----------------------------------------------------------------- the grids
 
+def _cold_copies(input_bytes: int) -> int:
+    """Copies of a point's inputs (``input_bytes`` each) that calls cycle through, so each call reads its
+    inputs as an op in a step does: written several ops ago, with the step's other tensors passed through
+    the caches since, not warmed by the previous call. Measured in steps on this EPYC (fp32 add of
+    512 KiB inputs: 13 µs repeated, 34 µs cycled, ~40 µs in a step), so every size is cycled."""
+    return max(1, min(COLD_COPIES, COLD_BYTES // max(input_bytes, 1)))
+
+
 def measure_gemm(dtype: str, device, timer, flop_cap: int = GEMM_FLOP_CAP, sizes=GEMM_SIZES, ms=GEMM_M) -> Grid:
     import torch
 
     td = getattr(torch, TORCH_DTYPES[dtype])
     points = {}
     shapes = [(m, n, k) for m in ms for n in sizes for k in sizes if 2 * m * n * k <= flop_cap]
-    left = torch.empty(max(m * k for m, _, k in shapes), device=device, dtype=td).uniform_(-1, 1)
-    right = torch.empty(max(n * k for _, n, k in shapes), device=device, dtype=td).uniform_(-1, 1)
-    elem = left.element_size()
-    pool = _input_pool(dtype, device, COLD_BYTES // elem)
+    elem = torch.empty((), dtype=td).element_size()
+    pool = _input_pool(dtype, device, max(COLD_BYTES // elem, max(m * k + n * k for m, n, k in shapes)))
     for m, n, k in shapes:
-        # As for the elementwise kernels: operands from COLD_MIN_BYTES on rotate through COLD_BYTES of
-        # copies, so a call reads them from memory as a layer's GEMM in a step does (the step's other
-        # layers ran since they were written), not from a cache the previous call warmed: 1.04-1.4x
-        # slower here for 1-4 MiB operands.
+        # As for the elementwise kernels: the operands rotate through COLD_BYTES of copies, so a call
+        # reads them as a layer's GEMM in a step does (the step's other ops ran since they were written),
+        # not from a cache the previous call warmed: 1.04-1.4x slower here for 1-4 MiB operands.
         size = m * k + n * k
-        copies = 1 if size * elem < COLD_MIN_BYTES else max(1, min(64, COLD_BYTES // (size * elem)))
-        if copies == 1:
-            operands = [(left[:m * k].view(m, k), right[:n * k].view(n, k).t())]  # x @ Wᵀ, as nn.Linear
-        else:
-            operands = [(pool[c * size:c * size + m * k].view(m, k),
-                         pool[c * size + m * k:(c + 1) * size].view(n, k).t()) for c in range(copies)]
+        copies = _cold_copies(size * elem)
+        operands = [(pool[c * size:c * size + m * k].view(m, k),  # x @ Wᵀ, as nn.Linear
+                     pool[c * size + m * k:(c + 1) * size].view(n, k).t()) for c in range(copies)]
         cycle = itertools.cycle(operands)
         points[(m, n, k)] = best_time(timer, lambda: torch.mm(*next(cycle)))
     axes = (tuple(ms), tuple(sizes), tuple(sizes))
@@ -195,8 +197,7 @@ def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq
                 grad = torch.randn(batch, heads, t, d, device=device, dtype=td)
                 fwd[(bh, t, d)] = best_time(timer, lambda: attend(q, k, v))
                 out = attend(q, k, v)
-                bwd[(bh, t, d)] = best_time(timer, lambda y=out: torch.autograd.grad(y, (q, k, v), grad,
-                                                                                     retain_graph=True))
+                bwd[(bh, t, d)] = best_time(timer, lambda y=out: _backward(y, (q, k, v), grad, retain_graph=True))
                 out = None  # the retained graph goes with the output
     axes = (tuple(bh_axis), tuple(seq_axis), tuple(dim_axis))
     return {"forward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(fwd, axes))),
@@ -246,8 +247,10 @@ def _elementwise_calls(kernel: str, n: int, dtype: str, device, x=None, g=None) 
         lg = logits.detach().requires_grad_(True)
         return {"forward": lambda: F.cross_entropy(logits, target),
                 "backward": lambda: _grad(lambda: F.cross_entropy(lg, target), (lg,))}
-    if kernel == "embedding":
-        table = torch.randn(4096, ROW, device=device, dtype=td)
+    if kernel == "embedding":  # one table for every copy of the inputs: a forward reads only its rows
+        table = _POOLS.get(("embedding", dtype, str(device)))
+        if table is None:
+            table = _POOLS[("embedding", dtype, str(device))] = torch.randn(4096, ROW, device=device, dtype=td)
         idx = torch.randint(0, 4096, (rows,), device=device)
         return {"forward": lambda: F.embedding(idx, table),
                 "backward": lambda: torch.ops.aten.embedding_dense_backward(g, idx, 4096, -1, False)}
@@ -259,7 +262,21 @@ def _grad(forward, inputs, grad=None):
     import torch
 
     with torch.enable_grad():
-        return torch.autograd.grad(forward(), inputs, grad)
+        return _backward(forward(), inputs, grad)
+
+
+def _backward(output, inputs, grad=None, retain_graph: bool = False):
+    """``torch.autograd.grad(output, inputs, grad)``, straight to the engine where torch has the entry:
+    the public call's check of a given gradient's shape imports sympy, 0.3 s once per process, which a
+    training step (``loss.backward()``, no gradient given) never pays."""
+    import torch
+
+    try:
+        from torch.autograd.graph import _engine_run_backward
+    except ImportError:  # another torch: the public call
+        return torch.autograd.grad(output, inputs, grad, retain_graph=retain_graph)
+    grads = (torch.ones_like(output) if grad is None else grad,)
+    return _engine_run_backward((output,), grads, retain_graph, False, tuple(inputs), False, accumulate_grad=False)
 
 
 AUTOGRAD_BACKWARD = ("rmsnorm", "cross_entropy")  # their backward timing includes a forward: subtracted
@@ -267,13 +284,17 @@ _POOLS: dict = {}
 
 
 def _input_pool(dtype: str, device, elements: int):
-    """One pool of random inputs per dtype, reused by every elementwise point (cheaper than new tensors)."""
+    """One pool of random inputs per dtype, reused by every GEMM and elementwise point (cheaper than new
+    tensors: filling one costs ~5 ns an element). Made at once as large as the default grids need (cold
+    copies, the largest elementwise input and its gradient), so no grid makes it again."""
     import torch
 
     key = (dtype, str(device))
     pool = _POOLS.get(key)
     if pool is None or pool.numel() < elements:
-        pool = torch.empty(elements, device=device, dtype=getattr(torch, TORCH_DTYPES[dtype])).uniform_(-2, 2)
+        td = getattr(torch, TORCH_DTYPES[dtype])
+        default = max(COLD_BYTES // torch.empty((), dtype=td).element_size(), 2 * max(ELEMENT_SIZES))
+        pool = torch.empty(max(elements, default), device=device, dtype=td).uniform_(-2, 2)
         _POOLS[key] = pool
     return pool
 
@@ -287,15 +308,13 @@ def measure_elementwise(kernel: str, dtype: str, device, timer, sizes=ELEMENT_SI
 
     td = getattr(torch, TORCH_DTYPES[dtype])
     elem = torch.empty((), dtype=td).element_size()
-    pool = _input_pool(dtype, device, 2 * max(COLD_BYTES // elem, 2 * max(sizes)))
+    pool = _input_pool(dtype, device, max(COLD_BYTES // elem, 2 * max(sizes)))
     out: dict[str, dict[tuple[int], float]] = {}
     for i, n in enumerate(sizes):
         if i and max(max(pts.values()) for pts in out.values()) * n / sizes[i - 1] > ELEMENT_CALL_CAP_S:
             break  # the next size would cost too long a call: the larger points scale this one
         rows = max(1, n // ROW)
-        # Inputs larger than a core's cache rotate through the pool, so a call reads them from memory as
-        # an op in a step does (other work has run since they were written), not from a warm cache.
-        copies = 1 if n * elem < COLD_MIN_BYTES else max(1, min(64, COLD_BYTES // (2 * n * elem)))
+        copies = _cold_copies(2 * n * elem)
         versions = []
         for c in range(copies):
             x = pool[2 * c * rows * ROW:(2 * c + 1) * rows * ROW].view(rows, ROW)
@@ -385,9 +404,11 @@ def measure_framework(device, timer, grids: DeviceProfile, precisions: tuple[str
                     graph = step_graph(cfg, setup)
                     kernels = sum(cost.cost(op).device_s for op in graph.micro_batch + graph.per_step)
                     runs.append((trainer, trainer.make_batch(1, FRAMEWORK_TOKENS), kernels, []))
-                for _ in range(FRAMEWORK_ROUNDS):
+                for r in range(FRAMEWORK_ROUNDS):  # a warm-up step in the first round only
                     for trainer, (x, y), _, walls in runs:
-                        walls.append(best_time(timer, lambda: trainer.step(x, y), FRAMEWORK_SECONDS))
+                        step = lambda: trainer.step(x, y)  # noqa: E731
+                        walls.append(best_time(timer, step, FRAMEWORK_SECONDS) if r == 0 else
+                                     timer.window(step, FRAMEWORK_SECONDS, MIN_REPEATS))
                 rest = [statistics.median(walls) - kernels for _, _, kernels, walls in runs]
                 for trainer, *_ in runs:
                     trainer.close()
@@ -441,8 +462,7 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
         retain_freed_memory()  # the allocator the profiled step runs with (profiler.host_allocator)
     timer = _Timer(dev)
     impl = optimizer_impl or ("fused" if dev.type == "cuda" else "foreach")
-    load = _load_average()
-    busy = load is not None and load > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
+    ticks = read_ticks()  # others' CPU use over the measurement decides whether it is kept (load_check)
     saved = CPU_POINT_SECONDS
     if point_seconds is not None:
         CPU_POINT_SECONDS = point_seconds
@@ -465,7 +485,7 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
         grids = DeviceProfile(
             device_kind="cuda" if dev.type == "cuda" else "cpu", device_name=device_name(dev),
             torch_version=torch.__version__, threads=torch.get_num_threads(),
-            measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=load, busy=busy,
+            measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load_average=None, busy=False,
             measure_seconds=0.0, dispatch=dispatch, gemm=gemm, attention=attention, elementwise=elementwise,
             optimizer=optimizer, gemm_layout=layouts)
         framework = measure_framework(dev, timer, grids, tuple(FRAMEWORK_PRECISIONS[d] for d in dtypes if d in FRAMEWORK_PRECISIONS))
@@ -473,13 +493,16 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
         CPU_POINT_SECONDS = saved
         _POOLS.clear()
     elapsed = time.perf_counter() - start
+    contention = contention_since(ticks)
     notes = [f"median call in a {CPU_POINT_SECONDS * 1e3:g} ms window (at least {MIN_REPEATS}) per point after "
              "a warm-up call; GEMMs over "
              f"{2 * GEMM_FLOP_CAP / 2 / 1e9:.2g} GFLOP, attention over {ATTN_SCORE_CAP} scores scaled from the "
              "nearest measured point"]
-    if busy:
-        notes.append(f"machine busy (load average {load} on {os.cpu_count()} CPUs): not cached")
-    return replace(grids, framework=framework, measure_seconds=elapsed, notes=tuple(notes))
+    if contention.busy:
+        notes.append(f"machine busy ({contention.reason()}): not cached")
+    return replace(grids, framework=framework, measure_seconds=elapsed, notes=tuple(notes),
+                   load_average=contention.load_average, others_cpu_share=contention.others_share,
+                   busy=contention.busy)
 
 
 def device_name(device) -> str:

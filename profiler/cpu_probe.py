@@ -37,7 +37,6 @@ DEFAULT_MAX_SIZE = 2048  # n for n x n matmuls: 17 GFLOP, ~0.13 s at fp32 on 2 Z
 MAX_MATMUL_SECONDS = 0.5  # n doubles only while the next matmul is predicted (8x) to stay under this
 BUDGET_SECONDS = 2.0  # per dtype: the timed repetitions are cut to fit (at least one)
 STABLE_FRACTION = 0.75  # median within 25 % of best, else the machine was busy: not cached
-BUSY_LOAD_PER_CPU = 0.5  # 1-minute load average above this per CPU: others compete, not cached
 REPEATS = 5
 WARMUP_SECONDS = 0.2  # sustained matmuls before timing
 USABLE_FRACTION = 0.25  # a low-precision matmul slower than 1/4 of fp32 has no fast path
@@ -414,14 +413,14 @@ def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = No
     slows a run down.  About 1 s per dtype at the defaults on 2 cores.
 
     Not cached (returned all the same) when the timings are unsteady (median
-    below ``STABLE_FRACTION`` of the best) or the machine was busy (load
-    average above ``BUSY_LOAD_PER_CPU`` per CPU): a contended moment must not
-    become the MFU denominator of every later run.
+    below ``STABLE_FRACTION`` of the best) or the machine was busy (others'
+    CPU use while it measured, ``profiler.load_check``): a contended moment
+    must not become the MFU denominator of every later run.
 
     Returns ``flops`` (None when the dtype has no usable fast path), ``dtype``,
     ``size``, ``seconds`` (best time of one matmul), ``repeats``,
     ``median_flops``, ``stable``, ``busy``, ``usable``, ``note``, ``threads``,
-    ``load_average``, ``measured_at`` and ``cached``.  ``refresh``
+    ``load_average``, ``others_cpu_share``, ``measured_at`` and ``cached``.  ``refresh``
     re-measures and replaces (or, if not cacheable, drops) the cached figure;
     ``use_cache=False`` neither reads nor writes it.
     """
@@ -445,10 +444,10 @@ def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = No
 
     import torch  # only now: a cached figure is read without torch's 1-2 s import
 
-    load = _load_average()
-    busy = load is not None and load > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
-    result: dict[str, Any] = {"dtype": dtype, "threads": torch.get_num_threads(), "load_average": load,
-                              "busy": busy}
+    from profiler.load_check import contention_since, read_ticks
+
+    ticks = read_ticks()
+    result: dict[str, Any] = {"dtype": dtype, "threads": torch.get_num_threads()}
     torch_dtype = getattr(torch, _TORCH_DTYPES[dtype])
     start = time.perf_counter()
     n = min(256, max_size)
@@ -472,9 +471,12 @@ def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = No
             notes.append(f"unsteady timings (best {median / best:.2g}x faster than median)")
         result.update(flops=_rate(n, best), median_flops=_rate(n, median), size=n, seconds=best, repeats=reps,
                       stable=stable, usable=True, note="; ".join(filter(None, notes)))
-    if busy:
-        result["note"] += f"; machine busy (load average {load} on {os.cpu_count()} CPUs)"
-    cacheable = result["stable"] and not busy
+    contention = contention_since(ticks)  # others' CPU use while it measured, not this process's
+    result.update(load_average=contention.load_average, others_cpu_share=contention.others_share,
+                  busy=contention.busy)
+    if contention.busy:
+        result["note"] += f"; machine busy ({contention.reason()})"
+    cacheable = result["stable"] and not contention.busy
     if not cacheable:
         result["note"] += "; not cached (mfutop gpus --remeasure when the machine is quiet)"
     if discarded:
@@ -486,9 +488,3 @@ def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = No
     return {**result, "cached": False}
 
 
-def _load_average() -> float | None:
-    """1-minute load average at the start of a measurement, recorded beside the figure."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None

@@ -99,6 +99,38 @@ def busy_machine_warning(device_kind: str, load: tuple[float, float, float] | No
     return f"the machine is busy (1-min load average {load[0]:.2f} on {cores} cores): {ADVICE}"
 
 
+def load_average_1min() -> float | None:
+    """The 1-minute load average (two decimals), recorded beside a measurement; None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+@dataclass(frozen=True)
+class Contention:
+    """Whether other work competed with one measurement (a device profile, a peak), and what said so."""
+
+    busy: bool
+    others_share: float | None  # others' share of all cores' time over the measurement; None: /proc can't tell
+    load_average: float | None  # 1-minute, at its end: the fallback signal, recorded either way
+
+    def reason(self) -> str:
+        cores = os.cpu_count() or 1
+        if self.others_share is not None:
+            return f"other processes used {self.others_share:.0%} of the {cores} CPUs' time while it measured"
+        return f"load average {self.load_average} on {cores} CPUs"
+
+
+def contention_since(start: CpuTicks | None, read=read_ticks) -> Contention:
+    """Others' CPU use from ``start`` (``read_ticks()`` as the measurement began) until now. The measurement's
+    own threads are not counted, so a machine that was busy only with this process (a run a moment ago,
+    which the load average remembers for minutes) is idle here; without ``/proc`` the load average decides."""
+    now = read()
+    share = others_share(start, now) if start is not None and now is not None else None
+    return Contention(busy_machine_warning("cpu", share=share) is not None, share, load_average_1min())
+
+
 class ContentionWatch:
     """Others' CPU share over successive windows of one run: ``check()`` ends the current window (its
     warning, if any) and starts the next; ``shares`` keeps every window's figure."""

@@ -22,7 +22,9 @@ TINY = {"max_size": N, "repeats": 1, "warmup_seconds": 0.0}
 @pytest.fixture(autouse=True)
 def _deterministic(monkeypatch):
     """No real matmuls and a quiet machine: the figure and its cacheability are known in advance."""
-    monkeypatch.setattr(cpu_probe, "_load_average", lambda: 0.0)
+    from profiler import load_check
+
+    monkeypatch.setattr(load_check, "contention_since", lambda start: load_check.Contention(False, 0.0, 0.0))
     monkeypatch.setattr(cpu_probe, "_time_matmul", lambda n, dtype, repeats, warmup=0.0: [FAKE_SECONDS] * repeats)
 
 

@@ -18,7 +18,9 @@ TINY = dict(max_size=64, repeats=1, warmup_seconds=0.0)  # one timing: always "s
 @pytest.fixture(autouse=True)
 def _quiet_machine(monkeypatch):
     """Other processes on a shared test machine must not decide whether a figure is cached."""
-    monkeypatch.setattr(cpu_probe, "_load_average", lambda: 0.0)
+    from profiler import load_check
+
+    monkeypatch.setattr(load_check, "contention_since", lambda start: load_check.Contention(False, 0.0, 0.0))
 
 
 def test_cpu_info_is_sane():
@@ -121,11 +123,13 @@ def test_repetitions_fit_the_time_budget(tmp_path, monkeypatch):
 
 
 def test_busy_machine_figure_is_returned_but_not_cached(tmp_path, monkeypatch):
-    monkeypatch.setattr(cpu_probe, "_load_average", lambda: 100.0)
+    from profiler import load_check
+
+    monkeypatch.setattr(load_check, "contention_since", lambda start: load_check.Contention(True, 0.6, 3.0))
     path = tmp_path / "c.json"
     result = measured_peak("fp32", path, **TINY)
-    assert result["busy"] is True and result["flops"] > 0
-    assert "machine busy (load average 100.0" in result["note"] and "not cached" in result["note"]
+    assert result["busy"] is True and result["flops"] > 0 and result["others_cpu_share"] == 0.6
+    assert "machine busy (other processes used 60%" in result["note"] and "not cached" in result["note"]
     assert not path.exists()
 
 

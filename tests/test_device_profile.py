@@ -41,6 +41,8 @@ def _corrupt(tmp_path, mutate):
     (lambda d: d["framework"]["gpt.sdpa.plain"].__setitem__("per_layer_s", float("nan")), "framework.gpt.sdpa.plain.per_layer_s"),
     (lambda d: d.__setitem__("threads", True), "threads"),
     (lambda d: d.__setitem__("busy", "no"), "busy"),
+    (lambda d: d.__setitem__("others_cpu_share", 1.5), "others_cpu_share"),
+    (lambda d: d.__setitem__("others_cpu_share", float("inf")), "others_cpu_share"),
     (lambda d: d.__setitem__("schema", "other/2"), "schema"),
     (lambda d: d["attention"]["sdpa"]["fp32"].pop("backward_s"), "attention.sdpa.fp32"),
     (lambda d: d["optimizer"]["adamw.foreach"].__setitem__("per_tensor_s", None), "optimizer.adamw.foreach"),

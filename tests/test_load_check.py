@@ -10,6 +10,7 @@ from profiler.load_check import (
     ContentionWatch,
     CpuTicks,
     busy_machine_warning,
+    contention_since,
     others_share,
     read_ticks,
 )
@@ -81,6 +82,29 @@ def test_the_watch_measures_each_window_since_the_last_check():
     assert watch.check() is None and watch.shares == [pytest.approx(0.05)]  # 5 ticks: the window goes on
     busy = watch.check()  # since the 200-tick reading: 150 of 200 ticks busy, 50 of them ours
     assert busy and "50%" in busy and watch.shares[-1] == pytest.approx(0.5) and watch.shares[-1] > BUSY_OTHERS_SHARE
+
+
+def test_a_measurement_that_kept_the_cores_busy_itself_is_not_contended(monkeypatch):
+    """A profile measured right after a benchmark: the load average remembers the benchmark (1.9 on 2
+    cores), the ticks show the cores busy with this process only, so the profile is kept."""
+    monkeypatch.setattr("os.getloadavg", lambda: (1.9, 1.5, 1.2))
+    start, end = CpuTicks(1000, 200, 50), CpuTicks(2000, 230, 1000)  # 970 busy ticks, 950 ours
+    verdict = contention_since(start, read=lambda: end)
+    assert not verdict.busy and verdict.others_share == pytest.approx(0.02) and verdict.load_average == 1.9
+
+
+def test_a_measurement_others_competed_with_is_busy_and_says_so(monkeypatch):
+    monkeypatch.setattr("os.getloadavg", lambda: (0.2, 0.2, 0.2))
+    verdict = contention_since(CpuTicks(0, 0, 0), read=lambda: CpuTicks(1000, 100, 500))  # 400 ticks others'
+    assert verdict.busy and verdict.others_share == pytest.approx(0.4)
+    assert verdict.reason().startswith("other processes used 40% of the")
+
+
+def test_without_ticks_a_measurement_falls_back_to_the_load_average(monkeypatch):
+    monkeypatch.setattr("os.getloadavg", lambda: (9.0, 9.0, 9.0))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    verdict = contention_since(None, read=lambda: None)
+    assert verdict.busy and verdict.others_share is None and verdict.reason() == "load average 9.0 on 2 CPUs"
 
 
 def test_a_real_reading_of_this_machine_is_consistent():

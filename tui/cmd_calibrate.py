@@ -36,7 +36,7 @@ def _print(data: dict[str, Any]) -> None:
     head.add_column("value")
     for label, value in (
         ("torch / threads", f"{p['torch_version']} / {p['threads']}"),
-        ("measured at", f"{p['measured_at']} (load average {p['load_average']}, "
+        ("measured at", f"{p['measured_at']} ({_contention(p)}, "
                         f"{'busy: not cached' if p['busy'] else 'idle'})"),
         ("measurement", f"{p['measure_seconds']:.1f} s"),
         ("file", f"{data['path']} ({'cached' if data['cached'] else 'measured now'})"),
@@ -57,6 +57,12 @@ def _print(data: dict[str, Any]) -> None:
     for variant, row in p.get("framework", {}).items():
         host.add_row(variant, f"{row['per_step_s'] * 1e3:.3f}", f"{row['per_layer_s'] * 1e3:.3f}")
     console.print(host, markup=False)
+
+
+def _contention(p: dict) -> str:
+    share = p.get("others_cpu_share")
+    where = f"others used {share:.0%} of the CPUs' time" if share is not None else "others' CPU use unknown"
+    return f"{where}, load average {p['load_average']}"
 
 
 def calibrate(
@@ -81,7 +87,7 @@ def calibrate(
                 fail(f"cannot write {out}: {exc}")
     data = {"profile": profile.to_dict(), "summary": profile.summary(), **info}
     if profile.busy:
-        warn(f"the machine was busy (load average {profile.load_average}): this profile is not cached; "
+        warn(f"the machine was busy ({_contention(data['profile'])}): this profile is not cached; "
              "calibrate again when it is quiet")
     if as_json:
         emit_json(data)
