@@ -7,7 +7,7 @@ on, dropout 0, tied head), the same batch, the same precision (autocast to
 bf16 for bf16-mixed) and the same step (forward with the loss, backward,
 AdamW, zero_grad). Each uses its own optimizer setup, as each project ships
 it: nanoGPT's ``configure_optimizers`` (fused only on CUDA, else torch's
-default implementation), mfutop's ``make_adamw`` (foreach on the CPU). The two
+default implementation), mfutop's ``make_adamw`` (fused, on the CPU too, from torch 2.4). The two
 run interleaved, in rounds, in one process, so a slow spell of a shared
 machine lands on both; the process allocator setting mfutop's profiled steps
 use (``profiler.host_allocator``) is applied to both.

@@ -64,11 +64,14 @@ class MeasuredCost(_Communication):
 
     source = "measured"
 
-    def __init__(self, profile: DeviceProfile, hardware: HardwareSpec | None, setup: TrainSetup):
-        """``hardware`` times communication and kernels the profile lacks; None for one device's own step."""
+    def __init__(self, profile: DeviceProfile, hardware: HardwareSpec | None, setup: TrainSetup,
+                 optimizer_impl: str = "fused"):
+        """``hardware`` times communication and kernels the profile lacks; None for one device's own step.
+        ``optimizer_impl``: the AdamW the step runs (``StepOverheads.optimizer_impl``)."""
         super().__init__(hardware, setup)
         self.profile = profile
         self.device_kind = "cpu" if profile.device_kind == "cpu" else "gpu"
+        self.optimizer_impl = optimizer_impl
         self.missing: set[str] = set()
 
     def _grid(self, table: dict, kernel: str, dtype: str, phase: str):
@@ -98,7 +101,7 @@ class MeasuredCost(_Communication):
             t, ext = grid.lookup(op.shape) if grid is not None else (0.0, True)
             return OpCost(t, 0.0, ext)
         if op.category == "optimizer":  # measured as a whole AdamW step: per step, per tensor, per element
-            opt = self.profile.optimizer.get(f"adamw.{self._impl()}") or next(iter(self.profile.optimizer.values()))
+            opt = self._optimizer()
             if op.kernel == "launch":
                 return OpCost(opt["step_s"], 0.0)
             return OpCost(opt["per_tensor_s"] + optimizer_element_seconds(opt, op.shape[1]) * op.shape[0], 0.0)
@@ -123,8 +126,13 @@ class MeasuredCost(_Communication):
         row = row or next(iter(table.values()))
         return row["per_step_s"] + row["per_layer_s"] * layers
 
-    def _impl(self) -> str:
-        return "fused" if self.device_kind == "gpu" else "foreach"
+    def _optimizer(self) -> dict[str, float]:
+        """The measured AdamW the step runs; another one measured stands in (and says so in ``missing``)."""
+        key = f"adamw.{self.optimizer_impl}"
+        if key not in self.profile.optimizer:
+            self.missing.add(key)
+            return next(iter(self.profile.optimizer.values()))
+        return self.profile.optimizer[key]
 
     def seconds(self, op: Op) -> float:
         c = self.cost(op)

@@ -60,7 +60,7 @@ def max_batch_size(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup
     """Largest training micro-batch per GPU that fits; 0 when batch 1 does not.
 
     Same memory model as ``predict()``: CPU autocast's bf16 softmax when ``hardware.vendor`` is
-    "cpu", and the AdamW the profiler runs there (foreach on the CPU, fused on a GPU)."""
+    "cpu", and the AdamW the profiler runs there (fused where torch has the kernel)."""
     from estimator.memory import training_memory
     from estimator.step_overheads import default_overheads
 

@@ -122,7 +122,8 @@ def _train(model: ModelConfig, hardware: HardwareSpec, setup: TrainSetup, b: int
         step = predict_step(model, setup, datasheet, b, s, overlap_dp)
         step.update(_rates(step["time_s"], tokens_per_step, flops, setup, mfu_peak))
         if device_profile is not None:
-            measured = predict_step(model, setup, MeasuredCost(device_profile, hardware, setup), b, s, overlap_dp)
+            measured = predict_step(model, setup, MeasuredCost(device_profile, hardware, setup, overheads.optimizer_impl),
+                                    b, s, overlap_dp)
             spec = {k: step[k] for k in ("time_s", "tokens_per_s", "mfu", "hfu", "categories", "breakdown")}
             step = dict(measured, **_rates(measured["time_s"], tokens_per_step, flops, setup, mfu_peak),
                         spec=dict(spec, source="datasheet"),

@@ -97,12 +97,13 @@ class StepOverheads:
 
 
 def default_overheads(hardware: HardwareSpec) -> StepOverheads:
-    """CPU (``hardware.vendor == "cpu"``): measured dispatch cost, foreach AdamW (the profiler's
-    choice off CUDA), CPU kernel rates, and no second derating of a measured matmul peak.
+    """CPU (``hardware.vendor == "cpu"``): measured dispatch cost, fused AdamW (the profiler's default
+    where torch has the CPU kernel, 2.4 on; a run on an older torch says foreach), CPU kernel rates, and
+    no second derating of a measured matmul peak.
     GPU: formulas.md's launch figure, fused AdamW (the profiler's default on CUDA)."""
     if hardware.vendor == "cpu":
         measured = "measured matmul" in hardware.source
-        return StepOverheads("cpu", CPU_OP_OVERHEAD_S, "foreach", cpu_kernels=True,
+        return StepOverheads("cpu", CPU_OP_OVERHEAD_S, "fused", cpu_kernels=True,
                              matmul_efficiency=CPU_MEASURED_MATMUL_EFFICIENCY if measured else None)
     return StepOverheads("gpu", GPU_OP_OVERHEAD_S, "fused")
 
@@ -113,10 +114,10 @@ def cpu_matmul_efficiency(overheads: StepOverheads) -> float:
     return overheads.matmul_efficiency or CPU_THEORETICAL_MATMUL_EFFICIENCY
 
 
-def adamw_impl(fused_adamw: bool | None, adamw_foreach: bool | None, on_cuda: bool) -> str:
-    """The AdamW the profiler builds (``profiler.step.make_adamw``): fused by default on CUDA,
-    foreach elsewhere; ``adamw_foreach=False`` without fused is the single-tensor for-loop."""
-    fused = fused_adamw if fused_adamw is not None else on_cuda
+def adamw_impl(fused_adamw: bool | None, adamw_foreach: bool | None, fused_default: bool) -> str:
+    """The AdamW the profiler builds (``profiler.step.make_adamw``): fused by default where the device has
+    the kernel (``fused_default``), else foreach; ``adamw_foreach=False`` without fused is the for-loop."""
+    fused = fused_adamw if fused_adamw is not None else fused_default
     if fused:
         return "fused"
     return "for-loop" if adamw_foreach is False else "foreach"

@@ -26,6 +26,7 @@ from estimator.device_profile import (
     ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, OPTIMIZER_CACHE_ELEMENTS, OPTIMIZER_DRAM_ELEMENTS, DeviceProfile, Grid,
 )
 from estimator.errors import ConfigError
+from profiler.adamw import fused_by_default
 from profiler.host_allocator import retain_freed_memory
 from profiler.cpu_probe import _model_name, _cpuinfo_fields
 from profiler.load_check import contention_since, read_ticks
@@ -390,17 +391,20 @@ def measure_framework(device, timer, grids: DeviceProfile, precisions: tuple[str
     from estimator.setup import TrainSetup
     from profiler.step import StepOptions, TrainingStep
 
+    impl = next(iter(grids.optimizer)).removeprefix("adamw.")  # the AdamW measured: the instances step it
     out: dict[str, dict[str, float]] = {}
     for family in FRAMEWORK_FAMILIES:
         for flash in (True, False):
             for precision in precisions:
                 setup = TrainSetup(batch_size=1, seq_len=FRAMEWORK_TOKENS, precision=precision,
                                    flash_attention=flash)
-                cost = MeasuredCost(grids, None, setup)
+                cost = MeasuredCost(grids, None, setup, impl)
                 runs = []
                 for layers in FRAMEWORK_LAYERS:
                     cfg = _framework_instance(family, layers)
-                    trainer = TrainingStep(cfg, device, StepOptions(precision=precision, flash_attention=flash))
+                    trainer = TrainingStep(cfg, device, StepOptions(
+                        precision=precision, flash_attention=flash, fused_adamw=impl == "fused",
+                        adamw_foreach=impl == "foreach"))
                     graph = step_graph(cfg, setup)
                     kernels = sum(cost.cost(op).device_s for op in graph.micro_batch + graph.per_step)
                     runs.append((trainer, trainer.make_batch(1, FRAMEWORK_TOKENS), kernels, []))
@@ -461,7 +465,7 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
     if dev.type == "cpu":
         retain_freed_memory()  # the allocator the profiled step runs with (profiler.host_allocator)
     timer = _Timer(dev)
-    impl = optimizer_impl or ("fused" if dev.type == "cuda" else "foreach")
+    impl = optimizer_impl or ("fused" if fused_by_default(dev.type) else "foreach")  # the AdamW a step uses
     ticks = read_ticks()  # others' CPU use over the measurement decides whether it is kept (load_check)
     saved = CPU_POINT_SECONDS
     if point_seconds is not None:

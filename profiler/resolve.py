@@ -120,6 +120,8 @@ def resolve_on(config: RunConfig, device_kind: str, torch_device: str, precision
 
         peak = detected.spec.peak(dtype)
         source = peak_source(detected.spec, dtype, (event.details or {}).get("measured_peaks"))
+    from profiler.adamw import fused_by_default  # torch: the run imports it by now
+
     threads = None
     if device_kind == "cpu":
         import torch
@@ -130,6 +132,6 @@ def resolve_on(config: RunConfig, device_kind: str, torch_device: str, precision
         padded=model.with_vocab_padded(config.vocab_pad_multiple), seq_len=seq_len, precision=precision,
         precision_note=note, peak_dtype=dtype, peak_flops=peak, peak_source=source,
         attention="sdpa" if config.flash_attention else "explicit",
-        optimizer_impl=adamw_impl(config.fused_adamw, config.adamw_foreach, on_cuda=device_kind == "cuda"),
+        optimizer_impl=adamw_impl(config.fused_adamw, config.adamw_foreach, fused_by_default(device_kind)),
         threads=threads,
     )

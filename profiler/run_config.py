@@ -34,7 +34,7 @@ class RunConfig:
     precision: str = "bf16-mixed"  # on CPU without bf16 support the runner says so
     compile: bool = False
     flash_attention: bool = True  # F.scaled_dot_product_attention vs explicit matmuls
-    fused_adamw: bool | None = None  # None: fused on CUDA, foreach elsewhere
+    fused_adamw: bool | None = None  # None: fused where torch has the kernel (adamw.fused_by_default)
     adamw_foreach: bool | None = None  # False: the single-tensor for-loop AdamW (the ladder's baseline)
     pin_memory: bool = True
     vocab_pad_multiple: int = 1  # 64 pads GPT-2's 50257 to 50304

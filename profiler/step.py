@@ -10,7 +10,8 @@ backward, ``optimizer.step()``, ``zero_grad(set_to_none=True)``. Switches:
   in bfloat16: weights, grads and AdamW moments);
 - ``flash_attention``: ``F.scaled_dot_product_attention`` vs explicit matmuls;
 - ``compile``: ``torch.compile(model)`` (each new batch shape recompiles);
-- ``fused_adamw``: fused kernel (default on CUDA), else ``foreach`` (or, with
+- ``fused_adamw``: fused kernel (the default where torch has it: CUDA, the CPU from
+  torch 2.4, ``profiler.adamw.fused_by_default``), else ``foreach`` (or, with
   ``adamw_foreach=False``, the single-tensor for-loop: the seed's baseline);
 - ``pin_memory``: synthetic batches in pinned host memory, copied with
   ``non_blocking=True`` (GPU only);
@@ -33,7 +34,7 @@ import torch
 
 from estimator.errors import ConfigError
 from estimator.model_config import ModelConfig
-from profiler.adamw import AdamW
+from profiler.adamw import AdamW, fused_by_default
 from profiler.host_allocator import retain_freed_memory
 from profiler.model import GPT, build_model
 
@@ -46,7 +47,7 @@ class StepOptions:
     precision: str = "bf16-mixed"
     flash_attention: bool = True
     compile: bool = False
-    fused_adamw: bool | None = None  # None: fused on CUDA, foreach elsewhere
+    fused_adamw: bool | None = None  # None: fused where torch has the kernel (adamw.fused_by_default)
     adamw_foreach: bool | None = None  # False (and not fused): the single-tensor for-loop AdamW
     pin_memory: bool = True
     vocab_pad_multiple: int = 1
@@ -116,7 +117,7 @@ def make_adamw(model: torch.nn.Module, device: torch.device, options: StepOption
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": options.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    fused = options.fused_adamw if options.fused_adamw is not None else device.type == "cuda"
+    fused = options.fused_adamw if options.fused_adamw is not None else fused_by_default(device.type)
     kind = {"fused": True} if fused else {"foreach": options.adamw_foreach is not False}
     return AdamW(groups, lr=options.lr, betas=ADAM_BETAS, **kind)
 

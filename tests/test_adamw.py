@@ -14,7 +14,8 @@ from profiler.step import ADAM_BETAS, StepOptions, make_adamw
 
 SMALL = customise(get_model("gpt-tiny"), vocab_size=96, context_length=16, d_model=32, n_layers=2, n_heads=2)
 KINDS = {"foreach": {"foreach": True}, "for-loop": {"foreach": False}, "fused": {"fused": True}}
-OPTIONS = {"foreach": StepOptions(precision="fp32"), "for-loop": StepOptions(precision="fp32", adamw_foreach=False),
+OPTIONS = {"foreach": StepOptions(precision="fp32", fused_adamw=False),
+           "for-loop": StepOptions(precision="fp32", fused_adamw=False, adamw_foreach=False),
            "fused": StepOptions(precision="fp32", fused_adamw=True)}
 
 
@@ -120,3 +121,14 @@ def test_building_and_stepping_a_training_step_does_not_import_dynamo():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("version, device, expected", [
+    ("2.13.0+cpu", "cpu", True), ("2.4.0", "cpu", True), ("2.3.1", "cpu", False), ("2.2.0+cu121", "cuda", True),
+    ("2.13.0", "mps", False), ("nightly", "cpu", False),
+])
+def test_fused_is_the_default_wherever_torch_has_the_kernel(monkeypatch, version, device, expected):
+    from profiler import adamw
+
+    monkeypatch.setattr(adamw.torch, "__version__", version)
+    assert adamw.fused_by_default(device) is expected

@@ -171,3 +171,22 @@ def test_optimizer_element_cost_follows_the_steps_working_set():
     assert cost.seconds(big) == pytest.approx(4e-6 + 3e-9 * big.shape[0])
     middle = _replace(big, shape=(big.shape[0], 2 * OPTIMIZER_CACHE_ELEMENTS))  # a third of the way, in log
     assert cost.seconds(middle) == pytest.approx(4e-6 + (1e-9 + 2e-9 / 3) * big.shape[0])
+
+
+def test_the_optimizer_cost_is_the_measured_adamw_the_step_runs():
+    """fused and foreach AdamW cost differently (2.4-3x on a CPU): the run's own is looked up; a profile that
+    measured only another one stands in with it and says which was missing."""
+    from dataclasses import replace as _replace
+
+    fused = {"step_s": 1e-5, "per_tensor_s": 1e-6, "per_element_s": 1e-9, "per_element_dram_s": 1e-9}
+    foreach = {"step_s": 1e-5, "per_tensor_s": 5e-6, "per_element_s": 3e-9, "per_element_dram_s": 3e-9}
+    setup = TrainSetup(batch_size=2, seq_len=64, precision="fp32")
+    op = next(op for op in step_graph(get_model("gpt-tiny"), setup).per_step
+              if op.category == "optimizer" and op.kernel != "launch")
+    both = _replace(synthetic_profile(), optimizer={"adamw.fused": fused, "adamw.foreach": foreach})
+    run_fused, run_foreach = (MeasuredCost(both, H100, setup, impl) for impl in ("fused", "foreach"))
+    assert run_fused.seconds(op) == pytest.approx(1e-6 + 1e-9 * op.shape[0])
+    assert run_foreach.seconds(op) == pytest.approx(5e-6 + 3e-9 * op.shape[0])
+    assert not run_fused.missing and not run_foreach.missing
+    only_foreach = MeasuredCost(_replace(both, optimizer={"adamw.foreach": foreach}), H100, setup, "fused")
+    assert only_foreach.seconds(op) == run_foreach.seconds(op) and "adamw.fused" in only_foreach.missing

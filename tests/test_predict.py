@@ -173,7 +173,7 @@ def test_per_op_overhead_is_a_named_assumption_by_device_kind():
     assert gpu["assumptions"]["time.op_overhead_s"] == GPU_OP_OVERHEAD_S == 7.5e-6
     assert "kernel launch ~5–10 µs" in gpu["assumptions"]["time.op_overhead"]  # its published range
     assert "kernel launch" not in cpu["assumptions"]["time.not_modelled"]
-    assert cpu["assumptions"]["time.optimizer_impl"] == "foreach"
+    assert cpu["assumptions"]["time.optimizer_impl"] == "fused"  # the profiler's CPU default (torch >= 2.4)
     assert gpu["assumptions"]["time.optimizer_impl"] == "fused"
     assert "time.cpu_attention" in cpu["assumptions"] and "time.cpu_attention" not in gpu["assumptions"]
     # CPU: ops run in sequence, all host time is on the step; GPU: launches hide behind nothing here
@@ -193,7 +193,7 @@ def test_overheads_override_and_overlap():
     tiny, spec = get_model("gpt-tiny"), _measured_cpu()
     setup = TrainSetup(batch_size=32, seq_len=128)
     default = predict(tiny, spec, setup)["step"]
-    free = predict(tiny, spec, setup, overheads=StepOverheads("cpu", 0.0, "foreach", cpu_kernels=True,
+    free = predict(tiny, spec, setup, overheads=StepOverheads("cpu", 0.0, "fused", cpu_kernels=True,
                                                                 matmul_efficiency=0.85))["step"]
     assert default["time_s"] - free["time_s"] == pytest.approx(default["overhead"]["host_s"])
     assert free["breakdown"]["op_overhead_s"] == 0

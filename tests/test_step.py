@@ -13,6 +13,7 @@ from profiler.memory_meter import (
 from profiler.step import (
     StepOptions, TrainingStep, cpu_autocast_bf16_works, effective_precision, float32_matmul_mode,
 )
+from profiler.adamw import fused_by_default
 from profiler.compare import steady_state
 from profiler.step_timer import StepTimer
 
@@ -45,13 +46,15 @@ def test_synthetic_batches_are_next_token_pairs_from_the_real_vocabulary():
 
 
 def test_optimizer_switch_fused_foreach_or_for_loop():
-    foreach = TrainingStep(TINY, "cpu", StepOptions(precision="fp32"))
+    default = TrainingStep(TINY, "cpu", StepOptions(precision="fp32"))
+    assert default.optimizer.defaults["fused"] is fused_by_default("cpu") is True  # torch 2.13 has the CPU kernel
+    foreach = TrainingStep(TINY, "cpu", StepOptions(precision="fp32", fused_adamw=False))
     assert foreach.optimizer.defaults["foreach"] is True and not foreach.optimizer.defaults["fused"]
     fused = TrainingStep(TINY, "cpu", StepOptions(precision="fp32", fused_adamw=True))
     assert fused.optimizer.defaults["fused"] is True
     x, y = fused.make_batch(2, 16)
     assert torch.isfinite(fused.step(x, y))
-    loop = TrainingStep(TINY, "cpu", StepOptions(precision="fp32", adamw_foreach=False))
+    loop = TrainingStep(TINY, "cpu", StepOptions(precision="fp32", fused_adamw=False, adamw_foreach=False))
     assert loop.optimizer.defaults["foreach"] is False and not loop.optimizer.defaults["fused"]
     decay = [g["weight_decay"] for g in fused.optimizer.param_groups]
     assert decay == [0.1, 0.0]  # matrices decay, biases and norms do not (nanoGPT)

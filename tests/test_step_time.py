@@ -193,7 +193,7 @@ def test_cpu_host_cost_is_serial():
     assert default_overheads(spec).device_kind == "cpu" and default_overheads(H100).device_kind == "gpu"
     setup = TrainSetup(batch_size=16, seq_len=128)
     st = predict_step(TINY, setup, DatasheetCost(spec, setup))
-    free = predict_step(TINY, setup, DatasheetCost(spec, setup, StepOverheads("cpu", 0.0, "foreach",
+    free = predict_step(TINY, setup, DatasheetCost(spec, setup, StepOverheads("cpu", 0.0, "fused",
                                                                               cpu_kernels=True)))
     assert st["time_s"] == pytest.approx(_terms_sum(st), rel=1e-12)
     assert st["breakdown"]["op_overhead_s"] == pytest.approx(st["overhead"]["host_s"])
@@ -202,11 +202,11 @@ def test_cpu_host_cost_is_serial():
 
 
 def test_adamw_impl_follows_the_profiler_defaults():
-    assert adamw_impl(None, None, on_cuda=True) == "fused"
-    assert adamw_impl(None, None, on_cuda=False) == "foreach"
-    assert adamw_impl(False, None, on_cuda=True) == "foreach"
-    assert adamw_impl(None, False, on_cuda=False) == "for-loop"
-    assert adamw_impl(True, False, on_cuda=False) == "fused"
+    assert adamw_impl(None, None, fused_default=True) == "fused"
+    assert adamw_impl(None, None, fused_default=False) == "foreach"  # a torch without the device's kernel
+    assert adamw_impl(False, None, fused_default=True) == "foreach"
+    assert adamw_impl(None, False, fused_default=False) == "for-loop"
+    assert adamw_impl(True, False, fused_default=False) == "fused"
 
 
 def test_gpu_launch_overhead_hides_behind_big_steps():

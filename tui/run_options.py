@@ -51,7 +51,7 @@ PARAMS: dict[str, tuple[Any, Any]] = {
     "precision": (str, O("bf16-mixed", F["precision"], help="fp32 | tf32 | bf16-mixed | bf16.")),
     "compile_": (bool, O(False, "/".join(F["compile"]), help="torch.compile the model.")),
     "flash": (bool, O(True, "/".join(F["flash_attention"]), help="scaled_dot_product_attention vs explicit matmuls.")),
-    "fused_adamw": (Optional[bool], O(None, "/".join(F["fused_adamw"]), help="Fused AdamW (default: on CUDA) vs foreach.")),
+    "fused_adamw": (Optional[bool], O(None, "/".join(F["fused_adamw"]), help="Fused AdamW (default: where torch has it: CUDA, CPU from torch 2.4) vs foreach.")),
     "pin_memory": (bool, O(True, "/".join(F["pin_memory"]), help="Pinned host batches (GPU).")),
     "vocab_pad": (int, O(1, F["vocab_pad_multiple"], min=1, max=1 << 20,
                          help="Pad the vocabulary to a multiple (64: 50257 -> 50304).")),
