@@ -116,3 +116,27 @@ def test_a_full_measurement_round_trips_through_its_schema():
     assert again == replace(profile)
     assert profile.threads == torch.get_num_threads() and profile.torch_version == torch.__version__
     assert {"sdpa", "explicit"} <= set(profile.attention) and "fp32" in profile.gemm
+
+
+def test_every_grid_point_reads_its_inputs_cold():
+    """Inputs of every size cycle through copies (as an op's inputs in a step were written several ops ago),
+    up to COLD_COPIES of them; only an input as large as COLD_BYTES is read from one copy."""
+    assert calibrate._cold_copies(8 << 10) == calibrate.COLD_COPIES  # 8 KiB: cycled, capped
+    assert calibrate._cold_copies(calibrate.COLD_BYTES // 16) == 16
+    assert calibrate._cold_copies(calibrate.COLD_BYTES) == 1 == calibrate._cold_copies(4 * calibrate.COLD_BYTES)
+
+
+def test_the_engine_backward_matches_autograd_and_imports_no_sympy():
+    """calibrate._backward is torch.autograd.grad without the gradient-shape check that imports sympy."""
+    import subprocess
+    import sys
+
+    x = torch.randn(3, 4, requires_grad=True)
+    g = torch.randn(3, 4)
+    y = torch.nn.functional.gelu(x)
+    ours = calibrate._backward(y, (x,), g, retain_graph=True)
+    assert torch.equal(ours[0], torch.autograd.grad(y, (x,), g)[0])
+    code = ("import sys, torch; from profiler import calibrate; x = torch.randn(4, requires_grad=True); "
+            "calibrate._backward(x.exp(), (x,), torch.ones(4)); print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
