@@ -26,6 +26,7 @@ from torch.autograd.profiler import record_function
 from torch.optim.adamw import adamw
 
 STEP_SCOPE = "Optimizer.step#AdamW.step"
+ZERO_GRAD_SCOPE = "Optimizer.zero_grad#AdamW.zero_grad"
 FUSED_CPU_TORCH = (2, 4)  # the first torch whose fused AdamW kernel runs on the CPU
 
 
@@ -43,7 +44,6 @@ def fused_by_default(device_type: str) -> bool:
     except ValueError:
         return False
     return (major, minor) >= FUSED_CPU_TORCH
-ZERO_GRAD_SCOPE = "Optimizer.zero_grad#AdamW.zero_grad"
 
 
 class AdamW:

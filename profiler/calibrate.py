@@ -5,12 +5,14 @@ over (batch·heads, seq, head_dim), elementwise kernels from cache- to
 DRAM-sized tensors, dispatch costs, the optimizer), never a model's own shapes,
 so one profile predicts any model. It runs with the thread count and dtypes of
 the run. Each point is the median call of a short window after one warm-up
-call; points whose FLOPs or call time exceed a cap are not run: the nearest
-measured point is scaled. On CUDA the
-same code times with CUDA events (``_Timer``).
+call, its inputs cycled through copies larger than the last-level cache (read
+cold, as an op's inputs in a step are); points whose FLOPs or call time exceed
+a cap are not run: the nearest measured point is scaled. On CUDA the same code
+times with CUDA events (``_Timer``).
 
-A busy machine's profile is marked; where profiles are cached and when one is
-reused is ``profiler.profile_cache``'s.
+A profile others competed with (``profiler.load_check``: their CPU share while
+it measured) is marked busy; where profiles are cached and when one is reused
+is ``profiler.profile_cache``'s.
 """
 
 from __future__ import annotations
@@ -274,10 +276,12 @@ def _backward(output, inputs, grad=None, retain_graph: bool = False):
 
     try:
         from torch.autograd.graph import _engine_run_backward
-    except ImportError:  # another torch: the public call
+
+        grads = (torch.ones_like(output) if grad is None else grad,)
+        return _engine_run_backward((output,), grads, retain_graph, False, tuple(inputs), False,
+                                    accumulate_grad=False)
+    except (ImportError, TypeError):  # another torch's private entry: the public call
         return torch.autograd.grad(output, inputs, grad, retain_graph=retain_graph)
-    grads = (torch.ones_like(output) if grad is None else grad,)
-    return _engine_run_backward((output,), grads, retain_graph, False, tuple(inputs), False, accumulate_grad=False)
 
 
 AUTOGRAD_BACKWARD = ("rmsnorm", "cross_entropy")  # their backward timing includes a forward: subtracted

@@ -486,5 +486,3 @@ def measured_peak(dtype: str = "fp32", cache_path: str | os.PathLike | None = No
     if use_cache and (cacheable or refresh):  # a refresh always discards the old figure
         _store_cache(path, key, result if cacheable else None)
     return {**result, "cached": False}
-
-
