@@ -140,3 +140,33 @@ def test_the_engine_backward_matches_autograd_and_imports_no_sympy():
             "calibrate._backward(x.exp(), (x,), torch.ones(4)); print('sympy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+class _ScriptedTimer:
+    """Canary readings in a given order: each reading's CANARY_CALLS calls all take that long."""
+
+    def __init__(self, readings):
+        self.calls = [r for r in readings for _ in range(calibrate.CANARY_CALLS)]
+
+    def __call__(self, fn):
+        fn()
+        return self.calls.pop(0)
+
+
+def test_a_grid_timed_in_a_slow_spell_is_timed_again_and_the_faster_timing_kept():
+    # after A: 100 µs (the best); after B: 200 (a spell: 2x); after C: 135 (1.35x); B again: 110, C again: 140
+    canary = calibrate._SpeedCanary("cpu", _ScriptedTimer([100e-6, 200e-6, 135e-6, 110e-6, 140e-6]))
+    stored, runs = {}, {"A": 0, "B": 0, "C": 0}
+
+    def grid(name):
+        def measure():
+            runs[name] += 1
+            return f"{name}{runs[name]}"
+        return measure
+
+    for name in "ABC":
+        canary.timed(name, grid(name), lambda value, name=name: stored.__setitem__(name, value))
+    canary.retime_slow()
+    assert runs == {"A": 1, "B": 2, "C": 2}  # B (slowest first) and C (1.35x > 1.3x) timed again
+    assert stored == {"A": "A1", "B": "B2", "C": "C1"}  # C's second reading (140) was no faster: kept
+    assert canary.retimed == ["B"] and "100-200 µs over 5 readings; timed again after a slow spell: B" in canary.note()
