@@ -115,19 +115,28 @@ def _rope_widths(ctx: GraphContext, heads: int, kv: int) -> list[tuple[str, int]
     return [("q", heads * rot), ("k", kv * rot)]
 
 
+def _rope(ctx: GraphContext, name: str, phase: str, elements: int) -> list[Op]:
+    """``profiler.model.apply_rope`` on ``elements`` rotated values, or its backward: the complex multiply
+    (by the angle's conjugate backward, after a copy of the incoming gradient) in fp32, between casts from
+    and back to a 16-bit activation dtype."""
+    forward = phase != "backward"
+    ops = [] if ctx.a == "fp32" else [cast(f"{name}.to_fp32", phase, elements, "fp32")]
+    if not forward:
+        ops.append(elementwise(f"{name}.grad_copy", "copy", phase, elements, "fp32"))
+    ops.append(elementwise(f"{name}.mul", "binary", phase, elements, "fp32",
+                           host_ops=HOST_OPS["rope_forward" if forward else "rope_backward"]))
+    return ops if ctx.a == "fp32" else ops + [cast(f"{name}.to_{ctx.a}", phase, elements, ctx.a)]
+
+
 def _attention_forward(ctx: GraphContext, phase: str) -> list[Op]:
     """RoPE, GQA repeat, the attention core, the head merge (the q/kv matrices are the caller's)."""
     c = ctx.cfg
     heads, kv = ceil_div(c.n_heads, ctx.tp), ceil_div(c.kv_heads, ctx.tp)
     kind = "sdpa" if ctx.setup.flash_attention else "explicit"
     ops = []
-    if c.position == "rope":  # q and k: x1·cos − x2·sin, x1·sin + x2·cos, cat
+    if c.position == "rope":  # q and k: each pair times e^(i·angle), one complex multiply in fp32
         for part, width in _rope_widths(ctx, heads, kv):
-            half = ctx.t * width // 2
-            ops += [elementwise(f"attn.rope_{part}.mul", "binary", phase, half, ctx.a) for _ in range(4)]
-            ops += [elementwise(f"attn.rope_{part}.add", "binary", phase, half, ctx.a) for _ in range(2)]
-            ops.append(elementwise(f"attn.rope_{part}.cat", "copy", phase, 2 * half, ctx.a,
-                                   host_ops=HOST_OPS["rope_forward"]))
+            ops += _rope(ctx, f"attn.rope_{part}", phase, ctx.t * width)
     if kv != heads:  # GQA: repeat_interleave of k and v
         ops += [elementwise(f"attn.repeat_{x}", "copy", phase, ctx.t * heads * w, ctx.a)
                 for x, w in (("k", c.dh), ("v", c.vdh))]
@@ -157,9 +166,7 @@ def _attention_backward(ctx: GraphContext) -> list[Op]:
                 for x, w in (("k", c.dh), ("v", c.vdh))]
     if c.position == "rope":
         for part, width in _rope_widths(ctx, heads, kv):
-            half = ctx.t * width // 2
-            ops += [elementwise(f"attn.rope_{part}.bwd", "binary", "backward", half, ctx.a,
-                                host_ops=HOST_OPS["rope_backward"] if i == 0 else 0) for i in range(6)]
+            ops += _rope(ctx, f"attn.rope_{part}.bwd", "backward", ctx.t * width)
     ops.append(elementwise("attn.qkv_grad_cat", "copy", "backward", ctx.t * (heads * (c.dh + c.vdh) + kv * c.dh),
                            ctx.a, host_ops=HOST_OPS["attention_backward_reshape"]))
     return ops

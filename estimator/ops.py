@@ -37,11 +37,12 @@ ATTENTION_KINDS = ("sdpa", "explicit")
 # 2.13, fp32 / bf16-mixed, SDPA / explicit: tests/test_op_graph.py checks the totals within 10 %): a Linear's
 # view/t/view, and in its backward the transposes, views and autograd's detaches; the qkv split and head
 # transposes; explicit attention's scale, mask, softmax and their views; RMSNorm's pow/mean/add/rsqrt/mul
-# (one kernel counted, five more dispatched) and their backward; RoPE's slices, broadcasts and negations.
+# (one kernel counted, five more dispatched) and their backward; RoPE's complex views (view, view_as_complex
+# of x and of the table, view_as_real, flatten; backward the same with the table's conjugate).
 HOST_OPS = {"linear": 3, "qkv_split": 7, "attention_out": 2, "loss": 4, "linear_backward": 10,
             "attention_backward_reshape": 9, "accumulate_grad": 1, "explicit_forward": 21,
-            "explicit_backward": 20, "rmsnorm_forward": 5, "rmsnorm_backward": 9, "rope_forward": 7,
-            "rope_backward": 9, "loss_backward": 6}
+            "explicit_backward": 20, "rmsnorm_forward": 5, "rmsnorm_backward": 9, "rope_forward": 5,
+            "rope_backward": 5, "loss_backward": 6}
 
 
 @dataclass(frozen=True)

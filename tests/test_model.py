@@ -98,3 +98,25 @@ def test_sequence_longer_than_context_is_a_config_error():
     cfg = get_model("gpt-tiny")
     with pytest.raises(ConfigError, match="longer than the context"):
         GPT(cfg)(torch.zeros((1, cfg.context_length + 1), dtype=torch.long))
+
+
+def test_rope_rotates_each_pair_by_its_angle_and_both_forms_agree(monkeypatch):
+    """apply_rope's complex multiply (eager) and its real form (under torch.compile) are one rotation:
+    position 0 unchanged, each pair's length kept, the angle t·θ_i."""
+    import profiler.model as pm
+
+    table = pm.rope_tables(8, 16)
+    x = torch.randn(2, 3, 16, 8)
+    eager = pm.apply_rope(x, table)
+    monkeypatch.setattr(pm, "_compiling", lambda: True)
+    real = pm.apply_rope(x, table)
+    assert torch.allclose(eager, real, atol=1e-6)
+    assert torch.allclose(eager[:, :, 0], x[:, :, 0], atol=1e-6)
+    pairs_in, pairs_out = x.reshape(2, 3, 16, 4, 2), eager.reshape(2, 3, 16, 4, 2)
+    assert torch.allclose(pairs_in.norm(dim=-1), pairs_out.norm(dim=-1), atol=1e-5)
+    theta = 1.0 / 10000 ** (torch.arange(0, 8, 2).float() / 8)
+    angle = torch.atan2(pairs_out[0, 0, 5, :, 1], pairs_out[0, 0, 5, :, 0]) - \
+        torch.atan2(pairs_in[0, 0, 5, :, 1], pairs_in[0, 0, 5, :, 0])
+    assert torch.allclose(torch.remainder(angle - 5 * theta + torch.pi, 2 * torch.pi) - torch.pi,
+                          torch.zeros(4), atol=1e-4)
+    assert pm.apply_rope(x.bfloat16(), table).dtype == torch.bfloat16

@@ -177,3 +177,18 @@ def test_fp8_gemms_and_their_per_tensor_casts():
     casts = {op.name for op in graph.micro_batch if op.kernel == "fp8_cast"}
     assert {"block0.mlp.fc.input_fp8", "block0.mlp.fc.weight_fp8", "block0.mlp.fc.grad_fp8"} <= casts
     assert graph.flops() == step_flops(cfg, 2, 32).total
+
+
+def test_rope_is_one_complex_multiply_in_fp32_between_casts():
+    """profiler.model.apply_rope: q and k times e^(i·angle) in fp32; under bf16 autocast a cast in and out."""
+    cfg = get_model("llama-tiny")
+    for precision, fwd, bwd in (
+        ("fp32", ["mul"], ["grad_copy", "mul"]),
+        ("bf16-mixed", ["to_fp32", "mul", "to_bf16"], ["to_fp32", "grad_copy", "mul", "to_bf16"]),
+    ):
+        graph = step_graph(cfg, TrainSetup(batch_size=2, seq_len=64, precision=precision))
+        ops = [op for op in graph.micro_batch if op.name.startswith("block0.attn.rope_q.")]
+        assert [op.name.split(".")[-1] for op in ops if op.forward] == fwd
+        assert [op.name.split(".")[-1] for op in ops if not op.forward] == bwd
+        mul = next(op for op in ops if op.name == "block0.attn.rope_q.mul")
+        assert mul.kernel == "binary" and mul.dtype == "fp32" and mul.shape == (2 * 64 * cfg.n_heads * cfg.dh,)
