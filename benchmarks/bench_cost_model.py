@@ -73,6 +73,7 @@ def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bo
     per-category breakdown of one more step."""
     from profiler.detect import detect_device
     from profiler.step import StepOptions, TrainingStep
+    from profiler.op_timer import LIVE_METHOD  # the method a breakdown too large to record and replay reports
     from profiler.step_breakdown import measure_breakdown
     from profiler.step_timer import StepTimer
 
@@ -97,7 +98,8 @@ def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bo
             "predicted_s": pred["time_s"],
             "datasheet_s": pred["spec"]["time_s"], "times": times,
             "extrapolated": pred.get("extrapolated", []), "predicted_categories": pred["categories"],
-            "measured_categories": split["categories"] if split else None}
+            "measured_categories": split["categories"] if split else None,
+            "breakdown_live": bool(split) and split.get("method") == LIVE_METHOD}
 
 
 def run_rounds(profile, cases: list[tuple], rounds: int, steps: int, warmup: int) -> list[dict]:
@@ -152,8 +154,9 @@ def print_categories(rows: list[dict]) -> None:
                          f"({v['error']:+.0%}, {v['share']:.0%} of step)" if v["error"] is not None else c)
             if v["error"] is not None:
                 worst[c] = max(worst.get(c, 0.0), abs(v["error"]))
+        live = " [timed live: too large to record and replay]" if r.get("breakdown_live") else ""
         print(f"  {r['model']:10} {r['batch_size']:>3}x{r['seq_len']:<3} {r['precision']:>10} {r['attention']:>8}: "
-              + "; ".join(cells))
+              + "; ".join(cells) + live)
     print("worst |error| per category: " + ", ".join(f"{c} {e:.0%}" for c, e in worst.items()))
 
 
