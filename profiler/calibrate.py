@@ -8,7 +8,7 @@ the run. Each point is the median call of a short window after one warm-up
 call, its inputs cycled through copies larger than the last-level cache (read
 cold, as an op's inputs in a step are); points whose FLOPs or call time exceed
 a cap are not run: the nearest measured point is scaled. A fixed GEMM read
-after each long grid (``_SpeedCanary``) finds the grids a shared host's slow
+after each long grid (``profiler.speed_canary``) finds the grids a shared host's slow
 spell fell on; they are timed again. On CUDA the same code times with CUDA
 events (``_Timer``).
 
@@ -34,6 +34,7 @@ from profiler.adamw import fused_by_default
 from profiler.host_allocator import retain_freed_memory
 from profiler.cpu_probe import _model_name, _cpuinfo_fields
 from profiler.load_check import contention_since, read_ticks
+from profiler.speed_canary import SpeedCanary
 
 GEMM_SIZES = (16, 64, 256, 1024, 4096)
 GEMM_M = (16, 64, 256, 1024, 4096)
@@ -461,56 +462,6 @@ def measure_optimizer(impl: str, device, timer) -> dict[str, float]:
             "per_element_dram_s": per_element_dram}
 
 
-SLOW_SPELL_RATIO = 1.3  # a grid timed while the canary ran this much slower than its best is timed again
-RETIMED_AT_MOST = 2  # grids timed again per calibration (each ~0.3-0.6 s on a CPU)
-CANARY_SIZE, CANARY_CALLS = 256, 9  # the canary: the median of 9 fp32 256³ GEMMs on cache-warm operands
-
-
-class _SpeedCanary:
-    """The device's speed, read after each long grid: a fixed GEMM. A shared host's neighbours slow every
-    kernel for seconds at a time (on this 2-vCPU VM by up to 1.9x, with nothing in /proc to show it), and a
-    grid timed in such a spell would predict every run from it that much too slow. At the end, the grids
-    read ``SLOW_SPELL_RATIO`` slower than the calibration's best reading (at most ``RETIMED_AT_MOST`` of
-    them, slowest first) are timed again, and the new timing is kept when its reading was faster."""
-
-    def __init__(self, device, timer: "_Timer"):
-        import torch
-
-        self._a, self._b = (torch.randn(CANARY_SIZE, CANARY_SIZE, device=device) for _ in range(2))
-        torch.mm(self._a, self._b)  # warm-up: the first call pays the BLAS's start-up
-        self._timer = timer
-        self.readings: list[float] = []
-        self.retimed: list[str] = []
-        self._grids: list[tuple[str, Callable[[], object], Callable[[object], None], float]] = []
-
-    def read(self) -> float:
-        import torch
-
-        calls = [self._timer(lambda: torch.mm(self._a, self._b)) for _ in range(CANARY_CALLS)]
-        self.readings.append(statistics.median(calls))
-        return self.readings[-1]
-
-    def timed(self, name: str, measure: Callable[[], object], store: Callable[[object], None]) -> None:
-        """``store(measure())``, then a reading that tells whether the machine was slow meanwhile."""
-        store(measure())
-        self._grids.append((name, measure, store, self.read()))
-
-    def retime_slow(self) -> None:
-        best = min(self.readings)
-        slow = sorted((g for g in self._grids if g[3] > SLOW_SPELL_RATIO * best), key=lambda g: -g[3])
-        for name, measure, store, reading in slow[:RETIMED_AT_MOST]:
-            result = measure()
-            if self.read() < reading:
-                store(result)
-                self.retimed.append(name)
-
-    def note(self) -> str:
-        best, worst = min(self.readings), max(self.readings)
-        retimed = f"; timed again after a slow spell: {', '.join(self.retimed)}" if self.retimed else ""
-        return (f"speed canary ({CANARY_SIZE}³ fp32 GEMM) {best * 1e6:.0f}-{worst * 1e6:.0f} µs over "
-                f"{len(self.readings)} readings{retimed}")
-
-
 def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), optimizer_impl: str | None = None,
                     point_seconds: float | None = None) -> DeviceProfile:
     """Measure every grid on ``device`` with torch's current thread count (a few seconds on a CPU)."""
@@ -528,7 +479,7 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
         CPU_POINT_SECONDS = point_seconds
     start = time.perf_counter()
     try:
-        canary = _SpeedCanary(dev, timer)
+        canary = SpeedCanary(dev, timer)
         gemm: dict = {}
         with torch.no_grad():
             for d in dtypes:

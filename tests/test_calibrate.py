@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from estimator.device_profile import dumps, from_dict, load  # noqa: E402
-from profiler import calibrate, profile_cache  # noqa: E402
+from profiler import calibrate, profile_cache, speed_canary  # noqa: E402
 from tests.fixtures.device_profiles import synthetic_profile  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -146,7 +146,7 @@ class _ScriptedTimer:
     """Canary readings in a given order: each reading's CANARY_CALLS calls all take that long."""
 
     def __init__(self, readings):
-        self.calls = [r for r in readings for _ in range(calibrate.CANARY_CALLS)]
+        self.calls = [r for r in readings for _ in range(speed_canary.CANARY_CALLS)]
 
     def __call__(self, fn):
         fn()
@@ -155,7 +155,7 @@ class _ScriptedTimer:
 
 def test_a_grid_timed_in_a_slow_spell_is_timed_again_and_the_faster_timing_kept():
     # after A: 100 µs (the best); after B: 200 (a spell: 2x); after C: 135 (1.35x); B again: 110, C again: 140
-    canary = calibrate._SpeedCanary("cpu", _ScriptedTimer([100e-6, 200e-6, 135e-6, 110e-6, 140e-6]))
+    canary = speed_canary.SpeedCanary("cpu", _ScriptedTimer([100e-6, 200e-6, 135e-6, 110e-6, 140e-6]))
     stored, runs = {}, {"A": 0, "B": 0, "C": 0}
 
     def grid(name):
