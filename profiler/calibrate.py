@@ -68,8 +68,8 @@ class _Timer:
             self._a, self._b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
     def window(self, fn: Callable[[], object], seconds: float, min_calls: int) -> float:
-        """Seconds per call of ``fn``, called until ``seconds`` have passed and ``min_calls`` were made:
-        the median call on the CPU (a call in a step is a typical call, not the luckiest: 2-9 % slower
+        """Seconds per call of ``fn``, called ``min_calls`` times and then while another call fits in
+        ``seconds``: the median call on the CPU (a call in a step is a typical call, not the luckiest: 2-9 % slower
         than the fastest for mid-sized GEMMs; at least three calls, so one preempted call cannot stand
         for the point), the mean over the window with CUDA events."""
         import torch
@@ -88,7 +88,7 @@ class _Timer:
         times: list[float] = []
         clock = time.perf_counter
         start = clock()
-        while len(times) < min_calls or (len(times) < MAX_CALLS and clock() - start < seconds):
+        while len(times) < min_calls or (len(times) < MAX_CALLS and clock() - start + times[-1] <= seconds):
             t0 = clock()
             fn()
             times.append(clock() - t0)
@@ -165,9 +165,10 @@ def measure_gemm(dtype: str, device, timer, flop_cap: int = GEMM_FLOP_CAP, sizes
         # not from a cache the previous call warmed: 1.04-1.4x slower here for 1-4 MiB operands.
         size = m * k + n * k
         copies = _cold_copies(size * elem)
-        operands = [(pool[c * size:c * size + m * k].view(m, k),  # x @ Wᵀ, as nn.Linear
-                     pool[c * size + m * k:(c + 1) * size].view(n, k).t()) for c in range(copies)]
-        cycle = itertools.cycle(operands)
+        per_copy = pool[:copies * size].view(copies, size)  # copy c: x (m, k), then W (n, k); x @ Wᵀ as nn.Linear
+        xs = per_copy[:, :m * k].unflatten(1, (m, k)).unbind(0)
+        wts = per_copy[:, m * k:].unflatten(1, (n, k)).transpose(1, 2).unbind(0)
+        cycle = itertools.cycle(tuple(zip(xs, wts)))
         points[(m, n, k)] = best_time(timer, lambda: torch.mm(*next(cycle)))
     axes = (tuple(ms), tuple(sizes), tuple(sizes))
     return Grid(GEMM_AXES, axes, tuple(_fill(points, axes)))
@@ -182,12 +183,10 @@ def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq
     per-head views of one (batch, T, 3·heads·d) projection. The backward is the attention's own autograd
     nodes (grads with respect to those views, the graph retained), so the qkv split's concatenated grad
     and the engine's start, which the op graph counts as their own ops, are not in it."""
-    import torch
     import torch.nn.functional as F
 
     from profiler.model import explicit_attention
 
-    td = getattr(torch, TORCH_DTYPES[dtype])
     attend = ((lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)) if kind == "sdpa"
               else explicit_attention)
     fwd, bwd = {}, {}
@@ -198,13 +197,19 @@ def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq
             for d in dim_axis:
                 if bh * t * t > score_cap:
                     continue
-                qkv = torch.randn(batch, t, 3 * heads * d, device=device, dtype=td, requires_grad=True)
+                size = batch * t * 3 * heads * d  # inputs from the shared pool: no fill per point
+                pool = _input_pool(dtype, device, size + size // 3)
+                qkv = pool[:size].view(batch, t, 3 * heads * d).detach().requires_grad_()
                 q, k, v = (x.view(batch, t, heads, d).transpose(1, 2) for x in qkv.split(heads * d, dim=-1))
-                grad = torch.randn(batch, heads, t, d, device=device, dtype=td)
-                fwd[(bh, t, d)] = best_time(timer, lambda: attend(q, k, v))
-                out = attend(q, k, v)
-                bwd[(bh, t, d)] = best_time(timer, lambda y=out: _backward(y, (q, k, v), grad, retain_graph=True))
-                out = None  # the retained graph goes with the output
+                grad = pool[size:size + size // 3].view(batch, heads, t, d)
+                out: list = [None]  # the last forward's output (and graph): the backward's, no extra forward
+
+                def forward():
+                    out[0] = attend(q, k, v)
+
+                fwd[(bh, t, d)] = best_time(timer, forward)
+                bwd[(bh, t, d)] = best_time(timer, lambda y=out[0]: _backward(y, (q, k, v), grad, retain_graph=True))
+                out[0] = None  # the retained graph goes with the output
     axes = (tuple(bh_axis), tuple(seq_axis), tuple(dim_axis))
     return {"forward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(fwd, axes))),
             "backward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(bwd, axes)))}
