@@ -10,7 +10,8 @@ cold, as an op's inputs in a step are); points whose FLOPs or call time exceed
 a cap are not run: the nearest measured point is scaled. A fixed GEMM read
 after each long grid (``profiler.speed_canary``) finds the grids a shared host's slow
 spell fell on; they are timed again. On CUDA the same code times with CUDA
-events (``_Timer``).
+events (``profiler.kernel_timer``); the whole-step parts (host time, AdamW) are
+``profiler.calibrate_step``'s.
 
 A profile others competed with (``profiler.load_check``: their CPU share while
 it measured) is marked busy; where profiles are cached and when one is reused
@@ -21,17 +22,16 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 import time
 from dataclasses import replace
 from typing import Callable
 
-from estimator.device_profile import (
-    ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, OPTIMIZER_CACHE_ELEMENTS, OPTIMIZER_DRAM_ELEMENTS, DeviceProfile, Grid,
-)
+from estimator.device_profile import ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, DeviceProfile, Grid
 from estimator.errors import ConfigError
 from profiler.adamw import fused_by_default
+from profiler.calibrate_step import FRAMEWORK_PRECISIONS, measure_framework, measure_optimizer
 from profiler.host_allocator import retain_freed_memory
+from profiler.kernel_timer import MIN_REPEATS, KernelTimer, best_time, forward_backward, run_backward
 from profiler.cpu_probe import _model_name, _cpuinfo_fields
 from profiler.load_check import contention_since, read_ticks
 from profiler.speed_canary import SpeedCanary
@@ -48,70 +48,7 @@ ELEMENT_CALL_CAP_S = 0.004  # an elementwise size whose call would take longer i
 COLD_BYTES = 64 << 20  # inputs rotate over this much memory: more than the last-level cache (32 MiB on this EPYC)
 COLD_COPIES = 64  # at most this many copies of a point's inputs (small ones then cycle within the caches)
 ROW = 256  # row width of norm / activation / loss tensors
-CPU_POINT_SECONDS = 0.0015  # time a point for this long (at least MIN_REPEATS calls, at most MAX_CALLS)
-MIN_REPEATS, MAX_CALLS = 3, 20000
-CHAIN = 200  # tiny ops per dispatch-cost chain
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-# ----------------------------------------------------------------- timing seam
-
-class _Timer:
-    """Seconds of one call: ``perf_counter`` on the CPU, CUDA events (then a sync) on a GPU."""
-
-    def __init__(self, device):
-        import torch
-
-        self.device = torch.device(device)
-        self.cuda = self.device.type == "cuda"
-        if self.cuda:
-            self._a, self._b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-    def window(self, fn: Callable[[], object], seconds: float, min_calls: int) -> float:
-        """Seconds per call of ``fn``, called ``min_calls`` times and then while another call fits in
-        ``seconds``: the median call on the CPU (a call in a step is a typical call, not the luckiest: 2-9 % slower
-        than the fastest for mid-sized GEMMs; at least three calls, so one preempted call cannot stand
-        for the point), the mean over the window with CUDA events."""
-        import torch
-
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-            calls = 0
-            start = time.perf_counter()
-            self._a.record()
-            while calls < min_calls or (calls < MAX_CALLS and time.perf_counter() - start < seconds):
-                fn()
-                calls += 1
-            self._b.record()
-            self._b.synchronize()
-            return self._a.elapsed_time(self._b) / 1e3 / calls
-        times: list[float] = []
-        clock = time.perf_counter
-        start = clock()
-        while len(times) < min_calls or (len(times) < MAX_CALLS and clock() - start + times[-1] <= seconds):
-            t0 = clock()
-            fn()
-            times.append(clock() - t0)
-        return statistics.median(times)
-
-    def __call__(self, fn: Callable[[], object]) -> float:
-        if self.cuda:
-            self._a.record()
-            fn()
-            self._b.record()
-            self._b.synchronize()
-            return self._a.elapsed_time(self._b) / 1e3
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-
-
-def best_time(timer: "_Timer", fn: Callable[[], object], point_seconds: float | None = None) -> float:
-    """Seconds per call over a window of ``point_seconds`` (at least ``MIN_REPEATS`` calls), after one
-    warm-up call (``_Timer.window``)."""
-    fn()  # warm-up: allocator, caches, lazy init
-    window = CPU_POINT_SECONDS if point_seconds is None else point_seconds
-    return max(timer.window(fn, window, MIN_REPEATS), 1e-9)
 
 
 def _fill(points: dict[tuple[int, ...], float], axes: tuple[tuple[int, ...], ...]) -> list[float]:
@@ -208,7 +145,7 @@ def measure_attention(kind: str, dtype: str, device, timer, bh_axis=ATTN_BH, seq
                     out[0] = attend(q, k, v)
 
                 fwd[(bh, t, d)] = best_time(timer, forward)
-                bwd[(bh, t, d)] = best_time(timer, lambda y=out[0]: _backward(y, (q, k, v), grad, retain_graph=True))
+                bwd[(bh, t, d)] = best_time(timer, lambda y=out[0]: run_backward(y, (q, k, v), grad, retain_graph=True))
                 out[0] = None  # the retained graph goes with the output
     axes = (tuple(bh_axis), tuple(seq_axis), tuple(dim_axis))
     return {"forward_s": Grid(ATTENTION_AXES, axes, tuple(_fill(fwd, axes))),
@@ -245,7 +182,7 @@ def _elementwise_calls(kernel: str, n: int, dtype: str, device, x=None, g=None) 
         w = torch.ones(ROW, device=device, dtype=td, requires_grad=True)
         xg = x.detach().requires_grad_(True)
         return {"forward": lambda: F.rms_norm(x, (ROW,), w.detach()),
-                "backward": lambda: _grad(lambda: F.rms_norm(xg, (ROW,), w), (xg, w), g)}
+                "backward": lambda: forward_backward(lambda: F.rms_norm(xg, (ROW,), w), (xg, w), g)}
     if kernel == "gelu":
         return {"forward": lambda: F.gelu(x),
                 "backward": lambda: torch.ops.aten.gelu_backward(g, x)}
@@ -257,7 +194,7 @@ def _elementwise_calls(kernel: str, n: int, dtype: str, device, x=None, g=None) 
         target = torch.randint(0, vocab, (logits.shape[0],), device=device)
         lg = logits.detach().requires_grad_(True)
         return {"forward": lambda: F.cross_entropy(logits, target),
-                "backward": lambda: _grad(lambda: F.cross_entropy(lg, target), (lg,))}
+                "backward": lambda: forward_backward(lambda: F.cross_entropy(lg, target), (lg,))}
     if kernel == "embedding":  # one table for every copy of the inputs: a forward reads only its rows
         table = _POOLS.get(("embedding", dtype, str(device)))
         if table is None:
@@ -266,30 +203,6 @@ def _elementwise_calls(kernel: str, n: int, dtype: str, device, x=None, g=None) 
         return {"forward": lambda: F.embedding(idx, table),
                 "backward": lambda: torch.ops.aten.embedding_dense_backward(g, idx, 4096, -1, False)}
     raise ConfigError(f"no micro-benchmark for the elementwise kernel {kernel!r}")
-
-
-def _grad(forward, inputs, grad=None):
-    """Forward + backward through autograd (the kernels with no public backward op)."""
-    import torch
-
-    with torch.enable_grad():
-        return _backward(forward(), inputs, grad)
-
-
-def _backward(output, inputs, grad=None, retain_graph: bool = False):
-    """``torch.autograd.grad(output, inputs, grad)``, straight to the engine where torch has the entry:
-    the public call's check of a given gradient's shape imports sympy, 0.3 s once per process, which a
-    training step (``loss.backward()``, no gradient given) never pays."""
-    import torch
-
-    try:
-        from torch.autograd.graph import _engine_run_backward
-
-        grads = (torch.ones_like(output) if grad is None else grad,)
-        return _engine_run_backward((output,), grads, retain_graph, False, tuple(inputs), False,
-                                    accumulate_grad=False)
-    except (ImportError, TypeError):  # another torch's private entry: the public call
-        return torch.autograd.grad(output, inputs, grad, retain_graph=retain_graph)
 
 
 AUTOGRAD_BACKWARD = ("rmsnorm", "cross_entropy")  # their backward timing includes a forward: subtracted
@@ -371,117 +284,17 @@ def measure_dispatch(device, timer) -> dict[str, float]:
     return {"bare_s": best_time(timer, lambda: torch.mul(a, b))}
 
 
-FRAMEWORK_FAMILIES = {"gpt": "gpt-tiny", "llama": "llama-tiny"}  # block designs: the presets' flags
-# Small instances whose every kernel lies inside the grids (so their kernel time is interpolated, not
-# extrapolated) and costs less than the host work around it: 32 tokens, width 64, 4 heads of 16.
-FRAMEWORK_WIDTH, FRAMEWORK_HEADS, FRAMEWORK_TOKENS, FRAMEWORK_VOCAB = 64, 4, 32, 256
-FRAMEWORK_LAYERS = (1, 3)
-FRAMEWORK_SECONDS, FRAMEWORK_ROUNDS = 0.012, 2  # timing window per instance and round
-FRAMEWORK_PRECISIONS = {"fp32": "fp32", "bf16": "bf16-mixed"}  # the run each measured dtype stands for
-
-
-def _framework_instance(family: str, layers: int):
-    """A small model of ``family``'s block design (norm, MLP, positions, GQA) with ``layers`` blocks."""
-    from estimator.presets import get_model
-
-    base = get_model(FRAMEWORK_FAMILIES[family])
-    return replace(base, name=f"{family}-framework-{layers}", vocab_size=FRAMEWORK_VOCAB,
-                   context_length=FRAMEWORK_TOKENS, d_model=FRAMEWORK_WIDTH, n_layers=layers,
-                   n_heads=FRAMEWORK_HEADS, n_kv_heads=FRAMEWORK_HEADS // 2 if base.kv_heads != base.n_heads else None,
-                   d_ff=None, head_dim=None)
-
-
-def measure_framework(device, timer, grids: DeviceProfile, precisions: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """The host time of a training step of the profiled GPT beyond its kernels, per micro-batch and per
-    block, for each block design x attention kernel x precision: full steps (forward, backward, AdamW) of
-    a 1-block and a 3-block instance, timed in alternating rounds, less their kernels as the measured
-    ``grids`` predict them; the difference is two blocks', the rest the micro-batch's. Python, nn.Module
-    calls, autograd's records and engine, views — all there as in a real step."""
-    from estimator.cost_model import MeasuredCost
-    from estimator.op_graph import step_graph
-    from estimator.step_ops import framework_variant
-    from estimator.setup import TrainSetup
-    from profiler.step import StepOptions, TrainingStep
-
-    impl = next(iter(grids.optimizer)).removeprefix("adamw.")  # the AdamW measured: the instances step it
-    out: dict[str, dict[str, float]] = {}
-    for family in FRAMEWORK_FAMILIES:
-        for flash in (True, False):
-            for precision in precisions:
-                setup = TrainSetup(batch_size=1, seq_len=FRAMEWORK_TOKENS, precision=precision,
-                                   flash_attention=flash)
-                cost = MeasuredCost(grids, None, setup, impl)
-                runs = []
-                for layers in FRAMEWORK_LAYERS:
-                    cfg = _framework_instance(family, layers)
-                    trainer = TrainingStep(cfg, device, StepOptions(
-                        precision=precision, flash_attention=flash, fused_adamw=impl == "fused",
-                        adamw_foreach=impl == "foreach"))
-                    graph = step_graph(cfg, setup)
-                    kernels = sum(cost.cost(op).device_s for op in graph.micro_batch + graph.per_step)
-                    runs.append((trainer, trainer.make_batch(1, FRAMEWORK_TOKENS), kernels, []))
-                for r in range(FRAMEWORK_ROUNDS):  # a warm-up step in the first round only
-                    for trainer, (x, y), _, walls in runs:
-                        step = lambda: trainer.step(x, y)  # noqa: E731
-                        walls.append(best_time(timer, step, FRAMEWORK_SECONDS) if r == 0 else
-                                     timer.window(step, FRAMEWORK_SECONDS, MIN_REPEATS))
-                rest = [statistics.median(walls) - kernels for _, _, kernels, walls in runs]
-                for trainer, *_ in runs:
-                    trainer.close()
-                per_layer = max((rest[1] - rest[0]) / (FRAMEWORK_LAYERS[1] - FRAMEWORK_LAYERS[0]), 1e-9)
-                out[framework_variant(cfg, flash, precision)] = {
-                    "per_step_s": max(rest[0] - FRAMEWORK_LAYERS[0] * per_layer, 1e-9), "per_layer_s": per_layer}
-    return out
-
-
-def measure_optimizer(impl: str, device, timer) -> dict[str, float]:
-    """The training step's AdamW (``profiler.adamw``) step + zero_grad cost = step_s + per_tensor_s·tensors +
-    per_element·elements, solved from tensor lists: few small, many small, few large (cache-resident:
-    per_element_s) and few huge (DRAM-sized, ``OPTIMIZER_DRAM_ELEMENTS``: per_element_dram_s) — each foreach
-    pass sweeps every tensor, so a model's whole optimizer state is the working set."""
-    import torch
-
-    from profiler.adamw import AdamW
-
-    def cost(tensors: int, size: int) -> float:
-        params = [torch.nn.Parameter(torch.randn(size, device=device)) for _ in range(tensors)]
-        kind = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
-        opt = AdamW(params, lr=1e-4, **kind)
-
-        def step():
-            for p in params:
-                p.grad = torch.ones_like(p)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        grads_only = best_time(timer, lambda: [torch.ones_like(p) for p in params])
-        return max(best_time(timer, step, 0.01) - grads_only, 1e-9)
-
-    large, huge = OPTIMIZER_CACHE_ELEMENTS // 4, OPTIMIZER_DRAM_ELEMENTS // 4
-    few_small, many_small, few_large, few_huge = cost(4, 256), cost(64, 256), cost(4, large), cost(4, huge)
-    per_tensor = max((many_small - few_small) / 60, 1e-9)
-    per_element = max((few_large - few_small) / (4 * (large - 256)), 1e-12)
-    per_element_dram = max((few_huge - few_small) / (4 * (huge - 256)), per_element)
-    step = max(few_small - 4 * per_tensor - 4 * 256 * per_element, 1e-9)
-    return {"step_s": step, "per_tensor_s": per_tensor, "per_element_s": per_element,
-            "per_element_dram_s": per_element_dram}
-
-
 def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), optimizer_impl: str | None = None,
                     point_seconds: float | None = None) -> DeviceProfile:
     """Measure every grid on ``device`` with torch's current thread count (a few seconds on a CPU)."""
     import torch
 
-    global CPU_POINT_SECONDS
     dev = torch.device(device)
     if dev.type == "cpu":
         retain_freed_memory()  # the allocator the profiled step runs with (profiler.host_allocator)
-    timer = _Timer(dev)
+    timer = KernelTimer(dev, point_seconds)
     impl = optimizer_impl or ("fused" if fused_by_default(dev.type) else "foreach")  # the AdamW a step uses
     ticks = read_ticks()  # others' CPU use over the measurement decides whether it is kept (load_check)
-    saved = CPU_POINT_SECONDS
-    if point_seconds is not None:
-        CPU_POINT_SECONDS = point_seconds
     start = time.perf_counter()
     try:
         canary = SpeedCanary(dev, timer)
@@ -512,11 +325,10 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
             optimizer=optimizer, gemm_layout=layouts)
         framework = measure_framework(dev, timer, grids, tuple(FRAMEWORK_PRECISIONS[d] for d in dtypes if d in FRAMEWORK_PRECISIONS))
     finally:
-        CPU_POINT_SECONDS = saved
         _POOLS.clear()
     elapsed = time.perf_counter() - start
     contention = contention_since(ticks)
-    notes = [f"median call in a {CPU_POINT_SECONDS * 1e3:g} ms window (at least {MIN_REPEATS}) per point after "
+    notes = [f"median call in a {timer.point_seconds * 1e3:g} ms window (at least {MIN_REPEATS}) per point after "
              "a warm-up call; GEMMs over "
              f"{2 * GEMM_FLOP_CAP / 2 / 1e9:.2g} GFLOP, attention over {ATTN_SCORE_CAP} scores scaled from the "
              "nearest measured point", canary.note()]

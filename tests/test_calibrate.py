@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from estimator.device_profile import dumps, from_dict, load  # noqa: E402
-from profiler import calibrate, profile_cache, speed_canary  # noqa: E402
+from profiler import calibrate, kernel_timer, profile_cache, speed_canary  # noqa: E402
 from tests.fixtures.device_profiles import synthetic_profile  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ def test_unmeasured_points_scale_the_nearest_measured_one():
 
 
 def test_a_real_small_grid_is_valid_and_monotone():
-    timer = calibrate._Timer("cpu")
+    timer = kernel_timer.KernelTimer("cpu")
     with torch.no_grad():
         grid = calibrate.measure_gemm("fp32", torch.device("cpu"), timer, flop_cap=2 * 256**3, sizes=(16, 256),
                                       ms=(16, 256))
@@ -127,17 +127,17 @@ def test_every_grid_point_reads_its_inputs_cold():
 
 
 def test_the_engine_backward_matches_autograd_and_imports_no_sympy():
-    """calibrate._backward is torch.autograd.grad without the gradient-shape check that imports sympy."""
+    """kernel_timer.run_backward is torch.autograd.grad without the gradient-shape check that imports sympy."""
     import subprocess
     import sys
 
     x = torch.randn(3, 4, requires_grad=True)
     g = torch.randn(3, 4)
     y = torch.nn.functional.gelu(x)
-    ours = calibrate._backward(y, (x,), g, retain_graph=True)
+    ours = kernel_timer.run_backward(y, (x,), g, retain_graph=True)
     assert torch.equal(ours[0], torch.autograd.grad(y, (x,), g)[0])
-    code = ("import sys, torch; from profiler import calibrate; x = torch.randn(4, requires_grad=True); "
-            "calibrate._backward(x.exp(), (x,), torch.ones(4)); print('sympy' in sys.modules)")
+    code = ("import sys, torch; from profiler import kernel_timer; x = torch.randn(4, requires_grad=True); "
+            "kernel_timer.run_backward(x.exp(), (x,), torch.ones(4)); print('sympy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
