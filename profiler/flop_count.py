@@ -93,6 +93,29 @@ def counter_step_flops(model: torch.nn.Module, idx: torch.Tensor) -> tuple[int, 
     return int(counter.get_total_flops()), by_op
 
 
+def cpu_sdpa_formulas() -> dict:
+    """FlopCounterMode formulas for the CPU SDPA kernels it has none for (it would count them as 0).
+
+    Forward: q·kᵀ and att·v, 2 matmuls of b·h·s_q·s_k·d each (4·b·h·s_q·s_k·d FLOPs), full TxT as the
+    estimator counts; backward: twice that (4 matmuls, no recompute on the CPU kernel).
+    """
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        b, h, s_q, d = query
+        return 4 * b * h * s_q * key[-2] * d
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return 2 * forward(query, key, value)
+
+    ops = {}
+    for name, formula in (("_scaled_dot_product_flash_attention_for_cpu", forward),
+                          ("_scaled_dot_product_flash_attention_for_cpu_backward", backward)):
+        if hasattr(aten, name):
+            ops[getattr(aten, name)] = formula
+    return ops
+
+
 def count_flops(cfg: ModelConfig, batch_size: int, seq_len: int, use_thop: bool = True,
                 use_counter: bool = True) -> FlopCounts:
     """All three counts for ``cfg`` (already padded if padding is on) at ``batch_size`` x ``seq_len``.

@@ -15,8 +15,8 @@ statistics; the first step is also the *instrumented* one:
   (``estimator.flops.step_flops``: matmul FLOPs, full TxT attention); else
   counted once with ``FlopCounterMode`` around step 1. On the CPU, SDPA
   dispatches to a kernel the counter has no formula for (it would count 0);
-  the nanoGPT-convention formula is registered for it here, so the attention
-  core is counted. On CUDA the counter's flash-attention backward includes the
+  the nanoGPT-convention formula is registered for it
+  (``profiler.flop_count.cpu_sdpa_formulas``), so the attention core is counted. On CUDA the counter's flash-attention backward includes the
   recompute (5 matmuls, not 4): that count is nearer HFU, and says so.
 - Memory: CUDA allocator stats every step (host-side counters: cheap). On the
   CPU, live tensor bytes of step 1 (``LiveStorageTracker``, which costs tens of
@@ -49,7 +49,9 @@ from profiler.events import (
     DeviceDetected, Event, FlopsCounted, JsonlWriter, LogMessage, PredictionReady, RunFailed, RunFinished,
     StepSample,
 )
+from profiler.flop_count import cpu_sdpa_formulas
 from profiler.memory_meter import LiveStorageTracker, process_rss, training_state_tensors
+from profiler.model_facts import infer_precision, model_device, unique_parameters
 from profiler.tracker_summary import tracker_summary
 
 
@@ -131,8 +133,8 @@ class Tracker:
             s.cfg, s.config_path, s.model_name = hf.cfg, str(config), hf.cfg.name
             self._notes.extend(hf.notes)
         s.model_name = s.model_name or type(model).__name__
-        s.torch_device = str(device) if device is not None else _model_device(model)
-        s.precision, s.precision_source = (precision, "given") if precision else _infer_precision(model, s.torch_device)
+        s.torch_device = str(device) if device is not None else model_device(model)
+        s.precision, s.precision_source = (precision, "given") if precision else infer_precision(model, s.torch_device)
         from estimator.precision import get_precision
 
         s.peak_dtype = get_precision(s.precision).matmul_dtype  # ConfigError for an unknown name
@@ -187,7 +189,7 @@ class Tracker:
         if s.precision_source != "given":
             self._log(f"precision {s.precision} {s.precision_source}; pass precision= when the loop runs "
                       "under autocast (the MFU peak is the matmul dtype's)", "info")
-        s.params = sum(p.numel() for p in _unique_parameters(self.model))
+        s.params = sum(p.numel() for p in unique_parameters(self.model))
         self._hook = self.model.register_forward_pre_hook(self._capture_shape, with_kwargs=True)
         self._start_instruments()
         self._mark_start()
@@ -330,7 +332,7 @@ class Tracker:
         if s.cfg is None:
             from torch.utils.flop_counter import FlopCounterMode
 
-            self._counter = FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_formulas())
+            self._counter = FlopCounterMode(display=False, custom_mapping=cpu_sdpa_formulas())
             self._modes.append(self._counter)
         if not self._cuda:
             self._live = LiveStorageTracker("cpu")
@@ -474,33 +476,6 @@ class Tracker:
 
 # ----------------------------------------------------------------- helpers
 
-def _model_device(model: torch.nn.Module) -> str:
-    for p in model.parameters():
-        if p.device.type == "cuda":
-            return f"cuda:{p.device.index or 0}"
-        return p.device.type
-    return "cpu"
-
-
-def _infer_precision(model: torch.nn.Module, torch_device: str) -> tuple[str, str]:
-    dtype = next((p.dtype for p in model.parameters()), torch.float32)
-    if dtype == torch.bfloat16:
-        return "bf16", "inferred from bf16 parameters"
-    if dtype == torch.float16:
-        return "fp16-mixed", "inferred from fp16 parameters (fp16 matmul peak)"
-    if torch_device.startswith("cuda") and torch.backends.cuda.matmul.allow_tf32:
-        return "tf32", "inferred from fp32 parameters with TF32 matmuls on"
-    return "fp32", "inferred from fp32 parameters"
-
-
-def _unique_parameters(model: torch.nn.Module):
-    seen: set[int] = set()
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            yield p
-
-
 def _loss_float(loss: Any) -> float:
     if loss is None:
         return math.nan
@@ -515,26 +490,3 @@ def _distributed():
     import torch.distributed as dist
 
     return dist if dist.is_available() and dist.is_initialized() else None
-
-
-def _cpu_sdpa_formulas() -> dict:
-    """FlopCounterMode formulas for the CPU SDPA kernels it has none for (it would count them as 0).
-
-    Forward: q·kᵀ and att·v, 2 matmuls of b·h·s_q·s_k·d each (4·b·h·s_q·s_k·d FLOPs), full TxT as the
-    estimator counts; backward: twice that (4 matmuls, no recompute on the CPU kernel).
-    """
-    aten = torch.ops.aten
-
-    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
-        b, h, s_q, d = query
-        return 4 * b * h * s_q * key[-2] * d
-
-    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
-        return 2 * forward(query, key, value)
-
-    ops = {}
-    for name, formula in (("_scaled_dot_product_flash_attention_for_cpu", forward),
-                          ("_scaled_dot_product_flash_attention_for_cpu_backward", backward)):
-        if hasattr(aten, name):
-            ops[getattr(aten, name)] = formula
-    return ops
