@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from profiler.events import RunFailed
-from tui.app.app import save_events
+from tui.recording import save_events
 from tui.cli import app
 
 from fixtures.fake_run import fake_run_events

@@ -9,7 +9,7 @@ from estimator.params import count_params
 from estimator.presets import get_model
 from profiler.run_config import RunConfig
 from tui.app import MfutopApp
-from tui.app.app import save_events
+from tui.recording import save_events
 from tui.event_sources import replay_source
 
 from fixtures.app_helpers import is_number, run, table_cells, wait_until

@@ -9,7 +9,7 @@ from textual.widgets import TabbedContent
 from profiler.events import StepSample
 from profiler.run_config import RunConfig
 from tui.app import MfutopApp
-from tui.app.app import save_events
+from tui.recording import save_events
 from tui.app.comparison_table import ComparisonTable
 from tui.app.setup_form import SetupForm
 from tui.event_sources import events_source, replay_source
@@ -362,3 +362,23 @@ def test_the_first_timed_step_of_each_run_is_drawn_at_once():
     assert app._first_measurement(timed, run_id=1)
     assert not app._first_measurement(timed, run_id=1)  # later steps wait for the redraw tick
     assert app._first_measurement(timed, run_id=2)  # a new run: its first step again
+
+
+def test_a_save_that_cannot_write_keeps_the_run_and_says_why(tmp_path, monkeypatch):
+    """A read-only or vanished directory: `s` reports the error in the run log; the app and its events stay."""
+    missing = tmp_path / "gone"
+    monkeypatch.setattr("tui.app.app.default_save_path", lambda: missing / "run.jsonl")
+
+    async def go():
+        app = MfutopApp(source=lambda cancel: fake_run_events(cancel))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(pilot, lambda: app.state.done)
+            before = list(app.state.events)
+            await pilot.press("s")
+            await pilot.pause(0.2)
+            assert app.is_running and app.state.events == before
+            return app
+
+    app = run(go())
+    assert not missing.exists()
+    assert any("could not save the run" in text and "gone" in text for _, text in app.state.logs)

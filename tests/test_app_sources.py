@@ -10,7 +10,7 @@ import pytest
 
 from estimator.errors import ConfigError
 from profiler.events import JsonlWriter, RunFinished
-from tui.app.app import save_events
+from tui.recording import save_events
 from tui.event_sources import events_source, follow_source, read_run_file, replay_source
 
 from fixtures.fake_run import fake_run_events

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typer.testing import CliRunner
 
 from profiler.events import RunFinished, StepSample
-from tui.app.app import save_events
+from tui.recording import save_events
 from tui.cli import app
 
 from fixtures.fake_run import fake_run_events

@@ -189,7 +189,7 @@ def test_an_autostarted_run_gets_no_preview_until_it_ends(peak_cache, monkeypatc
         return preview_run(config)
 
     monkeypatch.setattr("tui.app.app.live_source", held_run)
-    monkeypatch.setattr("tui.app.app.preview_run", counted_preview)
+    monkeypatch.setattr("tui.app.setup_previewing.preview_run", counted_preview)
 
     async def go():
         async with app.run_test(size=(120, 40)) as pilot:
@@ -241,7 +241,7 @@ def test_r_before_the_preview_arrives_waits_for_it(peak_cache, fake_live, monkey
         release.wait(30)
         return real(config, detect)
 
-    monkeypatch.setattr("tui.app.app.preview_run", slow_preview)
+    monkeypatch.setattr("tui.app.setup_previewing.preview_run", slow_preview)
 
     async def go():
         app = MfutopApp(run_config=cpu("gpt-tiny"), autostart=False)

@@ -7,8 +7,9 @@ Used by the headless commands (``--out``) and by the app: a failed open or write
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 
 class Recording:
@@ -51,3 +52,20 @@ class Recording:
                 if self.failed is None:
                     self._fail(exc)
             self._stream = None
+
+
+def save_events(events: Iterable, path: Path) -> None:
+    """Write ``events`` to ``path`` as JSONL (``mfutop replay`` opens it); an OSError is the caller's to
+    report: the events stay where they are."""
+    from profiler.events import JsonlWriter
+
+    with open(path, "w", encoding="utf-8") as stream:
+        writer = JsonlWriter(stream)
+        for event in events:
+            writer.write(event)
+
+
+def default_save_path(directory: Path | None = None) -> Path:
+    """``mfutop-run-YYYYmmdd-HHMMSS.jsonl`` in ``directory`` (the working directory by default)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return (directory or Path.cwd()) / f"mfutop-run-{stamp}.jsonl"

@@ -23,12 +23,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from estimator.errors import ConfigError
 from estimator.units import fmt_seconds
 from profiler.events import (
     DeviceDetected,
-    Event,
-    JsonlWriter,
     LogMessage,
     PredictionReady,
     RunFailed,
@@ -41,12 +38,12 @@ from tui.app.messages import RunEnded, RunEvent
 from tui.app.run_state import RunState
 from tui.app.run_status import RunStatus
 from tui.app.setup_draft import check_draft, draft_from_config
-from tui.app.setup_form import SetupForm
-from tui.app.setup_preview import PreviewReady, RunPreview, preview_details, preview_run
+from tui.app.setup_preview import preview_details
+from tui.app.setup_previewing import SetupPreviewing
 from tui.app.view import StateView
 from tui.event_sources import EventSource, live_source
 from tui.plain_text import plain_str
-from tui.recording import Recording
+from tui.recording import Recording, default_save_path, save_events
 
 REDRAW_S = 0.25  # panels redraw at most this often while events stream
 # ... and this often while a live run measures this very CPU: every OpenMP op of the run waits for both its
@@ -55,10 +52,9 @@ REDRAW_S = 0.25  # panels redraw at most this often while events stream
 CPU_RUN_REDRAW_S = 1.0
 GPU_POLL_S = 1.0  # NVML refresh of the hardware panel during a live GPU run
 QUIT_WAIT_S = 30.0  # how long quitting waits for the run to stop between steps
-PREVIEW_DEBOUNCE_S = 0.3  # the setup's preview is recomputed once the form has been still this long
 
 
-class MfutopApp(App):
+class MfutopApp(SetupPreviewing, App):
     """``MfutopApp(run_config, source, out_path, autostart, title)``.
 
     ``source(cancel)`` returns the events of one run; without one the app runs
@@ -115,14 +111,7 @@ class MfutopApp(App):
         self._last_redraw = 0.0
         self._first_measured_run = -1  # the run whose first timed step was drawn at once
         self._gpu_timer = None
-        self.preview: RunPreview | None = None  # the prediction of the setup on the form, once computed
-        self.preview_status = ""  # what the preview waits for ("predicting…"), or why there is none
-        self.setup_refusal = ""  # why `r` did not start the setup on the form (cleared when it changes)
-        self._preview_seq = 0  # the latest preview asked for; older answers are dropped
-        self._preview_answered = -1  # the latest preview that has arrived (== _preview_seq: current)
-        self._preview_config: RunConfig | None = None
-        self._preview_timer = None
-        self._pending_start: RunConfig | None = None  # `r` pressed before this config's preview arrived
+        self._init_preview()
 
     # ---- layout -------------------------------------------------------------------------------
 
@@ -379,7 +368,13 @@ class MfutopApp(App):
         if self.out_path:
             self.notify(f"This run is recorded live to {self.out_path}.", markup=False)
             return
-        path = self.save_events(default_save_path())
+        try:
+            path = self.save_events(default_save_path())
+        except OSError as exc:  # a read-only directory, a full disk: the events stay in the app
+            self.state.note("error", f"could not save the run: {exc}")
+            self.notify(f"Could not save the run: {exc}", severity="error", markup=False)
+            self.redraw()
+            return
         self.notify(f"Saved {len(self.state.events)} events to {path}", markup=False)
 
     def save_events(self, path: Path) -> Path:
@@ -416,79 +411,6 @@ class MfutopApp(App):
     def _measuring_this_cpu(self) -> bool:
         device = self.state.device
         return self._source is None and self.running and device is not None and device.device == "cpu"
-
-    # ---- setup form ---------------------------------------------------------------------------
-
-    def on_setup_form_changed(self, message: SetupForm.Changed) -> None:
-        self.setup_draft = message.draft
-        self.setup_refusal = ""
-        self._check_setup()
-        self._ask_preview()
-
-    def _check_setup(self) -> None:
-        if self.setup_editable:
-            _, self.setup_errors = check_draft(self.setup_draft, self.run_config)
-
-    def _show_setup(self) -> None:
-        """The form's flagged fields, the refusal line beside them, and the preview."""
-        errors = {**self.setup_errors, **({"refused": self.setup_refusal} if self.setup_refusal else {})}
-        status = self.preview_status
-        if self._pending_start is not None and status:
-            status = "checking the setup before the run: " + status
-        for form in self.query(SetupForm):
-            form.show_errors(errors)
-            form.show_preview(self.preview, status)
-
-    # ---- setup preview ------------------------------------------------------------------------
-
-    def _ask_preview(self, delay: float = PREVIEW_DEBOUNCE_S) -> None:
-        """Recompute the preview of the draft once the form has been still for ``delay`` seconds."""
-        if not self.setup_editable:
-            return
-        if self._preview_timer is not None:
-            self._preview_timer.stop()
-            self._preview_timer = None
-        config, _ = check_draft(self.setup_draft, self.run_config)
-        self._preview_seq += 1
-        self._preview_config = config
-        if config != self._pending_start:
-            self._pending_start = None  # the setup changed after `r`: that start is dropped
-        if config is None:
-            self.preview, self.preview_status = None, "fix the setup to see its prediction"
-        else:
-            self.preview_status = "predicting…"
-            seq = self._preview_seq
-            if delay <= 0:
-                self._preview_worker(config, seq)
-            else:
-                self._preview_timer = self.set_timer(delay, lambda: self._preview_due(config, seq))
-        self._show_setup()
-
-    def _preview_due(self, config: RunConfig, seq: int) -> None:
-        self._preview_timer = None
-        if seq == self._preview_seq:
-            self._preview_worker(config, seq)
-
-    @work(thread=True, exit_on_error=False, group="preview")
-    def _preview_worker(self, config: RunConfig, seq: int) -> None:
-        """The estimator's prediction of ``config`` (torch is imported here, never on the UI thread)."""
-        try:
-            self.post_message(PreviewReady(seq, config, preview_run(config)))
-        except ConfigError as exc:  # no CUDA, a refused shape: the run, if started, reports it itself
-            self.post_message(PreviewReady(seq, config, None, str(exc)))
-        except Exception as exc:  # noqa: BLE001 - a failed preview must not stop the run: it starts unchecked
-            self.post_message(PreviewReady(seq, config, None, f"{type(exc).__name__}: {exc}"))
-
-    def on_preview_ready(self, message: PreviewReady) -> None:
-        if message.seq != self._preview_seq:
-            return  # the form changed since
-        self._preview_answered = message.seq
-        self.preview = message.preview
-        self.preview_status = f"no prediction: {message.error}" if message.error else ""
-        pending, self._pending_start = self._pending_start, None
-        self._show_setup()
-        if pending is not None and pending == message.config and not self.running:
-            self._start_previewed(pending)
 
     def action_leave_field(self) -> None:
         """Escape: close the keys panel if it is open, else leave a text field so the single-key
@@ -534,15 +456,3 @@ class MfutopApp(App):
         yield SystemCommand("Cancel run", "Stop after the current step, keeping what was measured (c)", self.action_cancel)
         yield SystemCommand("Save run", "Write the run's events to a JSONL file for `mfutop replay` (s)", self.action_save)
         yield SystemCommand("Ladder", "Measure the training-speed ladder of this setup, rung by rung (l)", self.action_ladder)
-
-
-def save_events(events: list[Event], path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as stream:
-        writer = JsonlWriter(stream)
-        for event in events:
-            writer.write(event)
-
-
-def default_save_path(directory: Path | None = None) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return (directory or Path.cwd()) / f"mfutop-run-{stamp}.jsonl"
