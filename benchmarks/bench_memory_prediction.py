@@ -8,8 +8,8 @@ activations, logits), i.e. the CPU analogue of ``torch.cuda.max_memory_allocated
 Kernel scratch space and allocator slack are not tensors and are not counted;
 the process RSS growth over the step is printed beside it for scale.
 Predicted: ``estimator.memory.training_memory(..., device_kind="cpu").total`` (the
-phase-aware peak; CPU autocast's bf16 softmax; foreach AdamW, the profiler's choice
-off CUDA) for the same model (padded vocabulary), batch, sequence length and
+phase-aware peak; CPU autocast's bf16 softmax; the AdamW the step runs: fused where
+torch has the CPU kernel, ``estimator.step_overheads.adamw_impl``) for the same model (padded vocabulary), batch, sequence length and
 precision. The old every-term-at-once figure (``sum_of_terms``) is shown beside it.
 
     python benchmarks/bench_memory_prediction.py [--precision fp32 bf16-mixed] [--json]
@@ -25,7 +25,9 @@ import torch
 from estimator.memory import training_memory
 from estimator.presets import get_model
 from estimator.setup import TrainSetup
+from estimator.step_overheads import adamw_impl
 from estimator.units import fmt_bytes
+from profiler.adamw import fused_by_default
 from profiler.memory_meter import LiveStorageTracker, process_rss, training_state_tensors
 from profiler.step import StepOptions, TrainingStep, effective_precision
 
@@ -33,6 +35,7 @@ CASES = (  # (model, batch, seq_len)
     ("gpt-tiny", 8, 128),
     ("gpt-mini", 4, 256),
     ("gpt-small", 2, 256),
+    ("llama-tiny", 4, 256),
 )
 
 
@@ -49,10 +52,11 @@ def measure(name: str, batch: int, seq_len: int, precision: str, flash: bool) ->
         trainer.step(x, y)
     rss_after = process_rss()
     setup = TrainSetup(batch_size=batch, seq_len=seq_len, precision=precision, flash_attention=flash)
-    predicted = training_memory(trainer.cfg, setup, device_kind="cpu", optimizer_impl="foreach")
+    impl = adamw_impl(trainer.options.fused_adamw, trainer.options.adamw_foreach, fused_by_default("cpu"))
+    predicted = training_memory(trainer.cfg, setup, device_kind="cpu", optimizer_impl=impl)
     measured = tracker.peak_bytes
     return {
-        "model": name, "batch_size": batch, "seq_len": seq_len, "precision": precision, "flash_attention": flash,
+        "model": name, "batch_size": batch, "seq_len": seq_len, "precision": precision, "flash_attention": flash, "optimizer_impl": impl,
         "predicted_bytes": predicted.total, "measured_peak_bytes": measured,
         "relative_error": (predicted.total - measured) / measured,
         "peak_phase": predicted.peak_phase, "sum_of_terms_bytes": predicted.sum_of_terms,

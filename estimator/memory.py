@@ -161,7 +161,7 @@ def _stage_memory(cfg: ModelConfig, setup: TrainSetup, p: Precision, batch_size:
     if setup.recompute != "none":  # backward re-materialises one layer at a time
         full = activation_bytes_per_layer(cfg, batch_size, seq_len, p, recompute="none", **kw)["total"]
         buffer = full - per_layer
-    head = head_activation_bytes(cfg, batch_size, seq_len, p, setup.tp, setup.sp) if last else 0
+    head = head_activation_bytes(cfg, batch_size, seq_len, p, setup.tp, setup.sp, device_kind) if last else 0
     logits = logits_bytes(cfg, batch_size, seq_len, p, setup.tp) if last else 0
     sharded = zero == 3 and dp > 1
     # ZeRO-3/FSDP gathers one block at a time in the compute dtype (current + prefetched); autocast's

@@ -12,8 +12,12 @@ selective and full recompute, flash attention (no s² terms, a logsumexp
 instead), and dropout (``TrainSetup.dropout > 0``). Our profiled GPT has no
 dropout, so by default its masks and dropout outputs do not exist: 32·sbh +
 2·a·s²·b per layer with uniform 16-bit activations instead of 34·sbh +
-5·a·s²·b. GQA and SwiGLU use the LLaMA-style derived form (reference/formulas.md
-§3.2). Under fp8 (Transformer Engine) the inputs of the GEMMs are saved in fp8
+5·a·s²·b. SwiGLU uses the LLaMA-style derived form (reference/formulas.md §3.2);
+Q, K and V are counted as the profiled GPT keeps them (``_saved_qkv_elements``:
+RoPE's rotated copies, GQA's K and V expanded to the query heads, as HF's LLaMA
+and torchtitan do), not at §3.2's KV-head size, which a kernel with native GQA
+keeps; on a CPU an RMSNorm also keeps its normalised input
+(``rmsnorm_copy_bytes``). Under fp8 (Transformer Engine) the inputs of the GEMMs are saved in fp8
 (``Precision.gemm_input_bytes``). ZeRO shards over dp·cp (``zero_group``).
 
 Implementation-dependent choices (the residual stream dtype under autocast,
@@ -241,10 +245,11 @@ def activation_bytes_per_layer(cfg: ModelConfig, batch_size: int, seq_len: int, 
     out: dict[str, int] = {}
     kv_per_gpu = ceil_div(cfg.kv_heads, tp)
     heads_per_gpu = ceil_div(cfg.n_heads, tp)
-    out["attention/norm_input"] = rest(r * sbh)
+    normed = rmsnorm_copy_bytes(cfg, p, device_kind)
+    out["attention/norm_input"] = rest((r + normed) * sbh)
     g = p.saved_gemm_input_bytes  # fp8: Transformer Engine saves its GEMM inputs in fp8
     out["attention/qkv_input"] = rest(g * sbh)
-    out["attention/qkv"] = a * sb * cfg.dh * (heads_per_gpu + 2 * kv_per_gpu)
+    out["attention/qkv"] = a * sb * _saved_qkv_elements(cfg, heads_per_gpu, kv_per_gpu)
     if recompute == "selective":
         out["attention/core"] = 0  # recomputed from Q, K, V in backward
     elif flash_attention:
@@ -261,7 +266,7 @@ def activation_bytes_per_layer(cfg: ModelConfig, batch_size: int, seq_len: int, 
 
     k = cfg.top_k  # each token's hidden state is dispatched to k experts
     hidden_tensors = 4 if cfg.gated else 2  # swiglu: gate, up, silu(gate), product; gelu: in, out
-    out["mlp/norm_input"] = rest(r * sbh)
+    out["mlp/norm_input"] = rest((r + normed) * sbh)
     out["mlp/fc_input"] = rest(g * sbh) * k
     # the last hidden tensor (GELU output / SwiGLU product) is the down projection's GEMM input
     out["mlp/hidden"] = ((hidden_tensors - 1) * a + g) * sb * split(f) * k
@@ -272,11 +277,40 @@ def activation_bytes_per_layer(cfg: ModelConfig, batch_size: int, seq_len: int, 
 
 
 def head_activation_bytes(cfg: ModelConfig, batch_size: int, seq_len: int, precision: Precision | str,
-                          tp: int = 1, sp: bool = False) -> int:
-    """Final norm input and the LM head's input (the logits are counted apart)."""
+                          tp: int = 1, sp: bool = False, device_kind: str = "gpu") -> int:
+    """Final norm input (and RMSNorm's normalised copy on a CPU: ``rmsnorm_copy_bytes``) and the LM
+    head's input (the logits are counted apart)."""
     p = resolve_precision(precision)
     sbh = batch_size * seq_len * cfg.d_model
-    return ceil_div((residual_bytes(p) + p.activation_bytes) * sbh, tp if sp else 1)
+    normed = rmsnorm_copy_bytes(cfg, p, device_kind) if cfg.final_norm else 0
+    return ceil_div((residual_bytes(p) + normed + p.activation_bytes) * sbh, tp if sp else 1)
+
+
+def rmsnorm_copy_bytes(cfg: ModelConfig, p: Precision, device_kind: str) -> int:
+    """Bytes per element an RMSNorm saves beyond its input: on a CPU torch's ``_fused_rms_norm`` has no
+    kernel and decomposes (x·rsqrt(mean(x²) + eps)·w), so autograd keeps the normalised x·rstd (in the
+    residual's dtype) beside x and rstd; a CUDA build's kernel keeps x and rstd only, as layer_norm does
+    (``rms_norm_symint``, aten/src/ATen/native/layer_norm.cpp). Measured on the CPU with
+    ``saved_tensors_hooks`` (torch 2.13) and by ``benchmarks/bench_memory_prediction.py``."""
+    return residual_bytes(p) if cfg.norm == "rmsnorm" and device_kind == "cpu" else 0
+
+
+def _saved_qkv_elements(cfg: ModelConfig, heads: int, kv_heads: int) -> int:
+    """Elements per token of Q, K and V that the attention core saves for backward (SDPA and the
+    explicit matmuls keep their inputs), in the profiled GPT's implementation (``profiler.model``):
+    Q, K, V are views of the one fused projection output, which stays alive whole while any view of it
+    is saved; RoPE makes Q and K new tensors (rotated copies); GQA's ``repeat_interleave`` makes K and
+    V new tensors of the query heads' size. So MHA + RoPE keeps the projection *and* the rotated Q, K
+    (5 heads' worth per head); GQA + RoPE only the three new tensors, the projection freed. Measured
+    exact by ``benchmarks/bench_memory_prediction.py`` (llama-tiny and its variants)."""
+    if cfg.is_mla:  # MLA's own projections: the fused-output form
+        return cfg.dh * (heads + 2 * kv_heads)
+    rope, gqa = cfg.position == "rope", kv_heads != heads
+    new_q = heads if rope else 0
+    new_k = heads if gqa else (kv_heads if rope else 0)
+    new_v = heads if gqa else 0
+    fused = heads + 2 * kv_heads if not (new_q and new_k and new_v) else 0  # a saved view keeps it alive
+    return cfg.dh * (fused + new_q + new_k) + cfg.vdh * new_v
 
 
 def logits_bytes(cfg: ModelConfig, batch_size: int, seq_len: int, precision: Precision | str, tp: int = 1) -> int:

@@ -199,7 +199,7 @@ def test_a_setup_that_does_not_fit_is_an_answer_with_its_verdict():
     r = json.loads(result.stdout)
     assert r["fits"] is False and r["params"]["total"] == 68_976_648_192
     assert r["memory"]["total"] > r["memory"]["limit"]
-    assert r["verdict"].startswith("llama-2-70b does not fit at batch 1: needs 1,029.22 GiB")
+    assert r["verdict"].startswith("llama-2-70b does not fit at batch 1: needs 1,029.33 GiB")
     assert "smallest GPU count that fits is 16" in r["verdict"] and r["fit_change"]["smallest_gpus"] == 16
     infer = json.loads(runner.invoke(app, ["estimate", "--model", "llama-2-70b", "--gpu", "t4", "--mode", "infer",
                                            "--json"]).stdout)

@@ -82,7 +82,7 @@ def test_a_setup_that_does_not_fit_says_its_verdict_and_change_on_the_screen():
     r = _prediction("--model", "llama-2-70b", "--gpu", "a100-sxm-80gb")
     lines = _render(r)
     assert len(lines) <= SCREEN_LINES
-    assert lines[1] == "llama-2-70b does not fit at batch 1: needs 1,029.22 GiB, limit 75.50 GiB"
+    assert lines[1] == "llama-2-70b does not fit at batch 1: needs 1,029.33 GiB, limit 75.50 GiB"
     assert lines[2].startswith("nothing fits on 1 GPUs") and "count that fits is" in lines[2] + lines[3]
     assert r["fit_change"]["summary"] in " ".join(lines[2:4]).replace("  ", " ")
     assert not any(line.startswith("! batch 1 does not fit") for line in lines)  # the verdict already says it

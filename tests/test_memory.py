@@ -12,6 +12,7 @@ from estimator.max_batch import default_memory_limit, largest_fitting, max_batch
 from estimator.memory import training_memory
 from estimator.memory_terms import (
     activation_bytes_per_layer,
+    head_activation_bytes,
     logits_bytes,
     model_state_bytes,
     optimizer_bytes_per_param,
@@ -80,21 +81,51 @@ def test_autocast_keeps_fp32_norm_inputs_and_probs():
     assert fp32 == 64 * SBH + 4 * A * S * B
 
 
-def test_llama_gqa_swiglu_derived_form():
-    """formulas.md §3.2: s·b·h·(12 + 4·g·d_h/h) + 8·s·b·f + 4·a·s·b with flash and 16-bit activations."""
+def test_llama_gqa_swiglu_keeps_rotated_q_and_expanded_k_v():
+    """formulas.md §3.2's derived form, s·b·h·(12 + 4·g·d_h/h) + 8·s·b·f + 4·a·s·b (flash, 16-bit), keeps
+    K and V at the KV heads' size, as a kernel with native GQA does. The profiled GPT (as HF's LLaMA and
+    torchtitan) keeps what SDPA is given: the rotated Q and K, V expanded to the query heads by
+    ``repeat_interleave`` (the projection output itself freed) — 3 x 2·s·b·h bytes where the derived form
+    has 2·s·b·h + 4·s·b·g·d_h."""
     m = get_model("llama-3-8b")
     b, s = 2, 4096
     sbh, g_dh, f = s * b * m.d_model, m.kv_heads * m.dh, m.ffn
-    expected = 12 * sbh + 4 * s * b * g_dh + 8 * s * b * f + 4 * m.n_heads * s * b
-    assert activation_bytes_per_layer(m, b, s, "bf16-master")["total"] == expected
+    derived = 12 * sbh + 4 * s * b * g_dh + 8 * s * b * f + 4 * m.n_heads * s * b
+    ours = activation_bytes_per_layer(m, b, s, "bf16-master")["total"]
+    assert ours == derived - (2 * sbh + 4 * s * b * g_dh) + 3 * 2 * sbh
 
 
 def test_gqa_tensor_parallel_keeps_one_kv_head_per_gpu():
-    m = get_model("llama-2-70b")  # 8 KV heads
-    qkv = [activation_bytes_per_layer(m, 1, 1024, "bf16", tp=t)["attention/qkv"] for t in (8, 16)]
-    per_head = 2 * 1024 * m.dh  # bytes of one head's q (or k or v) at batch 1
-    assert qkv[0] == per_head * (64 // 8 + 2 * 1)
-    assert qkv[1] == per_head * (64 // 16 + 2 * 1)  # 16 > 8 KV heads: replicated, still one each
+    """llama-2-70b's 8 KV heads under TP 8 and 16: one KV head per GPU either way (replicated at 16).
+    Without RoPE the fused projection (q heads + 2 KV heads) stays alive beside the expanded K, V; with
+    it only the rotated Q and the expanded K, V (each the GPU's query heads)."""
+    rope = get_model("llama-2-70b")
+    learned = replace(rope, position="learned")
+    per_head = 2 * 1024 * rope.dh  # bytes of one head's q (or k or v) at batch 1
+    for t, heads in ((8, 64 // 8), (16, 64 // 16)):
+        assert activation_bytes_per_layer(learned, 1, 1024, "bf16", tp=t)["attention/qkv"] == \
+            per_head * (heads + 2 * 1 + 2 * heads)
+        assert activation_bytes_per_layer(rope, 1, 1024, "bf16", tp=t)["attention/qkv"] == per_head * 3 * heads
+
+
+def test_mha_with_rope_keeps_the_projection_and_the_rotated_q_k():
+    """q, k, v are views of one fused projection: v keeps it alive, and RoPE's Q and K are new tensors."""
+    m = replace(get_model("gpt2"), position="rope")
+    sbh = 1024 * m.d_model
+    assert activation_bytes_per_layer(m, 1, 1024, "fp32")["attention/qkv"] == 4 * 5 * sbh
+    assert activation_bytes_per_layer(get_model("gpt2"), 1, 1024, "fp32")["attention/qkv"] == 4 * 3 * sbh
+
+
+def test_rmsnorm_on_a_cpu_keeps_its_normalised_copy():
+    """torch's RMSNorm decomposes on a CPU (autograd keeps x·rstd beside x); a CUDA kernel keeps x alone."""
+    m = get_model("llama-tiny")
+    sbh = 256 * m.d_model
+    cpu = activation_bytes_per_layer(m, 1, 256, "fp32", device_kind="cpu")
+    gpu = activation_bytes_per_layer(m, 1, 256, "fp32", device_kind="gpu")
+    assert cpu["attention/norm_input"] == cpu["mlp/norm_input"] == 2 * 4 * sbh
+    assert gpu["attention/norm_input"] == gpu["mlp/norm_input"] == 4 * sbh
+    assert head_activation_bytes(m, 1, 256, "fp32", device_kind="cpu") - head_activation_bytes(m, 1, 256, "fp32") \
+        == 4 * sbh
 
 
 def test_logits_implementation_bytes():
