@@ -47,6 +47,7 @@ ATTENTION_AXES = ("bh", "seq", "head_dim")
 ELEMENTWISE_AXES = ("elements",)
 ATTENTION_PASSES = ("forward_s", "backward_s")
 MAX_AXIS_POINTS = 64
+MAX_CALIBRATIONS = 1000  # a profile averages at most this many measurements (a sanity bound on the file)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class DeviceProfile:
     framework: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default_factory=tuple)
     others_cpu_share: float | None = None  # other processes' share of the CPUs' time while it measured
+    calibrations: int = 1  # measurements it averages (``profiler.profile_merge``)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,7 +127,7 @@ class DeviceProfile:
             "device": {"kind": self.device_kind, "name": self.device_name},
             "torch_version": self.torch_version, "threads": self.threads, "measured_at": self.measured_at,
             "load_average": self.load_average, "others_cpu_share": self.others_cpu_share, "busy": self.busy,
-            "measure_seconds": self.measure_seconds,
+            "measure_seconds": self.measure_seconds, "calibrations": self.calibrations,
             "dispatch": dict(self.dispatch),
             "gemm": {d: g.to_dict() for d, g in self.gemm.items()},
             "attention": {k: {d: {p: g.to_dict() for p, g in by.items()} for d, by in kd.items()}
@@ -250,6 +252,9 @@ def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
         raise r.fail("others_cpu_share", f"expected a fraction in [0, 1] or null, got {share!r}")
     if not isinstance(data.get("busy"), bool):
         raise r.fail("busy", "expected true or false")
+    calibrations = data.get("calibrations", 1)
+    if isinstance(calibrations, bool) or not isinstance(calibrations, int) or not 1 <= calibrations <= MAX_CALIBRATIONS:
+        raise r.fail("calibrations", f"expected an integer from 1 to {MAX_CALIBRATIONS}, got {calibrations!r}")
     dispatch = r.obj(data.get("dispatch"), "dispatch")
     optimizer = r.obj(data.get("optimizer"), "optimizer")
     gemm = r.obj(data.get("gemm"), "gemm")
@@ -270,6 +275,7 @@ def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
         others_cpu_share=None if share is None else float(share),
         busy=data["busy"],
         measure_seconds=r.seconds(data.get("measure_seconds"), "measure_seconds"),
+        calibrations=calibrations,
         dispatch={k: r.seconds(dispatch.get(k), f"dispatch.{k}") for k in DISPATCH_KEYS},
         gemm={str(d): r.grid(g, GEMM_AXES, f"gemm.{d}") for d, g in gemm.items()},
         attention=r.tree(data.get("attention"), ATTENTION_AXES, "attention", ATTENTION_PASSES),

@@ -1,7 +1,8 @@
 """Where a device profile is kept and when a kept one may be used: one JSON file per device, torch version
 and thread count, beside the CPU peak cache (``profiler.cpu_probe.default_cache_path``). A busy machine's
 profile is returned but never cached, a profile from another torch or thread count is not reused, a corrupt
-or non-finite file is re-measured (``estimator.device_profile.load`` validates it). Written atomically.
+or non-finite file is re-measured (``estimator.device_profile.load`` validates it). A re-measurement folds
+into the cached profile (``profiler.profile_merge``) unless reset. Written atomically.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from estimator.device_profile import DeviceProfile, dumps, load
 from estimator.errors import ConfigError
 from profiler import calibrate
 from profiler.cpu_probe import default_cache_path
+from profiler.profile_merge import merge
 
 
 def cache_path(device="cpu", cache_dir: str | os.PathLike | None = None) -> Path:
@@ -65,21 +67,28 @@ def cached_device_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32",),
     return (cached, f"device profile {path}") if reason is None else (None, reason)
 
 
-def device_profile(device="cpu", *, remeasure: bool = False, cache_dir: str | os.PathLike | None = None,
-                   dtypes: tuple[str, ...] = ("fp32", "bf16"), use_cache: bool = True
-                   ) -> tuple[DeviceProfile, dict]:
+def device_profile(device="cpu", *, remeasure: bool = False, reset: bool = False,
+                   cache_dir: str | os.PathLike | None = None, dtypes: tuple[str, ...] = ("fp32", "bf16"),
+                   use_cache: bool = True) -> tuple[DeviceProfile, dict]:
     """The cached profile for this device / torch / threads, or a fresh measurement (then cached unless the
-    machine was busy). Returns (profile, info) with info ``cached``, ``path`` and ``reason`` (why re-measured)."""
+    machine was busy). ``remeasure``: measure again and fold the measurement into the cached profile
+    (``profiler.profile_merge``: a shared machine's typical speed over several calibrations); ``reset``:
+    measure again and replace it. Returns (profile, info) with info ``cached``, ``path``, ``reason`` (why
+    measured) and ``calibrations`` (how many measurements the profile averages)."""
     path = cache_path(device, cache_dir)
-    reason = "remeasure requested" if remeasure else None
-    if use_cache and not remeasure:
-        cached, reason = cached_device_profile(device, dtypes, cache_dir)
-        if cached is not None:
-            return cached, {"cached": True, "path": str(path), "reason": None}
+    reason = "reset requested" if reset else "remeasure requested" if remeasure else None
+    previous = None
+    if use_cache and not reset:
+        cached, why = cached_device_profile(device, dtypes, cache_dir)
+        if cached is not None and not remeasure:
+            return cached, {"cached": True, "path": str(path), "reason": None, "calibrations": cached.calibrations}
+        previous, reason = cached, reason or why
     profile = calibrate.measure_profile(device, dtypes)
+    if previous is not None and not profile.busy:
+        profile = merge(previous, profile)
     if use_cache and not profile.busy:
         try:
             write_atomic(path, dumps(profile))
         except OSError as exc:
             reason = f"{reason}; not cached ({exc})"
-    return profile, {"cached": False, "path": str(path), "reason": reason}
+    return profile, {"cached": False, "path": str(path), "reason": reason, "calibrations": profile.calibrations}

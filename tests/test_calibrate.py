@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from estimator.device_profile import dumps, from_dict, load  # noqa: E402
 from profiler import calibrate, kernel_timer, profile_cache, speed_canary  # noqa: E402
-from tests.fixtures.device_profiles import synthetic_profile  # noqa: E402
+from tests.fixtures.device_profiles import scaled_profile, synthetic_profile  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,36 @@ def test_a_busy_measurement_is_returned_but_not_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(calibrate, "measure_profile", lambda *a, **k: _here(busy=True))
     profile, info = profile_cache.device_profile("cpu", cache_dir=tmp_path)
     assert profile.busy and not profile_cache.cache_path("cpu", tmp_path).exists()
+
+
+def test_a_remeasurement_folds_into_the_cached_profile_and_a_reset_replaces_it(tmp_path, monkeypatch):
+    """--remeasure: each time the geometric mean with the cached one; --reset: the new measurement alone."""
+    base = _here()
+    monkeypatch.setattr(calibrate, "measure_profile", lambda *a, **k: scaled_profile(base, 4.0, measured_at="new"))
+    path = profile_cache.cache_path("cpu", tmp_path)
+    profile_cache.write_atomic(path, dumps(base))
+    folded, info = profile_cache.device_profile("cpu", cache_dir=tmp_path, remeasure=True)
+    assert not info["cached"] and info["calibrations"] == folded.calibrations == 2
+    assert folded.gemm["fp32"].values[7] == pytest.approx(2 * base.gemm["fp32"].values[7])
+    assert load(path) == folded
+    again, info = profile_cache.device_profile("cpu", cache_dir=tmp_path)
+    assert info["cached"] and info["calibrations"] == 2 and again == folded
+    reset, info = profile_cache.device_profile("cpu", cache_dir=tmp_path, reset=True)
+    assert reset.calibrations == 1 and reset.gemm["fp32"].values[7] == pytest.approx(4 * base.gemm["fp32"].values[7])
+    assert load(path) == reset
+
+
+def test_a_remeasurement_folds_neither_into_a_foreign_profile_nor_a_busy_one(tmp_path, monkeypatch):
+    base = _here()
+    fresh = scaled_profile(base, 4.0)
+    monkeypatch.setattr(calibrate, "measure_profile", lambda *a, **k: fresh)
+    path = profile_cache.cache_path("cpu", tmp_path)
+    profile_cache.write_atomic(path, dumps(_here(torch_version="1.0.0")))
+    profile, _ = profile_cache.device_profile("cpu", cache_dir=tmp_path, remeasure=True)
+    assert profile == fresh and profile.calibrations == 1  # another torch's times are not averaged in
+    monkeypatch.setattr(calibrate, "measure_profile", lambda *a, **k: replace(fresh, busy=True))
+    busy, _ = profile_cache.device_profile("cpu", cache_dir=tmp_path, remeasure=True)
+    assert busy.busy and busy.calibrations == 1 and load(path) == fresh  # a busy one neither folds nor caches
 
 
 def test_cache_files_are_per_torch_version_and_threads(tmp_path, monkeypatch):

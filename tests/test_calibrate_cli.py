@@ -49,7 +49,7 @@ def test_calibrate_json_prints_the_profile(monkeypatch, tmp_path):
     from profiler import profile_cache
 
     monkeypatch.setattr(profile_cache, "device_profile",
-                        lambda device, remeasure=False: (synthetic_profile(), {"cached": True, "path": "x",
+                        lambda device, remeasure=False, reset=False: (synthetic_profile(), {"cached": True, "path": "x",
                                                                                "reason": None}))
     out = tmp_path / "copy.json"
     result = CliRunner().invoke(_app(), ["calibrate", "--device", "cpu", "--json", "--out", str(out)])

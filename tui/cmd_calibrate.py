@@ -39,6 +39,8 @@ def _print(data: dict[str, Any]) -> None:
         ("measured at", f"{p['measured_at']} ({_contention(p)}, "
                         f"{'busy: not cached' if p['busy'] else 'idle'})"),
         ("measurement", f"{p['measure_seconds']:.1f} s"),
+        ("calibrations", f"{p.get('calibrations', 1)}" + (" (each time a geometric mean of them; --reset starts "
+                                                           "over)" if p.get("calibrations", 1) > 1 else "")),
         ("file", f"{data['path']} ({'cached' if data['cached'] else 'measured now'})"),
     ):
         head.add_row(label, str(value))
@@ -67,7 +69,11 @@ def _contention(p: dict) -> str:
 
 def calibrate(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    remeasure: bool = typer.Option(False, "--remeasure", help="Measure again, replacing the cached profile."),
+    remeasure: bool = typer.Option(
+        False, "--remeasure", help="Measure again and fold it into the cached profile: each time becomes a "
+        "geometric mean over the calibrations (the newest weighing at least 1/4), a shared machine's typical "
+        "speed rather than one moment's."),
+    reset: bool = typer.Option(False, "--reset", help="Measure again and replace the cached profile."),
     out: str = typer.Option(None, "--out", help="Also write the profile to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (the profile itself under 'profile')."),
 ) -> None:
@@ -79,7 +85,7 @@ def calibrate(
         from profiler.profile_cache import device_profile, write_atomic
 
         dev = _device(device)
-        profile, info = device_profile(dev, remeasure=remeasure)
+        profile, info = device_profile(dev, remeasure=remeasure, reset=reset)
         if out:
             try:
                 write_atomic(Path(out), dumps(profile))
