@@ -1,7 +1,9 @@
 """Accuracy of the measured cost model on the CPU: the op graph timed by a device profile vs real steps.
 
 One device profile is measured first (``profiler.calibrate.measure_profile``,
-never the models' own shapes); then for each config — gpt-tiny, gpt-mini,
+never the models' own shapes): ``--calibrations`` of them back to back, folded
+as ``mfutop calibrate --remeasure`` folds them (``profiler.profile_merge``), the
+first one's own prediction error printed beside ("1 cal."); then for each config — gpt-tiny, gpt-mini,
 gpt-small, llama-tiny x two batch sizes x fp32 / bf16-mixed x SDPA / explicit —
 the profiled GPT trains (``profiler.step.TrainingStep``): warm-up steps, then
 timed steps (``profiler.step_timer.StepTimer``) in interleaved rounds over all configs (the median
@@ -15,7 +17,7 @@ extrapolation cases (batch x4, and larger shapes than any grid point), and
 per category the predicted vs measured time for categories that take >= 10 %
 of the step.
 
-    python benchmarks/bench_cost_model.py [--steps 5] [--rounds 3] [--quick] [--json out.json]
+    python benchmarks/bench_cost_model.py [--steps 5] [--rounds 3] [--calibrations 1] [--quick] [--json out.json]
 
 Targets (issue 17, idle machine): median |error| <= 5 %, max <= 12 %;
 extrapolation max <= 15 %; categories >= 10 % of the step within 20 %.
@@ -68,8 +70,9 @@ def speed_probe() -> float:
 
 
 def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bool, steps: int,
-             warmup: int, breakdown: bool) -> dict:
-    """One config: its predictions, ``steps`` timed steps after ``warmup`` and, when asked, the measured
+             warmup: int, breakdown: bool, first=None) -> dict:
+    """One config: its predictions (from ``profile``, and from ``first``, the first calibration alone, when
+    ``profile`` folds several), ``steps`` timed steps after ``warmup`` and, when asked, the measured
     per-category breakdown of one more step."""
     from profiler.detect import detect_device
     from profiler.step import StepOptions, TrainingStep
@@ -81,6 +84,7 @@ def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bo
     setup = TrainSetup(batch_size=batch, seq_len=seq, precision=precision, flash_attention=flash)
     spec = detect_device("cpu", precision, None).spec
     pred = predict(cfg, spec, setup, check_fit=False, device_profile=profile)["step"]
+    single = predict(cfg, spec, setup, check_fit=False, device_profile=first)["step"] if first is not None else pred
     trainer = TrainingStep(cfg, "cpu", StepOptions(precision=precision, flash_attention=flash))
     x, y = trainer.make_batch(batch, seq)
     load, probe = _load(), speed_probe()
@@ -95,20 +99,20 @@ def run_case(profile, name: str, batch: int, seq: int, precision: str, flash: bo
     trainer.close()
     return {"model": name, "batch_size": batch, "seq_len": seq, "precision": precision,
             "attention": "sdpa" if flash else "explicit", "load": load, "probe_s": [probe],
-            "predicted_s": pred["time_s"],
+            "predicted_s": pred["time_s"], "predicted_single_s": single["time_s"],
             "datasheet_s": pred["spec"]["time_s"], "times": times,
             "extrapolated": pred.get("extrapolated", []), "predicted_categories": pred["categories"],
             "measured_categories": split["categories"] if split else None,
             "breakdown_live": bool(split) and split.get("method") == LIVE_METHOD}
 
 
-def run_rounds(profile, cases: list[tuple], rounds: int, steps: int, warmup: int) -> list[dict]:
+def run_rounds(profile, cases: list[tuple], rounds: int, steps: int, warmup: int, first=None) -> list[dict]:
     """Every case once per round, the rounds one after another, so a slow spell of a shared machine
     lands on every case a little instead of on a few a lot; measured = the median of all timed steps."""
     rows: list[dict] = []
     for r in range(rounds):
         for i, case in enumerate(cases):
-            got = run_case(profile, *case, steps, warmup, breakdown=r == 0)
+            got = run_case(profile, *case, steps, warmup, breakdown=r == 0, first=first)
             if r == 0:
                 rows.append(got)
             else:
@@ -124,20 +128,23 @@ def run_rounds(profile, cases: list[tuple], rounds: int, steps: int, warmup: int
 def print_rows(title: str, rows: list[dict]) -> list[float]:
     print(f"\n{title}")
     print(f"{'model':10} {'B x T':>7} {'precision':>10} {'attn':>8} {'load':>4} | {'pred':>8} {'meas':>8} "
-          f"{'err':>7} | {'spec':>8} {'err':>7} | {'slow':>5} | extrapolated")
+          f"{'err':>7} | {'1 cal.':>7} | {'spec':>8} {'err':>7} | {'slow':>5} | extrapolated")
     errs = []
     for r in rows:
         e, ds = _err(r["predicted_s"], r["measured_s"]), _err(r["datasheet_s"], r["measured_s"])
+        one = _err(r["predicted_single_s"], r["measured_s"])
         errs.append(abs(e))
         print(f"{r['model']:10} {r['batch_size']:>3}x{r['seq_len']:<3} {r['precision']:>10} {r['attention']:>8} "
               f"{r['load']:>4.1f} | {r['predicted_s'] * 1e3:>6.1f}ms {r['measured_s'] * 1e3:>6.1f}ms {e:>+7.1%} | "
-              f"{r['datasheet_s'] * 1e3:>6.1f}ms {ds:>+7.1%} | {r['slowdown']:>4.2f}x | "
+              f"{one:>+7.1%} | {r['datasheet_s'] * 1e3:>6.1f}ms {ds:>+7.1%} | {r['slowdown']:>4.2f}x | "
               f"{','.join(r['extrapolated']) or '-'}")
     if errs:
         spec = [abs(_err(r["datasheet_s"], r["measured_s"])) for r in rows]
+        ones = [abs(_err(r["predicted_single_s"], r["measured_s"])) for r in rows]
         signed = statistics.mean(_err(r["predicted_s"], r["measured_s"]) for r in rows)
         print(f"|error| profile: median {statistics.median(errs):.1%}, max {max(errs):.1%} (mean signed "
-              f"{signed:+.1%});  datasheet: median {statistics.median(spec):.1%}, max {max(spec):.1%}")
+              f"{signed:+.1%});  its first calibration alone: median {statistics.median(ones):.1%}, max "
+              f"{max(ones):.1%};  datasheet: median {statistics.median(spec):.1%}, max {max(spec):.1%}")
     return errs
 
 
@@ -166,27 +173,36 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all configs")
     parser.add_argument("--quick", action="store_true", help="one batch size per model, SDPA only")
+    parser.add_argument("--calibrations", type=int, default=1,
+                        help="calibrations folded into the profile (profiler.profile_merge; 1: a single one)")
     parser.add_argument("--json", help="also write every case to this file")
     args = parser.parse_args()
 
     import torch
 
     from profiler.calibrate import measure_profile
+    from profiler.profile_merge import merge
 
     print(f"uptime before: load average {os.getloadavg()}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
     calibration_probe = speed_probe()
-    start = time.perf_counter()
-    profile = measure_profile("cpu")
-    print(f"device profile: {profile.measure_seconds:.2f} s to measure ({time.perf_counter() - start:.2f} s with "
-          f"setup), load average {profile.load_average}, busy {profile.busy}")
+    calibrations = []
+    for _ in range(max(args.calibrations, 1)):
+        start = time.perf_counter()
+        calibrations.append(measure_profile("cpu"))
+        c = calibrations[-1]
+        print(f"device profile: {c.measure_seconds:.2f} s to measure ({time.perf_counter() - start:.2f} s with "
+              f"setup), load average {c.load_average}, busy {c.busy}; {c.notes[1]}")
+    first, profile = calibrations[0], calibrations[0]
+    for c in calibrations[1:]:
+        profile = merge(profile, c)
     grid = [(name, batch, seq, precision, flash) for name, shapes in BATCHES.items()
             for batch, seq in (shapes[-1:] if args.quick else shapes) for precision in PRECISIONS
             for flash in ((True,) if args.quick else (True, False))]
     extrapolation = [(name, batch, seq, precision, True) for name, batch, seq in EXTRAPOLATION
                      for precision in PRECISIONS]
-    rows = run_rounds(profile, grid, args.rounds, args.steps, args.warmup)
-    extra = run_rounds(profile, extrapolation, args.rounds, args.steps, args.warmup)
+    rows = run_rounds(profile, grid, args.rounds, args.steps, args.warmup, first)
+    extra = run_rounds(profile, extrapolation, args.rounds, args.steps, args.warmup, first)
     for row in rows + extra:
         row["slowdown"] = statistics.median(row["probe_s"]) / calibration_probe
     print_rows("grid configs (profile measured once; no model shape in its grid)", rows)

@@ -71,7 +71,7 @@ def test_a_step_whose_ops_cannot_replay_is_timed_live(monkeypatch):
     trainer.close()
 
 
-def test_the_replay_runs_every_recorded_op_in_order_once_per_round():
+def test_the_replay_runs_every_recorded_op_in_order_once_untimed_then_once_per_round():
     import torch
 
     a = torch.zeros(3)
@@ -82,7 +82,7 @@ def test_the_replay_runs_every_recorded_op_in_order_once_per_round():
     assert [category for *_, category in recorder.ops] == ["elementwise", "elementwise"]
     seconds = replay_seconds(recorder.ops, rounds=3)
     assert len(seconds) == 2 and all(t > 0 for t in seconds)
-    assert a.tolist() == [4.0, 4.0, 4.0]  # the in-place add ran again in each of the three rounds
+    assert a.tolist() == [5.0, 5.0, 5.0]  # the in-place add ran again: the untimed replay, then three rounds
     assert b.tolist() == [2.0, 2.0, 2.0]  # the recorded output itself is not rewritten
 
 

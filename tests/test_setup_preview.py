@@ -97,14 +97,14 @@ def test_gpt2_on_the_cpu_is_a_long_run_of_its_steps_and_search(peak_cache):
     assert preview.fits and preview.device_kind == "cpu" and preview.step_source == "this CPU's cached peak"
     assert preview.auto_batch and preview.batch == 4  # the CPU search stops at 4,096 tokens per step
     assert preview.limit_bytes == RAM // 2 and preview.limit_source == "50% of available RAM"
-    assert preview.run_steps == run_steps(cpu("gpt2"), cpu=True, searched=True) == 2 + 20 + 2  # the probe at batch 4 is the 1st warm-up, the 3rd is tracked; record + replay
+    assert preview.run_steps == run_steps(cpu("gpt2"), cpu=True, searched=True) == 2 + 20 + 3  # the probe at batch 4 is the 1st warm-up, the 3rd is tracked; record + 2 replays
     assert preview.search_probes >= 1 and preview.search_s > 0
     assert preview.duration_s == pytest.approx(preview.run_steps * preview.step_s + preview.search_s)
     assert preview.duration_s > LONG_RUN_S and preview.long
     assert preview.question().startswith("≈ ") and preview.question().endswith(" on this CPU — run anyway?")
     lines = preview_lines(preview)
     assert lines[0].startswith("fits: yes · ") and lines[1].startswith("batch auto → 4 · step ≈ ")
-    assert lines[2].startswith("run ≈ ") and lines[2].endswith(": 24 steps + search")
+    assert lines[2].startswith("run ≈ ") and lines[2].endswith(": 25 steps + search")
     assert "(this CPU's cached peak)" in preview_details(preview)[-2]
 
 

@@ -107,10 +107,10 @@ def run_steps(config: RunConfig, cpu: bool, searched: bool) -> int:
     (one fewer after a search, whose last probe ran at the batch; on a CPU at least two without a
     search, the last one tracked for memory), the timed steps, and
     the breakdown (``step_breakdown.measure_breakdown``): one profiled step, or on an eager CPU one
-    recorded step and its replay (a long step replays once, ``op_timer.REPLAY_ROUNDS``)."""
+    recorded step and its replays (a long step: an untimed and a timed one, ``op_timer.REPLAY_ROUNDS``)."""
     from profiler.timed_steps import warmup_steps
 
-    breakdown = 2 if cpu and not config.compile else 1
+    breakdown = 3 if cpu and not config.compile else 1
     return warmup_steps(config.warmup_steps, cpu, searched, probed_at_batch=searched) + config.steps + breakdown
 
 
