@@ -17,8 +17,8 @@ Q, K and V are counted as the profiled GPT keeps them (``_saved_qkv_elements``:
 RoPE's rotated copies, GQA's K and V expanded to the query heads, as HF's LLaMA
 and torchtitan do), not at §3.2's KV-head size, which a kernel with native GQA
 keeps; on a CPU an RMSNorm also keeps its normalised input
-(``rmsnorm_copy_bytes``). Under fp8 (Transformer Engine) the inputs of the GEMMs are saved in fp8
-(``Precision.gemm_input_bytes``). ZeRO shards over dp·cp (``zero_group``).
+(``rmsnorm_copy_bytes``). Under fp8 (Transformer Engine) the inputs of the
+GEMMs are saved in fp8 (``Precision.gemm_input_bytes``). ZeRO shards over dp·cp (``zero_group``).
 
 Implementation-dependent choices (the residual stream dtype under autocast,
 the bytes the loss keeps, autocast's cached bf16 weight copies, CPU autocast
@@ -300,9 +300,9 @@ def _saved_qkv_elements(cfg: ModelConfig, heads: int, kv_heads: int) -> int:
     explicit matmuls keep their inputs), in the profiled GPT's implementation (``profiler.model``):
     Q, K, V are views of the one fused projection output, which stays alive whole while any view of it
     is saved; RoPE makes Q and K new tensors (rotated copies); GQA's ``repeat_interleave`` makes K and
-    V new tensors of the query heads' size. So MHA + RoPE keeps the projection *and* the rotated Q, K
-    (5 heads' worth per head); GQA + RoPE only the three new tensors, the projection freed. Measured
-    exact by ``benchmarks/bench_memory_prediction.py`` (llama-tiny and its variants)."""
+    V new tensors of the query heads' size. So MHA + RoPE keeps the projection (Q, K, V) *and* the
+    rotated Q and K; GQA + RoPE only the three new tensors, the projection freed. Measured to 0.1 MiB
+    by ``benchmarks/bench_memory_prediction.py`` (llama-tiny and its variants)."""
     if cfg.is_mla:  # MLA's own projections: the fused-output form
         return cfg.dh * (heads + 2 * kv_heads)
     rope, gqa = cfg.position == "rope", kv_heads != heads
