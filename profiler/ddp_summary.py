@@ -50,7 +50,7 @@ def allreduce_bandwidth(device: str, link_bandwidth: float | None, interconnect_
     if copy_bandwidth:
         return copy_bandwidth, (f"gloo on one host: assumed to move data at the measured memcpy bandwidth "
                                 f"{copy_bandwidth / 1e9:.1f} GB/s (an upper bound: gloo copies through TCP loopback)")
-    from estimator.hardware import CPU_DEFAULT_BANDWIDTH
+    from estimator.device_specs import CPU_DEFAULT_BANDWIDTH
 
     return CPU_DEFAULT_BANDWIDTH, (f"gloo on one host: assumed {CPU_DEFAULT_BANDWIDTH / 1e9:.0f} GB/s "
                                    "(the estimator's default CPU memory bandwidth)")

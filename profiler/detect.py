@@ -22,14 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from estimator.errors import ConfigError
-from estimator.hardware import (
-    DTYPES,
-    HardwareSpec,
-    cpu_spec,
-    derived_gpu_spec,
-    match_device_name,
-    with_peak_override,
-)
+from estimator.hardware import DTYPES, HardwareSpec, match_device_name
+from estimator.device_specs import cpu_spec, derived_gpu_spec, with_peak_override
 from estimator.precision import get_precision
 from profiler import cpu_probe, nvml_probe
 from profiler.events import DeviceDetected

@@ -14,7 +14,8 @@ from estimator.communication import (
     group_span,
     link_bandwidth,
 )
-from estimator.hardware import cpu_spec, get_gpu
+from estimator.hardware import get_gpu
+from estimator.device_specs import cpu_spec
 from estimator.ops import Op
 from estimator.setup import Efficiency, TrainSetup
 

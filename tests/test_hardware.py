@@ -13,15 +13,10 @@ import pytest
 
 from estimator import hardware_data
 from estimator.errors import ConfigError
-from estimator.hardware import (
-    DTYPES,
-    HardwareSpec,
+from estimator.hardware import DTYPES, HardwareSpec, get_gpu, gpu_alternatives, list_gpus, match_device_name
+from estimator.device_specs import (
     cpu_spec,
     derived_gpu_spec,
-    get_gpu,
-    gpu_alternatives,
-    list_gpus,
-    match_device_name,
     normalize_compute_capability,
     with_peak_override,
 )

@@ -7,15 +7,8 @@ import pytest
 
 from estimator import hardware_data
 from estimator.errors import ConfigError
-from estimator.hardware import (
-    LINK_KINDS,
-    HardwareSpec,
-    cpu_spec,
-    derived_gpu_spec,
-    get_gpu,
-    list_gpus,
-    match_device_name,
-)
+from estimator.hardware import LINK_KINDS, HardwareSpec, get_gpu, list_gpus, match_device_name
+from estimator.device_specs import cpu_spec, derived_gpu_spec
 
 NEW_ROWS = {"mi325x", "h800-sxm", "h800-pcie", "h20", "a800-sxm-80gb", "a800-pcie-80gb", "gh200-96gb",
             "gh200-144gb", "b300", "gb300", "mi350x", "mi355x", "rtx-5090", "rtx-pro-6000", "a40", "a30", "l20"}

@@ -197,7 +197,7 @@ def test_total_is_monotonic_and_max_batch_exact():
 
 def test_max_batch_on_a_cpu_uses_the_cpu_memory_model():
     """CPU autocast keeps eager softmax in bf16 (2 B, not 4 + 2) and the profiler runs foreach AdamW there."""
-    from estimator.hardware import cpu_spec
+    from estimator.device_specs import cpu_spec
 
     cpu = cpu_spec("Test CPU", 2, 2.6e9, ["avx512f", "avx512_bf16"], 16 * 2**30)
     m = get_model("gpt-small")

@@ -10,7 +10,8 @@ import pytest
 
 from estimator.errors import ConfigError
 from estimator.flops import forward_breakdown
-from estimator.hardware import cpu_spec, get_gpu, with_peak_override
+from estimator.hardware import get_gpu
+from estimator.device_specs import cpu_spec, with_peak_override
 from estimator.op_graph import step_graph
 from estimator.predict import MFU_NA, predict
 from estimator.presets import get_model
@@ -146,7 +147,7 @@ def test_estimator_imports_no_torch():
 
 
 def test_derived_gpu_with_unknown_bandwidth_still_predicts():
-    from estimator.hardware import derived_gpu_spec
+    from estimator.device_specs import derived_gpu_spec
 
     spec = derived_gpu_spec("NVIDIA Mystery 9000", "9.0", 132, 1.83e9, 80 * 2**30)  # bandwidth unknown
     r = predict(get_model("gpt2"), spec, TrainSetup(batch_size=4, dp=2))

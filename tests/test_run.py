@@ -7,7 +7,7 @@ import pytest
 
 from estimator.errors import ConfigError
 from estimator.flops import step_flops
-from estimator.hardware import cpu_spec, with_peak_override
+from estimator.device_specs import cpu_spec, with_peak_override
 from estimator.ops import CATEGORIES
 from estimator.presets import customise, get_model
 from profiler.detect import DetectedDevice

@@ -8,7 +8,8 @@ import pytest
 from estimator.communication import COLLECTIVE_LATENCY_S, communication_seconds, link_bandwidth, ring_all_reduce_s
 from estimator.cost_model import DatasheetCost
 from estimator.step_compose import predict_step
-from estimator.hardware import cpu_spec, get_gpu
+from estimator.hardware import get_gpu
+from estimator.device_specs import cpu_spec
 from estimator.model_config import ModelConfig
 from estimator.op_graph import step_graph
 from estimator.precision import get_precision

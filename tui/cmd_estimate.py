@@ -144,7 +144,8 @@ def estimate(
 ) -> None:
     """Predict params, FLOPs, memory, step time, MFU and max batch (no GPU needed)."""
     with user_errors():
-        from estimator.hardware import get_gpu, with_peak_override
+        from estimator.hardware import get_gpu
+        from estimator.device_specs import with_peak_override
         from estimator.max_batch import does_not_fit
         from dataclasses import replace
 
