@@ -82,3 +82,21 @@ def test_grid_interpolates_in_log_space_and_flags_extrapolation():
     assert t == pytest.approx(1e-5) and ext  # below: the fixed per-call cost
     t, ext = grid.lookup((1000,))
     assert t == pytest.approx(1e-3) and not ext
+
+
+def test_attention_grid_is_linear_in_batch_heads_and_head_dim_and_log_in_seq():
+    """An affine cost (a fixed part plus one in proportion to the size) along bh and head_dim: the midpoint
+    is the two ends' mean there; along seq (T² score work) a power law: the geometric mean."""
+    from estimator.device_profile import ATTENTION_AXES
+
+    # values in row-major order of (bh, seq, head_dim): t = 1 ms + bh · head_dim · seq² / 2^24 s
+    axes = ((4, 36), (128, 512), (16, 64))
+    values = tuple(1e-3 + bh * d * t * t / 2**24 for bh in axes[0] for t in axes[1] for d in axes[2])
+    grid = Grid(ATTENTION_AXES, axes, values)
+    for bh, d in ((20, 16), (4, 40), (20, 40), (12, 64)):
+        t, ext = grid.lookup((bh, 128, d))
+        assert t == pytest.approx(1e-3 + bh * d * 128 ** 2 / 2**24) and not ext  # exact for an affine cost
+    low, high = grid.lookup((4, 128, 16))[0], grid.lookup((4, 512, 16))[0]
+    assert grid.lookup((4, 256, 16))[0] == pytest.approx(math.sqrt(low * high))
+    gemm = Grid(("m", "n", "k"), ((16, 64), (16,), (16,)), (1e-6, 4e-6))
+    assert gemm.lookup((32, 16, 16))[0] == pytest.approx(2e-6)  # GEMM axes stay log-log
