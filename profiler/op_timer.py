@@ -37,7 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from estimator.ops import CATEGORIES
-from profiler.step_breakdown import op_category
+from profiler.step_breakdown import attention_layout_copies, op_category
 
 
 class _StepMode(TorchDispatchMode):
@@ -56,7 +56,18 @@ class _StepMode(TorchDispatchMode):
         if self.in_optimizer:
             return "optimizer"
         shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-        return op_category("aten::" + func.__name__.split(".")[0], shapes)
+        return op_category(aten_name(func), shapes)
+
+
+def aten_name(func) -> str:
+    """``aten::clone`` for ``aten.clone.default``: the name ``step_breakdown`` classifies by."""
+    return "aten::" + func.__name__.split(".")[0]
+
+
+def op_signature(func, args: tuple) -> tuple[str, int]:
+    """An op's aten name and its first tensor input's rank (``step_breakdown.attention_layout_copies``)."""
+    rank = next((a.dim() for a in args if isinstance(a, torch.Tensor)), 0)
+    return aten_name(func), rank
 
 
 class OpTimer(_StepMode):
@@ -64,15 +75,27 @@ class OpTimer(_StepMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.seconds = {c: 0.0 for c in CATEGORIES}
-        self.ops = 0
+        self.timed: list[tuple[tuple[str, int], str, float]] = []  # (op_signature, category, seconds) per op
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         start = time.perf_counter()
         out = func(*args, **(kwargs or {}))
         seconds = time.perf_counter() - start
-        self.seconds[self.category(func, args)] += seconds
-        self.ops += 1
+        self.timed.append((op_signature(func, args), self.category(func, args), seconds))
+        return out
+
+    @property
+    def ops(self) -> int:
+        return len(self.timed)
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Seconds per category (explicit attention's own operand copies counted as attention)."""
+        signatures = [signature for signature, _, _ in self.timed]
+        categories = attention_layout_copies(signatures, [category for _, category, _ in self.timed])
+        out = {c: 0.0 for c in CATEGORIES}
+        for category, (_, _, t) in zip(categories, self.timed):
+            out[category] += t
         return out
 
 
@@ -217,7 +240,8 @@ def time_step_ops(trainer, x, y, reference_s: float | None = None, limit_bytes: 
         ops = recorder = None  # the recorded tensors go before the live steps allocate their own
         return _time_live(trainer, x, y, reference_s)
     categories = {c: 0.0 for c in CATEGORIES}
-    for (_, _, _, category), t in zip(ops, seconds):
+    signatures = [op_signature(func, args) for func, args, *_ in ops]
+    for category, t in zip(attention_layout_copies(signatures, [op[3] for op in ops]), seconds):
         categories[category] += t
     replayed = sum(seconds)
     if replayed > reference:  # the replay ran slower than the step: the split is kept, its sum is the step

@@ -85,6 +85,27 @@ def op_category(name: str, input_shapes) -> str:
     return "elementwise"
 
 
+BATCHED_MATMULS = ("aten::bmm", "aten::baddbmm")
+
+
+def attention_layout_copies(ops: list[tuple[str, int]], categories: list[str]) -> list[str]:
+    """``categories`` with the copies explicit attention makes for its own batched matmuls counted as
+    attention, as the device profile's attention grid times them (inside the core). ``ops``: each op's
+    aten name and its first input's rank. Such a copy is a 4-D operand broadcast (``expand``) and
+    materialised (``clone``) on its way to a ``bmm``; the causal mask's ``ones`` before its ``triu`` too.
+    Other copies stay elementwise: the head merge, the grads, GQA's 5-D repeat of k and v."""
+    out = list(categories)
+    for i, (name, rank) in enumerate(ops):
+        if name == "aten::ones" and i + 1 < len(ops) and ops[i + 1][0] == "aten::triu":
+            out[i] = "attention"
+        if name != "aten::clone" or rank != 4 or i == 0 or ops[i - 1][0] != "aten::expand":
+            continue
+        following = next((n for n, r in ops[i + 1:] if n not in HOST_OPS and (n, r) != ("aten::clone", 4)), None)
+        if following in BATCHED_MATMULS:
+            out[i] = "attention"
+    return out
+
+
 def _under_attention(event: Any) -> bool:
     parent = event.cpu_parent
     while parent is not None:

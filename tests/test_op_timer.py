@@ -108,3 +108,40 @@ def test_an_op_is_timed_around_its_own_run_only():
         a + a
     assert timer.ops == 2
     assert timer.seconds["elementwise"] < 0.01
+
+
+
+@pytest.mark.parametrize("model", ["gpt-tiny", "llama-tiny"])
+def test_explicit_attentions_own_operand_copies_count_as_attention(model):
+    """The copies the attention grid times inside explicit attention (its matmuls' operands, the causal
+    mask) are attention; the head merge's and the grads' copies, and GQA's 5-D repeat, stay elementwise."""
+    from dataclasses import replace
+
+    from profiler.op_timer import op_signature
+    from profiler.step_breakdown import attention_layout_copies
+
+    cfg = replace(get_model(model), n_layers=1)
+    trainer = TrainingStep(cfg, "cpu", StepOptions(precision="fp32", flash_attention=False))
+    x, y = trainer.make_batch(2, 64)  # T unlike head_dim: a (b, h, T, d) tensor is not taken for scores
+    trainer.step(x, y)
+    recorder = OpRecorder(2**30)
+    with recorder:
+        trainer.step(x, y)
+    trainer.close()
+    signatures = [op_signature(func, args) for func, args, *_ in recorder.ops]
+    before = [op[3] for op in recorder.ops]
+    after = attention_layout_copies(signatures, before)
+    moved = sorted(str(tuple(recorder.ops[i][1][0].shape)) if signatures[i][1] else signatures[i][0]
+                   for i in range(len(before)) if before[i] != after[i])
+    heads, dh = cfg.n_heads, cfg.d_model // cfg.n_heads
+    q_or_v, k_t = str((2, heads, 64, dh)), str((2, heads, dh, 64))
+    # per-head views of the fused projection: q, kᵀ and v materialised for the bmm; after GQA's repeat
+    # (contiguous k and v) only q
+    expected = ([q_or_v, k_t, q_or_v] if model == "gpt-tiny" else [q_or_v]) + ["aten::ones"]
+    assert moved == sorted(expected)
+    assert all(before[i] == "elementwise" and after[i] == "attention"
+               for i in range(len(before)) if before[i] != after[i])
+    kept = [s for s, c in zip(signatures, after) if s[0] == "aten::clone" and c == "elementwise"]
+    assert ("aten::clone", 4) in kept  # the head merge and the head-split grads
+    if model == "llama-tiny":
+        assert ("aten::clone", 5) in kept  # GQA's repeat of k and v
