@@ -12,7 +12,9 @@ of every round's steps), then, in the first round, the measured per-category bre
 config: predicted (profile) and measured step time and their error, the
 datasheet prediction's error beside it, the load average, and "slow": a fixed
 cache-resident workload's time before the config over its time at calibration
-(a shared host's neighbours slow small steps by up to 40 % for minutes). Then the
+(a shared host's neighbours slow small steps by up to 40 % for minutes), and "rounds": the slowest
+round's median step over the fastest's (the measurement's own repeatability; "*" when the prediction
+lies between them). Then the
 extrapolation cases (batch x4, and larger shapes than any grid point), and
 per category the predicted vs measured time for categories that take >= 10 %
 of the step.
@@ -113,22 +115,27 @@ def run_rounds(profile, cases: list[tuple], rounds: int, steps: int, warmup: int
     for r in range(rounds):
         for i, case in enumerate(cases):
             got = run_case(profile, *case, steps, warmup, breakdown=r == 0, first=first)
+            got["round_medians"] = [statistics.median(got["times"])]
             if r == 0:
                 rows.append(got)
             else:
+                rows[i]["round_medians"] += got["round_medians"]
                 rows[i]["times"] += got["times"]
                 rows[i]["probe_s"] += got["probe_s"]
                 rows[i]["load"] = max(rows[i]["load"], got["load"])
             print(f"round {r + 1}/{rounds}: {case}", file=sys.stderr)
     for row in rows:
         row["measured_s"], row["measured_min_s"] = statistics.median(row["times"]), min(row["times"])
+        low, high = min(row["round_medians"]), max(row["round_medians"])
+        row["round_spread"] = high / low - 1  # the measurement's own repeatability: the noise floor
+        row["in_round_range"] = low <= row["predicted_s"] <= high
     return rows
 
 
 def print_rows(title: str, rows: list[dict]) -> list[float]:
     print(f"\n{title}")
     print(f"{'model':10} {'B x T':>7} {'precision':>10} {'attn':>8} {'load':>4} | {'pred':>8} {'meas':>8} "
-          f"{'err':>7} | {'1 cal.':>7} | {'spec':>8} {'err':>7} | {'slow':>5} | extrapolated")
+          f"{'err':>7} | {'1 cal.':>7} | {'spec':>8} {'err':>7} | {'slow':>5} {'rounds':>6} | extrapolated")
     errs = []
     for r in rows:
         e, ds = _err(r["predicted_s"], r["measured_s"]), _err(r["datasheet_s"], r["measured_s"])
@@ -136,7 +143,8 @@ def print_rows(title: str, rows: list[dict]) -> list[float]:
         errs.append(abs(e))
         print(f"{r['model']:10} {r['batch_size']:>3}x{r['seq_len']:<3} {r['precision']:>10} {r['attention']:>8} "
               f"{r['load']:>4.1f} | {r['predicted_s'] * 1e3:>6.1f}ms {r['measured_s'] * 1e3:>6.1f}ms {e:>+7.1%} | "
-              f"{one:>+7.1%} | {r['datasheet_s'] * 1e3:>6.1f}ms {ds:>+7.1%} | {r['slowdown']:>4.2f}x | "
+              f"{one:>+7.1%} | {r['datasheet_s'] * 1e3:>6.1f}ms {ds:>+7.1%} | {r['slowdown']:>4.2f}x "
+              f"{r['round_spread']:>6.0%}{'*' if r['in_round_range'] else ' '}| "
               f"{','.join(r['extrapolated']) or '-'}")
     if errs:
         spec = [abs(_err(r["datasheet_s"], r["measured_s"])) for r in rows]
@@ -145,6 +153,10 @@ def print_rows(title: str, rows: list[dict]) -> list[float]:
         print(f"|error| profile: median {statistics.median(errs):.1%}, max {max(errs):.1%} (mean signed "
               f"{signed:+.1%});  its first calibration alone: median {statistics.median(ones):.1%}, max "
               f"{max(ones):.1%};  datasheet: median {statistics.median(spec):.1%}, max {max(spec):.1%}")
+        spreads = [r["round_spread"] for r in rows]
+        print(f"the measurement's own repeatability (rounds: slowest round's median step over the fastest's, "
+              f"less 1): median {statistics.median(spreads):.1%}, max {max(spreads):.1%}; the prediction lies "
+              f"between the fastest and slowest round (*) in {sum(r['in_round_range'] for r in rows)}/{len(rows)}")
     return errs
 
 
