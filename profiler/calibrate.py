@@ -88,6 +88,20 @@ def _cold_copies(input_bytes: int) -> int:
     return max(1, min(COLD_COPIES, COLD_BYTES // max(input_bytes, 1)))
 
 
+def _kept_outputs(call: Callable[[], object], copies: int) -> Callable[[], None]:
+    """``call`` whose results stay alive for ``copies`` calls, as a step keeps its activations: each call
+    then writes a block not written since ``copies`` calls ago, not the one the previous call just freed
+    (still in cache). Measured here for an fp32 add of 512 KiB-4 MiB: 1.06-1.25x the time of an output
+    freed at once; 1.0x at 16 MiB (from DRAM either way)."""
+    ring: list[object] = [None] * max(copies, 1)
+    slot = itertools.count()
+
+    def kept() -> None:
+        ring[next(slot) % len(ring)] = call()
+
+    return kept
+
+
 def measure_gemm(dtype: str, device, timer, flop_cap: int = GEMM_FLOP_CAP, sizes=GEMM_SIZES, ms=GEMM_M) -> Grid:
     import torch
 
@@ -106,7 +120,7 @@ def measure_gemm(dtype: str, device, timer, flop_cap: int = GEMM_FLOP_CAP, sizes
         xs = per_copy[:, :m * k].unflatten(1, (m, k)).unbind(0)
         wts = per_copy[:, m * k:].unflatten(1, (n, k)).transpose(1, 2).unbind(0)
         cycle = itertools.cycle(tuple(zip(xs, wts)))
-        points[(m, n, k)] = best_time(timer, lambda: torch.mm(*next(cycle)))
+        points[(m, n, k)] = best_time(timer, _kept_outputs(lambda: torch.mm(*next(cycle)), copies))
     axes = (tuple(ms), tuple(sizes), tuple(sizes))
     return Grid(GEMM_AXES, axes, tuple(_fill(points, axes)))
 
@@ -248,7 +262,7 @@ def measure_elementwise(kernel: str, dtype: str, device, timer, sizes=ELEMENT_SI
             versions.append(_elementwise_calls(kernel, n, dtype, device, x, g))
         for phase in versions[0]:
             cycle = itertools.cycle([v[phase] for v in versions])
-            out.setdefault(phase, {})[(n,)] = best_time(timer, lambda: next(cycle)())
+            out.setdefault(phase, {})[(n,)] = best_time(timer, _kept_outputs(lambda: next(cycle)(), copies))
     if kernel in AUTOGRAD_BACKWARD:
         out["backward"] = {n: max(t - out["forward"][n], 0.1 * t) for n, t in out["backward"].items()}
     axes = (tuple(sizes),)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import deque
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -179,21 +180,36 @@ class OpRecorder(_StepMode):
         return not self.overflowed
 
 
+KEPT_OUTPUT_BYTES = 64 << 20  # replayed outputs stay alive until this much newer output has been written
+
+
 def replay_seconds(ops: list[tuple[Any, tuple, dict, str]], rounds: int) -> list[float]:
     """Each recorded op's median seconds over ``rounds`` in-order replays (no mode active, grad off), after
     one untimed replay: the first pays what a steady step does not — fresh pages for every output (every
     intermediate stays alive, so nothing is reused) and cold caches (gpt-small 8 x 256 fp32, explicit
-    attention: the first replay 1018 ms, the next two 727 and 767 ms, elementwise 170 against 54-62 ms)."""
+    attention: the first replay 1018 ms, the next two 727 and 767 ms, elementwise 170 against 54-62 ms).
+    Outputs are kept alive for ``KEPT_OUTPUT_BYTES`` of later ones, as a step keeps its activations: an op
+    then writes memory not written just before (as the device profile's grids do, ``calibrate``), not the
+    block the previous op's discarded output freed, which is still in cache."""
     times = [[0.0] * rounds for _ in ops]
     clock = time.perf_counter
+    kept: deque = deque()
+    kept_bytes = 0
     with torch.no_grad():
         for func, args, kwargs, _ in ops:  # the warm-up replay
             func(*args, **kwargs)
         for r in range(rounds):
             for i, (func, args, kwargs, _) in enumerate(ops):
                 start = clock()
-                func(*args, **kwargs)
+                out = func(*args, **kwargs)
                 times[i][r] = clock() - start
+                size = sum(t.nbytes for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+                if size:
+                    kept.append((out, size))
+                    kept_bytes += size
+                    while kept_bytes > KEPT_OUTPUT_BYTES and len(kept) > 1:
+                        kept_bytes -= kept.popleft()[1]
+                del out
     return [statistics.median(t) for t in times]
 
 

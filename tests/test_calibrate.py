@@ -156,6 +156,24 @@ def test_every_grid_point_reads_its_inputs_cold():
     assert calibrate._cold_copies(calibrate.COLD_BYTES) == 1 == calibrate._cold_copies(4 * calibrate.COLD_BYTES)
 
 
+def test_a_grid_point_keeps_its_outputs_alive_as_a_step_keeps_activations():
+    """Each call writes a block not freed by the previous call: the last ``copies`` outputs stay alive."""
+    import weakref
+
+    made: list = []
+
+    def call():
+        made.append(torch.ones(8))
+        return made[-1]
+
+    kept = calibrate._kept_outputs(call, copies=3)
+    refs = []
+    for _ in range(6):
+        kept()
+        refs.append(weakref.ref(made.pop()))
+    assert [r() is not None for r in refs] == [False, False, False, True, True, True]
+
+
 def test_the_engine_backward_matches_autograd_and_imports_no_sympy():
     """kernel_timer.run_backward is torch.autograd.grad without the gradient-shape check that imports sympy."""
     import subprocess

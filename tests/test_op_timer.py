@@ -86,6 +86,30 @@ def test_the_replay_runs_every_recorded_op_in_order_once_untimed_then_once_per_r
     assert b.tolist() == [2.0, 2.0, 2.0]  # the recorded output itself is not rewritten
 
 
+def test_replayed_outputs_stay_alive_for_the_bytes_written_after_them(monkeypatch):
+    """As in a step, an op does not write into the block the previous op's output just freed: outputs are
+    kept until ``KEPT_OUTPUT_BYTES`` of newer ones (here 3 outputs' worth) have been written."""
+    import weakref
+
+    import torch
+
+    from profiler import op_timer
+
+    monkeypatch.setattr(op_timer, "KEPT_OUTPUT_BYTES", 3 * 4096)
+    refs: list = []
+    alive_at_call: list[int] = []
+
+    def op():
+        alive_at_call.append(sum(r() is not None for r in refs))
+        out = torch.ones(1024)  # 4,096 bytes
+        refs.append(weakref.ref(out))
+        return out
+
+    op_timer.replay_seconds([(op, (), {}, "elementwise")], rounds=8)
+    assert max(alive_at_call[1:]) == 3 and alive_at_call[-1] == 3  # the untimed replay's output is not kept
+    assert all(r() is None for r in refs)  # all released once the replay ends
+
+
 def test_recording_stops_holding_tensors_past_its_limit():
     import torch
 
