@@ -22,9 +22,10 @@ from typing import Any
 
 from estimator.errors import ConfigError
 
-SCHEMA = "mfutop.device_profile/5"  # 2: attention backward alone, framework per layer; 3: AdamW per element in
+SCHEMA = "mfutop.device_profile/6"  # 2: attention backward alone, framework per layer; 3: AdamW per element in
 # cache and from DRAM; 4: GEMM operands from 1 MiB on read cold (a /3 profile's GEMMs were timed cache-warm);
-# 5: attention measured up to batch·heads 128 (a /4 profile scaled 32's time, 1.2-1.35x too long on a CPU)
+# 5: attention measured up to batch·heads 128 (a /4 profile scaled 32's time, 1.2-1.35x too long on a CPU);
+# 6: GEMM and elementwise outputs kept alive as a step's (a /5 profile's wrote cache-warm blocks)
 DISPATCH_KEYS = ("bare_s",)
 FRAMEWORK_KEYS = ("per_step_s", "per_layer_s")
 LAYOUT_PASSES = ("backward_input", "backward_weight")

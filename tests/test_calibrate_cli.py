@@ -55,7 +55,7 @@ def test_calibrate_json_prints_the_profile(monkeypatch, tmp_path):
     result = CliRunner().invoke(_app(), ["calibrate", "--device", "cpu", "--json", "--out", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["profile"]["schema"] == "mfutop.device_profile/5" and data["cached"] is True
+    assert data["profile"]["schema"] == "mfutop.device_profile/6" and data["cached"] is True
     assert json.loads(out.read_text()) == data["profile"]
     human = CliRunner().invoke(_app(), ["calibrate", "--device", "cpu"])
     assert human.exit_code == 0 and "GEMM" in human.output
