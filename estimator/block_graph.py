@@ -27,8 +27,7 @@ from estimator.ops import (
 
 
 def prefixed(op: Op, prefix: str) -> Op:
-    return Op(f"{prefix}.{op.name}", op.kernel, op.category, op.phase, op.shape, op.dtype, op.flops, op.bytes,
-              op.host_ops)
+    return replace(op, name=f"{prefix}.{op.name}")
 
 
 def linear_forward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: bool, phase: str,
@@ -42,7 +41,7 @@ def linear_forward(ctx: GraphContext, name: str, d_in: int, d_out: int, bias: bo
         if phase == "forward":
             ops.append(fp8_cast(f"{name}.weight_fp8", phase, d_in * d_out, ctx.res))
         ops.append(fp8_cast(f"{name}.input_fp8", phase, ctx.t * d_in, ctx.a))
-    ops.append(gemm(f"{name}.fwd", phase, ctx.t, d_out, d_in, ctx.mm, host_ops=HOST_OPS["linear"]))
+    ops.append(gemm(f"{name}.fwd", phase, ctx.t, d_out, d_in, ctx.mm, host_ops=HOST_OPS["linear"], bias=bias))
     return ops
 
 

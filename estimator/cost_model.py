@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from estimator.device_profile import DeviceProfile, optimizer_element_seconds
+from estimator.device_profile import BIAS_KEY, DeviceProfile, optimizer_element_seconds
 from estimator.hardware import HardwareSpec
 from estimator import gpu_kernels
 from estimator.ops import DTYPE_BYTES, Op
@@ -94,7 +94,10 @@ class MeasuredCost(_Communication):
         if op.kernel == "gemm":
             grid = self.profile.gemm.get(op.dtype) or self.profile.gemm.get("fp32")
             t, ext = grid.lookup(op.shape)
-            t *= self.profile.gemm_layout.get(op.dtype, {}).get(op.phase, 1.0)  # dY·W, dYᵀ·X vs x·Wᵀ
+            layout = self.profile.gemm_layout.get(op.dtype, {})
+            t *= layout.get(op.phase, 1.0)  # dY·W, dYᵀ·X vs x·Wᵀ
+            if op.bias:  # addmm: the bias added to each output element, where the backend does not fuse it
+                t += layout.get(BIAS_KEY, 0.0) * op.shape[0] * op.shape[1]
             return OpCost(t, 0.0, ext)
         if op.category == "attention":
             grid = self._grid(self.profile.attention, op.kernel, op.dtype, op.phase)

@@ -25,10 +25,12 @@ from estimator.errors import ConfigError
 SCHEMA = "mfutop.device_profile/6"  # 2: attention backward alone, framework per layer; 3: AdamW per element in
 # cache and from DRAM; 4: GEMM operands from 1 MiB on read cold (a /3 profile's GEMMs were timed cache-warm);
 # 5: attention measured up to batch·heads 128 (a /4 profile scaled 32's time, 1.2-1.35x too long on a CPU);
-# 6: GEMM and elementwise outputs kept alive as a step's (a /5 profile's wrote cache-warm blocks)
+# 6: GEMM and elementwise outputs kept alive as a step's (a /5 profile's wrote cache-warm blocks); the bias
+# pass of an addmm (gemm_layout.<dtype>.bias_per_output_s)
 DISPATCH_KEYS = ("bare_s",)
 FRAMEWORK_KEYS = ("per_step_s", "per_layer_s")
 LAYOUT_PASSES = ("backward_input", "backward_weight")
+BIAS_KEY = "bias_per_output_s"  # gemm_layout[dtype]: seconds per output element an addmm adds to its mm
 OPTIMIZER_KEYS = ("step_s", "per_tensor_s", "per_element_s", "per_element_dram_s")
 # The AdamW working sets (parameter elements of a step) at which per_element_s (cache-resident: 4 x 2^18
 # fp32, 16 MiB of weights, gradients and moments) and per_element_dram_s (4 x 2^21, 128 MiB) are measured.
@@ -303,7 +305,8 @@ def from_dict(data: Any, source: str = "<profile>") -> DeviceProfile:
         optimizer={str(name): {k: r.seconds(r.obj(v, f"optimizer.{name}").get(k), f"optimizer.{name}.{k}")
                                for k in OPTIMIZER_KEYS} for name, v in optimizer.items()},
         gemm_layout={str(d): {k: r.seconds(r.obj(v, f"gemm_layout.{d}").get(k), f"gemm_layout.{d}.{k}")
-                              for k in LAYOUT_PASSES} for d, v in layouts.items()},
+                              for k in LAYOUT_PASSES + ((BIAS_KEY,) if BIAS_KEY in r.obj(v, f"gemm_layout.{d}") else ())}
+                     for d, v in layouts.items()},
         framework={str(name): {k: r.seconds(r.obj(v, f"framework.{name}").get(k), f"framework.{name}.{k}")
                                for k in FRAMEWORK_KEYS} for name, v in framework.items()},
         notes=tuple(r.text(n, f"notes[{i}]", 500) for i, n in enumerate(notes)),

@@ -59,6 +59,7 @@ class Op:
     flops: int = 0  # model FLOPs (the analytic convention); 0 for elementwise work
     bytes: int = 0  # bytes read + written by the kernel
     host_ops: int = 0  # kernel-less ops dispatched with it
+    bias: bool = False  # a forward GEMM that adds its Linear's bias (addmm): a pass over its output on some backends
 
     @property
     def forward(self) -> bool:
@@ -69,12 +70,12 @@ class Op:
 
 
 def gemm(name: str, phase: str, m: int, n: int, k: int, dtype: str, category: str = "matmul",
-         host_ops: int = 0) -> Op:
+         host_ops: int = 0, bias: bool = False) -> Op:
     """(m x k) @ (k x n): 2·m·n·k FLOPs; reads both operands, writes the result."""
     b = DTYPE_BYTES[dtype]
     out_b = 2 if dtype == "fp8" else b  # an fp8 GEMM reads 1-byte operands and writes bf16
     return Op(name, "gemm", category, phase, (m, n, k), dtype, 2 * m * n * k, (m * k + k * n) * b + m * n * out_b,
-              host_ops)
+              host_ops, bias)
 
 
 def elementwise(name: str, kernel: str, phase: str, elements: int, dtype: str, host_ops: int = 0) -> Op:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 import time
 from dataclasses import replace
 from typing import Callable
 
-from estimator.device_profile import ATTENTION_AXES, ELEMENTWISE_AXES, GEMM_AXES, DeviceProfile, Grid
+from estimator.device_profile import ATTENTION_AXES, BIAS_KEY, ELEMENTWISE_AXES, GEMM_AXES, DeviceProfile, Grid
 from estimator.errors import ConfigError
 from profiler.adamw import fused_by_default
 from profiler.calibrate_step import FRAMEWORK_PRECISIONS, measure_framework, measure_optimizer
@@ -102,6 +103,23 @@ def _kept_outputs(call: Callable[[], object], copies: int) -> Callable[[], None]
     return kept
 
 
+PREFAULT_BYTES = 2 * COLD_BYTES + (64 << 20)  # the kept outputs of a grid point at most, and a 4096² fp32 GEMM's
+
+
+def _prefault_heap(device, dtypes: tuple[str, ...]) -> None:
+    """The input pools made, then ``PREFAULT_BYTES`` more of the heap touched once and freed (kept by
+    ``host_allocator``): the kept outputs of the grid points then reuse memory already paged in, as a
+    steady step does, instead of each paying fresh pages (here ~1.4 µs a 4 KiB page: a kept 512 KiB bf16
+    output took 285 µs against 105 µs on paged-in memory; fp32 GEMMs of 4096 rows read up to 2.4x slow)."""
+    import torch
+
+    for d in dtypes:
+        _input_pool(d, device, 0)
+    block = torch.empty(PREFAULT_BYTES, dtype=torch.uint8, device=device)
+    block.fill_(0)
+    del block
+
+
 def measure_gemm(dtype: str, device, timer, flop_cap: int = GEMM_FLOP_CAP, sizes=GEMM_SIZES, ms=GEMM_M) -> Grid:
     import torch
 
@@ -120,7 +138,8 @@ def measure_gemm(dtype: str, device, timer, flop_cap: int = GEMM_FLOP_CAP, sizes
         xs = per_copy[:, :m * k].unflatten(1, (m, k)).unbind(0)
         wts = per_copy[:, m * k:].unflatten(1, (n, k)).transpose(1, 2).unbind(0)
         cycle = itertools.cycle(tuple(zip(xs, wts)))
-        points[(m, n, k)] = best_time(timer, _kept_outputs(lambda: torch.mm(*next(cycle)), copies))
+        kept = _cold_copies(m * n * elem)  # outputs kept: as many as fit COLD_BYTES (4096² fp32: one)
+        points[(m, n, k)] = best_time(timer, _kept_outputs(lambda: torch.mm(*next(cycle)), kept))
     axes = (tuple(ms), tuple(sizes), tuple(sizes))
     return Grid(GEMM_AXES, axes, tuple(_fill(points, axes)))
 
@@ -272,9 +291,16 @@ def measure_elementwise(kernel: str, dtype: str, device, timer, sizes=ELEMENT_SI
 LAYOUT_SHAPES = ((1024, 256, 256), (2048, 128, 512), (1024, 512, 128), (256, 1024, 1024))  # (tokens, in, out)
 
 
+BIAS_SHAPES = LAYOUT_SHAPES + ((4096, 64, 64), (4096, 64, 256))  # (tokens, in, out); narrow in: a cheap GEMM
+BIAS_POINT_SECONDS = 0.008  # a difference of two timings: longer windows than a grid point's
+
+
 def measure_gemm_layouts(dtype: str, device, timer) -> dict[str, float]:
     """How much slower the backward GEMMs' layouts run than the forward's x·Wᵀ of the same (m, n, k):
-    dX = dY·W and dW = dYᵀ·X, as the geometric mean over a few mid-sized shapes."""
+    dX = dY·W and dW = dYᵀ·X, as the geometric mean over a few mid-sized shapes; and what adding a
+    Linear's bias costs beyond x·Wᵀ (addmm against mm), per output element, the median over a few shapes:
+    a pass over the output where the backend does not fuse it (on this EPYC bf16: +4-26 %, largest for a
+    narrow input; fp32: none)."""
     import torch
 
     td = getattr(torch, TORCH_DTYPES[dtype])
@@ -286,7 +312,16 @@ def measure_gemm_layouts(dtype: str, device, timer) -> dict[str, float]:
         ratios["backward_input"].append(best_time(timer, lambda: dy @ w) / best_time(timer, lambda: nt_in[0] @ nt_in[1]))
         ratios["backward_weight"].append(best_time(timer, lambda: dy.t() @ x)
                                          / best_time(timer, lambda: nt_w[0] @ nt_w[1]))
-    return {k: math.exp(sum(map(math.log, v)) / len(v)) for k, v in ratios.items()}
+    out = {k: math.exp(sum(map(math.log, v)) / len(v)) for k, v in ratios.items()}
+    per_output = []
+    for t, i, o in BIAS_SHAPES:  # outputs kept alive, as the forward keeps them (``_kept_outputs``)
+        x, w, b = (torch.randn(*s, device=device, dtype=td) for s in ((t, i), (o, i), (o,)))
+        copies = _cold_copies(t * o * x.element_size())  # outputs kept: as many as fit COLD_BYTES
+        plain = best_time(timer, _kept_outputs(lambda: torch.mm(x, w.t()), copies), BIAS_POINT_SECONDS)
+        biased = best_time(timer, _kept_outputs(lambda: torch.addmm(b, x, w.t()), copies), BIAS_POINT_SECONDS)
+        per_output.append((biased - plain) / (t * o))
+    out[BIAS_KEY] = max(statistics.median(per_output), 1e-15)  # none measured: a positive zero
+    return out
 
 
 def measure_dispatch(device, timer) -> dict[str, float]:
@@ -306,6 +341,7 @@ def measure_profile(device="cpu", dtypes: tuple[str, ...] = ("fp32", "bf16"), op
     dev = torch.device(device)
     if dev.type == "cpu":
         retain_freed_memory()  # the allocator the profiled step runs with (profiler.host_allocator)
+        _prefault_heap(dev, dtypes)
     timer = KernelTimer(dev, point_seconds)
     impl = optimizer_impl or ("fused" if fused_by_default(dev.type) else "foreach")  # the AdamW a step uses
     ticks = read_ticks()  # others' CPU use over the measurement decides whether it is kept (load_check)

@@ -191,14 +191,12 @@ def replay_seconds(ops: list[tuple[Any, tuple, dict, str]], rounds: int) -> list
     Outputs are kept alive for ``KEPT_OUTPUT_BYTES`` of later ones, as a step keeps its activations: an op
     then writes memory not written just before (as the device profile's grids do, ``calibrate``), not the
     block the previous op's discarded output freed, which is still in cache."""
-    times = [[0.0] * rounds for _ in ops]
+    times = [[0.0] * (rounds + 1) for _ in ops]  # round 0: the untimed warm-up (its memory paged in)
     clock = time.perf_counter
     kept: deque = deque()
     kept_bytes = 0
     with torch.no_grad():
-        for func, args, kwargs, _ in ops:  # the warm-up replay
-            func(*args, **kwargs)
-        for r in range(rounds):
+        for r in range(rounds + 1):
             for i, (func, args, kwargs, _) in enumerate(ops):
                 start = clock()
                 out = func(*args, **kwargs)
@@ -210,7 +208,7 @@ def replay_seconds(ops: list[tuple[Any, tuple, dict, str]], rounds: int) -> list
                     while kept_bytes > KEPT_OUTPUT_BYTES and len(kept) > 1:
                         kept_bytes -= kept.popleft()[1]
                 del out
-    return [statistics.median(t) for t in times]
+    return [statistics.median(t[1:]) for t in times]
 
 
 RECORD_LIMIT_BYTES = 2 * 2**30  # tensors a recorded step may hold (every intermediate stays alive)

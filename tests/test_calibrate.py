@@ -174,6 +174,14 @@ def test_a_grid_point_keeps_its_outputs_alive_as_a_step_keeps_activations():
     assert [r() is not None for r in refs] == [False, False, False, True, True, True]
 
 
+def test_gemm_layouts_include_the_bias_cost_per_output_element():
+    timer = kernel_timer.KernelTimer("cpu")
+    with torch.no_grad():
+        layouts = calibrate.measure_gemm_layouts("fp32", "cpu", timer)
+    assert set(layouts) == {"backward_input", "backward_weight", calibrate.BIAS_KEY}
+    assert 0 < layouts[calibrate.BIAS_KEY] < 1e-8  # seconds per output element: a small positive figure
+
+
 def test_the_engine_backward_matches_autograd_and_imports_no_sympy():
     """kernel_timer.run_backward is torch.autograd.grad without the gradient-shape check that imports sympy."""
     import subprocess

@@ -57,6 +57,27 @@ def test_backward_layouts_are_charged():
     assert dx == pytest.approx(fwd)
 
 
+def test_a_linears_bias_is_charged_per_output_element_on_its_forward_gemm_only():
+    """addmm = mm + a pass over the output where the backend does not fuse the bias (measured per dtype);
+    the op graph marks the forward GEMMs of Linears that have one (GPT-2's, not LLaMA's)."""
+    per_output = 1e-10
+    profile = synthetic_profile(gemm_layout={"bf16": {"backward_input": 1.0, "backward_weight": 1.0,
+                                                      "bias_per_output_s": per_output}})
+    cost = MeasuredCost(profile, H100, TrainSetup())
+    plain = cost.cost(gemm("g", "forward", 1024, 256, 64, "bf16")).device_s
+    biased = cost.cost(gemm("g", "forward", 1024, 256, 64, "bf16", bias=True)).device_s
+    assert biased - plain == pytest.approx(per_output * 1024 * 256)
+    assert cost.cost(gemm("g", "backward_input", 1024, 256, 64, "bf16")).device_s == pytest.approx(plain)
+    fp32 = cost.cost(gemm("g", "forward", 1024, 256, 64, "fp32", bias=True)).device_s  # none measured: free
+    assert fp32 == pytest.approx(cost.cost(gemm("g", "forward", 1024, 256, 64, "fp32")).device_s)
+    for model, has_bias in (("gpt-tiny", True), ("llama-tiny", False)):
+        ops = [op for seg in step_graph(get_model(model), TrainSetup(batch_size=2, seq_len=32)).segments
+               for op in seg.ops if op.kernel == "gemm"]
+        forward_linears = [op for op in ops if op.phase == "forward" and ".mlp." in op.name]
+        assert forward_linears and all(op.bias == has_bias for op in forward_linears), model
+        assert not any(op.bias for op in ops if op.phase != "forward")
+
+
 def test_cpu_composition_is_the_sum_of_every_op():
     cfg = get_model("gpt-tiny")
     setup = TrainSetup(batch_size=2, seq_len=64, precision="fp32")
