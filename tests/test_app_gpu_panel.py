@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import tui.app.app as app_module
+from tui.app import gpu_polling
 from profiler.events import DeviceDetected, RunFinished
 from profiler.run_config import RunConfig
 from tui.app import MfutopApp
@@ -59,7 +60,7 @@ def test_live_gpu_figures_refresh_from_nvml(monkeypatch):
     from profiler import nvml_probe
 
     monkeypatch.setattr(nvml_probe, "sample_gpus", sample_gpus)
-    monkeypatch.setattr(app_module, "GPU_POLL_S", 0.05)
+    monkeypatch.setattr(gpu_polling, "GPU_POLL_S", 0.05)
 
     async def go():
         app = MfutopApp(run_config=RunConfig(device="cuda"))

@@ -39,6 +39,8 @@ from tui.app.run_state import RunState
 from tui.app.run_status import RunStatus
 from tui.app.setup_draft import check_draft, draft_from_config
 from tui.app.setup_preview import preview_details
+from tui.app.gpu_polling import GpuPolling
+from tui.app.other_screens import OtherScreens
 from tui.app.setup_previewing import SetupPreviewing
 from tui.app.view import StateView
 from tui.event_sources import EventSource, live_source
@@ -50,11 +52,10 @@ REDRAW_S = 0.25  # panels redraw at most this often while events stream
 # threads, so a UI thread taking a core for a moment stalls the step (measured, gpt-tiny on 2 vCPUs: the app
 # used 15 % of a core at 4 redraws a second, 3 % at one)
 CPU_RUN_REDRAW_S = 1.0
-GPU_POLL_S = 1.0  # NVML refresh of the hardware panel during a live GPU run
 QUIT_WAIT_S = 30.0  # how long quitting waits for the run to stop between steps
 
 
-class MfutopApp(SetupPreviewing, App):
+class MfutopApp(SetupPreviewing, OtherScreens, GpuPolling, App):
     """``MfutopApp(run_config, source, out_path, autostart, title)``.
 
     ``source(cancel)`` returns the events of one run; without one the app runs
@@ -307,51 +308,6 @@ class MfutopApp(SetupPreviewing, App):
                 self.notify("The run did not stop in time; quitting anyway.", severity="error", markup=False)
         self.exit()
 
-    def action_compare(self) -> None:
-        """Two recorded runs side by side on their own screen (escape returns); the picker lists the
-        run files beside this app's recording, else those of the current directory."""
-        from tui.app.compare_screen import CompareScreen
-
-        self.push_screen(CompareScreen(directory=self.out_path.parent if self.out_path else None))
-
-    def action_plan(self) -> None:
-        """The planner's best setups for this model across GPU counts on its own screen (escape returns);
-        without a known GPU here it plans for `mfutop plan`'s default GPU, and says so."""
-        from estimator.hardware import get_gpu
-        from estimator.presets import PRESETS
-        from profiler.resolve import default_model
-        from tui.app.plan_screen import PlanScreen
-        from tui.cmd_estimate import DEFAULT_GPU
-
-        device = self.state.device
-        config, _ = check_draft(self.setup_draft, self.run_config)
-        config = config or self.run_config
-        recorded = PRESETS.get(self.state.model_name or "") if self._source is not None else None
-        model = recorded or config.model or default_model(device.device if device else "cpu")
-        gpu = device.spec_key if device is not None and device.device == "cuda" and device.spec_key else None
-        if gpu is None:
-            self.notify(f"No known GPU here: planning {model.name} for {DEFAULT_GPU}.", markup=False)
-        self.push_screen(PlanScreen(model, get_gpu(gpu or DEFAULT_GPU), seq_len=config.seq_len))
-
-    def action_ladder(self) -> None:
-        """The optimisation ladder of the current setup on its own screen (escape returns)."""
-        if self.running:
-            self.notify("A run is in progress; c cancels it first.", severity="warning", markup=False)
-            return
-        if self._source is not None:
-            self.notify("The ladder measures live; this app shows a recorded or remote run.", markup=False)
-            return
-        config, errors = check_draft(self.setup_draft, self.run_config)
-        if config is None:
-            self.notify("Fix the setup first: " + next(iter(errors.values())), severity="error", markup=False)
-            return
-        from tui.app.ladder_screen import LadderScreen
-        from tui.event_sources import ladder_source
-
-        # torch.compile of a CPU model takes about a minute: the rung is listed as skipped there.
-        skip = ("compile",) if self.state.device is not None and self.state.device.device == "cpu" else ()
-        self.push_screen(LadderScreen(source=ladder_source(config, skip=skip)))
-
     def on_unmount(self) -> None:
         # Last resort for exits that skip action_quit (App.exit() from elsewhere, a test harness):
         # stop the source and wait for the worker thread, so no run outlives the app.
@@ -421,31 +377,6 @@ class MfutopApp(SetupPreviewing, App):
             self.action_hide_help_panel()
             return
         self.set_focus(None)
-
-    # ---- GPU figures --------------------------------------------------------------------------
-
-    def _start_gpu_poll(self) -> None:
-        if self._gpu_timer is None:
-            self._gpu_timer = self.set_interval(GPU_POLL_S, self._poll_gpus)
-
-    def _stop_gpu_poll(self) -> None:
-        if self._gpu_timer is not None:
-            self._gpu_timer.stop()
-            self._gpu_timer = None
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="nvml")
-    def _poll_gpus(self) -> None:
-        from profiler import nvml_probe
-
-        try:
-            gpus = list(nvml_probe.sample_gpus())
-        except Exception:  # NVML unsupported / gone: keep the last figures
-            return
-        self.call_from_thread(self._set_gpus, [g for g in gpus if isinstance(g, dict)])
-
-    def _set_gpus(self, gpus: list[dict]) -> None:
-        self.state.gpus = gpus
-        self._dirty = True
 
     # ---- command palette ----------------------------------------------------------------------
 
